@@ -1,0 +1,23 @@
+//! The carbonshift API: custom resources (`carbonshift.dev/v1alpha1`) and the annotation contract on
+//! `batch/v1` Jobs.
+//!
+//! Everything here is plain data plus pure functions; no client, no I/O.
+
+pub mod annotations;
+pub mod condition;
+pub mod crd;
+pub mod forecast;
+pub mod workload;
+
+pub use condition::Condition;
+pub use forecast::{CarbonForecast, CarbonForecastSpec, CarbonForecastStatus, ProviderSpec};
+pub use workload::{CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, Phase};
+
+/// The API group of every carbonshift resource and the prefix of its annotations.
+pub const GROUP: &str = "carbonshift.dev";
+
+/// The API version of the custom resources.
+pub const VERSION: &str = "v1alpha1";
+
+/// The field manager carbonshift uses for every server-side apply.
+pub const FIELD_MANAGER: &str = "carbonshift";

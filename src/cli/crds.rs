@@ -1,0 +1,44 @@
+//! `carbonshift crds`: the CustomResourceDefinitions generated from the Rust types.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::api::crd;
+
+/// Arguments of `carbonshift crds`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Write one file per CRD into this directory (for example `crds/`) instead of printing a
+    /// multi-document YAML stream.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Prints or writes the CRDs.
+pub fn run(args: Args) -> ExitCode {
+    let rendered = match crd::render_all() {
+        Ok(rendered) => rendered,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match args.dir {
+        None => {
+            for (_, yaml) in rendered {
+                print!("---\n{yaml}");
+            }
+        }
+        Some(dir) => {
+            for (file, yaml) in rendered {
+                let path = dir.join(file);
+                if let Err(e) = std::fs::write(&path, yaml) {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

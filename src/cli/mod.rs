@@ -1,0 +1,34 @@
+//! The `carbonshift` command line: one module per subcommand, each with its clap arguments and a
+//! `run` function returning the process exit code.
+
+pub mod crds;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// carbonshift holds deferrable Kubernetes Jobs until the lowest-carbon window that still meets
+/// their deadline.
+#[derive(Debug, Parser)]
+#[command(name = "carbonshift", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
+    Crds(crds::Args),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Crds(args) => crds::run(args),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! carbonshift: a Kubernetes operator that holds deferrable AI training Jobs until the
+//! lowest-carbon window that still meets their deadline.
+//!
+//! The crate is split into a pure core ([`api`] annotation parsing, [`planner`], [`units`]) and an
+//! imperative shell (forecast provider clients, controllers, the admission webhook, the CLI).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod planner;
+pub mod trace;
+pub mod units;
