@@ -184,10 +184,10 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
         if let Ok(t) = DateTime::parse_from_str(text, format) {
             return Some(t.to_utc());
         }
-        if format.ends_with('Z') {
-            if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
-                return Some(t.and_utc());
-            }
+        if format.ends_with('Z')
+            && let Ok(t) = NaiveDateTime::parse_from_str(text, format)
+        {
+            return Some(t.and_utc());
         }
     }
     for format in [

@@ -23,34 +23,14 @@ use super::Condition;
     status = "CarbonForecastStatus",
     derive = "PartialEq",
     doc = "A grid region's carbon-intensity forecast, refreshed from a provider by carbonshift.",
-    printcolumn(name = "Provider", type_ = "string", json_path = ".status.provider"),
-    printcolumn(name = "Region", type_ = "string", json_path = ".status.region"),
-    printcolumn(
-        name = "Now (g/kWh)",
-        type_ = "number",
-        json_path = ".status.currentIntensity"
-    ),
-    printcolumn(
-        name = "Lowest Ahead",
-        type_ = "number",
-        json_path = ".status.lowestIntensity"
-    ),
-    printcolumn(name = "Lowest At", type_ = "string", json_path = ".status.lowestAt"),
-    printcolumn(
-        name = "Updated",
-        type_ = "date",
-        json_path = ".status.lastRefreshTime"
-    ),
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name": "Provider", "type": "string", "jsonPath": ".status.provider"}"#,
+    printcolumn = r#"{"name": "Region", "type": "string", "jsonPath": ".status.region"}"#,
+    printcolumn = r#"{"name": "Now (g/kWh)", "type": "number", "jsonPath": ".status.currentIntensity"}"#,
+    printcolumn = r#"{"name": "Lowest Ahead", "type": "number", "jsonPath": ".status.lowestIntensity"}"#,
+    printcolumn = r#"{"name": "Lowest At", "type": "string", "jsonPath": ".status.lowestAt"}"#,
+    printcolumn = r#"{"name": "Updated", "type": "date", "jsonPath": ".status.lastRefreshTime"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CarbonForecastSpec {

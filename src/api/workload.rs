@@ -21,34 +21,14 @@ use super::Condition;
     status = "CarbonWorkloadStatus",
     derive = "PartialEq",
     doc = "carbonshift's record of one deferrable Job: its constraints, its plan and what happened.",
-    printcolumn(name = "Job", type_ = "string", json_path = ".spec.jobRef.name"),
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(
-        name = "Planned Start",
-        type_ = "string",
-        json_path = ".status.plannedStart"
-    ),
-    printcolumn(name = "Deadline", type_ = "string", json_path = ".status.deadline"),
-    printcolumn(
-        name = "Expected g/kWh",
-        type_ = "number",
-        json_path = ".status.expectedIntensity"
-    ),
-    printcolumn(
-        name = "Run-Now g/kWh",
-        type_ = "number",
-        json_path = ".status.runNowIntensity"
-    ),
-    printcolumn(
-        name = "Saving %",
-        type_ = "number",
-        json_path = ".status.savingsPercent"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
+    printcolumn = r#"{"name": "Job", "type": "string", "jsonPath": ".spec.jobRef.name"}"#,
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Planned Start", "type": "string", "jsonPath": ".status.plannedStart"}"#,
+    printcolumn = r#"{"name": "Deadline", "type": "string", "jsonPath": ".status.deadline"}"#,
+    printcolumn = r#"{"name": "Expected g/kWh", "type": "number", "jsonPath": ".status.expectedIntensity"}"#,
+    printcolumn = r#"{"name": "Run-Now g/kWh", "type": "number", "jsonPath": ".status.runNowIntensity"}"#,
+    printcolumn = r#"{"name": "Saving %", "type": "number", "jsonPath": ".status.savingsPercent"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CarbonWorkloadSpec {
