@@ -8,6 +8,8 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod metrics;
 pub mod planner;
+pub mod telemetry;
 pub mod trace;
 pub mod units;
