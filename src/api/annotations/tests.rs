@@ -153,6 +153,9 @@ impl JobBuilder {
     }
 }
 
+/// Annotation key-value pairs of a test case.
+type Annotations<'a> = Vec<(&'a str, &'a str)>;
+
 fn parse_with_defaults(job: &Job) -> Result<Option<Deferral>, AnnotationError> {
     parse(job, &AnnotationDefaults::default(), t(NOW))
 }
@@ -225,7 +228,7 @@ fn jobs_that_do_not_opt_in_are_ignored_whatever_else_they_say() {
 fn every_malformed_annotation_gives_its_own_error() {
     use AnnotationError as E;
     let long_name = "a".repeat(254);
-    let cases: Vec<(&str, Vec<(&str, &str)>, AnnotationError)> = vec![
+    let cases: Vec<(&str, Annotations, AnnotationError)> = vec![
         (
             "deferrable yes",
             vec![(DEFERRABLE, "yes")],
