@@ -356,7 +356,7 @@ pub fn parse_quantity(text: &str) -> Result<f64, QuantityError> {
 
 /// Why a deferrable Job's annotations (or the pod template the power estimate reads) cannot be
 /// used. Each message names the annotation or field, the value given and the expected form.
-#[derive(Debug, Clone, PartialEq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AnnotationError {
     /// A boolean annotation is neither `"true"` nor `"false"`.
     #[error("{key}: {value:?} is not a boolean; expected {BOOLEAN_FORM}")]
