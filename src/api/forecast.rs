@@ -7,11 +7,17 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Condition;
+use super::crd::{DNS1123_SUBDOMAIN, DURATION_PATTERN, known_formats_only};
 
-/// A grid region's carbon-intensity forecast, refreshed from a provider by the operator.
+/// The most forecast points a CarbonForecast holds, in `spec.provider.static.points` and in
+/// `status.points`: one week at 5-minute resolution. Providers keep the earliest points ahead
+/// when they have more.
+pub const MAX_POINTS: usize = 2016;
+
+/// Which provider to ask for the region's forecast, and how often.
 ///
-/// Cluster-scoped: Jobs in every namespace name it with the `carbonshift.dev/forecast`
-/// annotation.
+/// A CarbonForecast is cluster-scoped: Jobs in every namespace name it with the
+/// `carbonshift.dev/forecast` annotation.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "carbonshift.dev",
@@ -33,31 +39,37 @@ use super::Condition;
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = known_formats_only)]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.provider.electricityMaps) || has(self.provider.wattTime)) || has(self.credentialsSecretRef)",
+    "message": "electricityMaps and wattTime need credentialsSecretRef: a Secret with key token (Electricity Maps) or keys username and password (WattTime)"
+}]))]
 pub struct CarbonForecastSpec {
     /// Where the forecast comes from: exactly one provider key.
     pub provider: ProviderSpec,
     /// A Secret in the operator's namespace with the provider's credentials: key `token` for
-    /// Electricity Maps, keys `username` and `password` for WattTime. Not needed for the UK Carbon
-    /// Intensity API, the Carbon Aware SDK, static points or traces.
+    /// Electricity Maps, keys `username` and `password` for WattTime (required for both). Not
+    /// needed for the UK Carbon Intensity API, the Carbon Aware SDK, static points or traces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretRef>,
     /// How often to fetch a new forecast, for example `15m` or `1h` (units s, m, h, d).
     /// Default `30m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
     pub refresh_interval: Option<String>,
     /// After how long without a successful refresh the forecast counts as stale (`Ready=False`,
     /// reason `Stale`); stale data is not used for new plans. Default `3h`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
     pub stale_after: Option<String>,
-    /// Overrides the provider's API base URL (a proxy, a mirror or a test server).
+    /// Overrides the provider's API base URL (a proxy, a mirror or a test server), for example
+    /// `https://api.carbonintensity.org.uk`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
     pub base_url: Option<String>,
 }
 
-/// The source of a forecast. Exactly one key may be set.
+/// The source of a forecast: exactly one key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ProviderSpec {
@@ -79,14 +91,19 @@ pub enum ProviderSpec {
 /// UK Carbon Intensity API region selection. Set at most one of `regionId` and `postcode`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.regionId) && has(self.postcode))",
+    "message": "set at most one of regionId and postcode"
+}]))]
 pub struct UkCarbonIntensity {
     /// Region 1–17 of the API (for example 13 = London); unset for the national forecast.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 17))]
     pub region_id: Option<u8>,
-    /// Outward part of a UK postcode, for example `SW1A` or `RG10`.
+    /// Outward part of a UK postcode (the part before the space), for example `SW1A` or `RG10`;
+    /// unset for the national forecast.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z]{1,2}[0-9][A-Za-z0-9]?$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z]{1,2}[0-9][A-Za-z0-9]?$"), length(max = 4))]
     pub postcode: Option<String>,
 }
 
@@ -95,7 +112,7 @@ pub struct UkCarbonIntensity {
 #[serde(rename_all = "camelCase")]
 pub struct ElectricityMaps {
     /// Zone identifier, for example `DE`, `FR` or `US-CAL-CISO`.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub zone: String,
 }
 
@@ -104,11 +121,11 @@ pub struct ElectricityMaps {
 #[serde(rename_all = "camelCase")]
 pub struct WattTime {
     /// Balancing-authority region, for example `CAISO_NORTH`.
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub region: String,
     /// Signal type; default `co2_moer` (marginal CO2 emission rate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9_]+$"))]
     pub signal_type: Option<String>,
 }
 
@@ -117,10 +134,10 @@ pub struct WattTime {
 #[serde(rename_all = "camelCase")]
 pub struct CarbonAwareSdk {
     /// Base URL of the WebAPI, for example `http://carbon-aware-sdk.carbon.svc:8080`.
-    #[schemars(regex(pattern = r"^https?://"))]
+    #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
     pub url: String,
     /// Location name the SDK knows, for example `eastus` or `westeurope`.
-    #[schemars(length(min = 1, max = 128))]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9_.-]+$"))]
     pub location: String,
 }
 
@@ -128,26 +145,33 @@ pub struct CarbonAwareSdk {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StaticPoints {
-    /// Points in time order; each value holds until the next point's start.
-    #[schemars(length(min = 1, max = 2016))]
+    /// Points in time order; each value holds until the next point's start, the last one for
+    /// as long as the previous interval (one hour when there is a single point). At most 2016.
+    #[schemars(length(min = 1, max = MAX_POINTS))]
     pub points: Vec<IntensityPoint>,
 }
 
-/// A CSV trace, from a ConfigMap or compiled into the operator.
+/// A CSV trace, from a ConfigMap or compiled into the operator: set exactly one of
+/// `configMapRef` and `builtin`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.configMapRef) != has(self.builtin)",
+    "message": "set exactly one of configMapRef and builtin"
+}]))]
 pub struct Trace {
-    /// A ConfigMap in the operator's namespace holding the CSV (first column a timestamp, the
-    /// intensity in the second column or in `column`).
+    /// A ConfigMap in the operator's namespace holding the CSV: a header line, a timestamp in the
+    /// first column, the intensity (gCO2eq/kWh) in the second column or in `column`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map_ref: Option<ConfigMapKeyRef>,
-    /// Name of a trace compiled into the operator, for example `gb-2020`; see
-    /// `carbonshift forecast --provider trace --help` for the list.
+    /// Name of a trace compiled into the operator (one of the allowed values), for example
+    /// `gb-2020` for Great Britain in 2020.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 64))]
+    #[schemars(extend("enum" = builtin_trace_names()))]
     pub builtin: Option<String>,
-    /// Name of the intensity column; default the second column.
+    /// Name of the intensity column in the CSV header; default the second column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
     pub column: Option<String>,
 }
 
@@ -156,10 +180,11 @@ pub struct Trace {
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapKeyRef {
     /// ConfigMap name.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     pub name: String,
     /// Key holding the CSV; default `trace.csv`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
     pub key: Option<String>,
 }
 
@@ -168,7 +193,7 @@ pub struct ConfigMapKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
     /// Secret name.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     pub name: String,
 }
 
@@ -183,9 +208,10 @@ pub struct IntensityPoint {
     pub intensity: f64,
 }
 
-/// What the operator last learned from the provider.
+/// What the operator last learned from the provider. Written by carbonshift only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = known_formats_only)]
 pub struct CarbonForecastStatus {
     /// Provider kind, for example `ukCarbonIntensity`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -196,12 +222,14 @@ pub struct CarbonForecastStatus {
     /// Intensity now, gCO2eq/kWh (the point covering the last refresh).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_intensity: Option<f64>,
-    /// Forecast points, gCO2eq/kWh, in time order; each holds until the next. Bounded to one week
-    /// ahead at the provider's resolution.
+    /// Forecast points, gCO2eq/kWh, in time order; each holds until the next, the last until
+    /// `horizonEnd`. At most 2016 (one week at 5-minute resolution).
     #[serde(default)]
+    #[schemars(length(max = MAX_POINTS))]
     pub points: Vec<IntensityPoint>,
     /// Measured values the provider published for past points (UK national only), gCO2eq/kWh.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_POINTS))]
     pub actuals: Vec<IntensityPoint>,
     /// End of the last forecast point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,7 +249,209 @@ pub struct CarbonForecastStatus {
     /// The `metadata.generation` of the spec this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`: fresh data is available for planning.
+    /// `Ready`: fresh data is available for planning; `False` with a PascalCase reason (for
+    /// example `Stale`) when it is not.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// Names of the traces compiled into the binary, for the schema's enum.
+fn builtin_trace_names() -> Vec<&'static str> {
+    crate::trace::BUILTINS.iter().map(|b| b.name).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> Result<CarbonForecast, serde_saphyr::Error> {
+        serde_saphyr::from_str(text)
+    }
+
+    #[test]
+    fn forecasts_as_users_write_them() {
+        let uk = yaml(
+            "apiVersion: carbonshift.dev/v1alpha1
+kind: CarbonForecast
+metadata:
+  name: uk-london
+spec:
+  provider:
+    ukCarbonIntensity:
+      regionId: 13
+  refreshInterval: 30m
+  staleAfter: 3h
+",
+        );
+        let uk = uk.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(uk.metadata.name.as_deref(), Some("uk-london"));
+        assert_eq!(
+            uk.spec.provider,
+            ProviderSpec::UkCarbonIntensity(UkCarbonIntensity {
+                region_id: Some(13),
+                postcode: None
+            })
+        );
+        assert_eq!(uk.spec.refresh_interval.as_deref(), Some("30m"));
+        assert_eq!(uk.status, None);
+
+        let national = yaml(
+            "apiVersion: carbonshift.dev/v1alpha1
+kind: CarbonForecast
+metadata: {name: uk}
+spec:
+  provider:
+    ukCarbonIntensity: {}
+",
+        );
+        assert_eq!(
+            national.map(|f| f.spec.provider).ok(),
+            Some(ProviderSpec::UkCarbonIntensity(UkCarbonIntensity::default()))
+        );
+
+        let watttime = yaml(
+            "apiVersion: carbonshift.dev/v1alpha1
+kind: CarbonForecast
+metadata: {name: caiso-north}
+spec:
+  provider:
+    wattTime: {region: CAISO_NORTH}
+  credentialsSecretRef: {name: watttime}
+  baseUrl: https://api.watttime.org
+",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            watttime.spec,
+            CarbonForecastSpec {
+                provider: ProviderSpec::WattTime(WattTime {
+                    region: "CAISO_NORTH".into(),
+                    signal_type: None
+                }),
+                credentials_secret_ref: Some(SecretRef {
+                    name: "watttime".into()
+                }),
+                refresh_interval: None,
+                stale_after: None,
+                base_url: Some("https://api.watttime.org".into()),
+            }
+        );
+
+        let trace = yaml(
+            "apiVersion: carbonshift.dev/v1alpha1
+kind: CarbonForecast
+metadata: {name: demo}
+spec:
+  provider:
+    trace: {builtin: gb-2020}
+",
+        );
+        assert_eq!(
+            trace.map(|f| f.spec.provider).ok(),
+            Some(ProviderSpec::Trace(Trace {
+                builtin: Some("gb-2020".into()),
+                ..Trace::default()
+            }))
+        );
+
+        let points = yaml(
+            "apiVersion: carbonshift.dev/v1alpha1
+kind: CarbonForecast
+metadata: {name: fixed}
+spec:
+  provider:
+    static:
+      points:
+      - {start: \"2026-05-04T00:00:00Z\", intensity: 250}
+      - {start: \"2026-05-04T12:00:00+02:00\", intensity: 80.5}
+",
+        );
+        let start = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.to_utc())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(
+            points.map(|f| f.spec.provider).ok(),
+            Some(ProviderSpec::Static(StaticPoints {
+                points: vec![
+                    IntensityPoint {
+                        start: start("2026-05-04T00:00:00Z"),
+                        intensity: 250.0
+                    },
+                    IntensityPoint {
+                        start: start("2026-05-04T10:00:00Z"),
+                        intensity: 80.5
+                    },
+                ]
+            }))
+        );
+    }
+
+    #[test]
+    fn a_provider_with_two_keys_is_refused() {
+        let one_key = "apiVersion: carbonshift.dev/v1alpha1
+kind: CarbonForecast
+metadata: {name: both}
+spec:
+  provider:
+    ukCarbonIntensity: {}
+";
+        assert!(yaml(one_key).is_ok(), "the control parses");
+        let two_keys = format!("{one_key}    electricityMaps: {{zone: GB}}\n");
+        let error = yaml(&two_keys).err().map(|e| e.to_string());
+        assert!(
+            error
+                .as_deref()
+                .is_some_and(|e| e.contains("expected end of mapping after enum variant value")),
+            "{error:?}"
+        );
+        let json = serde_json::json!({
+            "apiVersion": "carbonshift.dev/v1alpha1",
+            "kind": "CarbonForecast",
+            "metadata": {"name": "both"},
+            "spec": {"provider": {"ukCarbonIntensity": {}, "electricityMaps": {"zone": "GB"}}}
+        });
+        assert!(
+            serde_json::from_value::<CarbonForecast>(json.clone()).is_err(),
+            "JSON value"
+        );
+        assert!(
+            serde_json::from_str::<CarbonForecast>(&json.to_string()).is_err(),
+            "JSON text"
+        );
+        let none = serde_json::json!({"provider": {}});
+        assert!(serde_json::from_value::<CarbonForecastSpec>(none).is_err());
+        let unknown = serde_json::json!({"provider": {"solarPanel": {}}});
+        assert!(serde_json::from_value::<CarbonForecastSpec>(unknown).is_err());
+    }
+
+    #[test]
+    fn status_round_trips() {
+        let t = DateTime::<Utc>::UNIX_EPOCH;
+        let status = CarbonForecastStatus {
+            provider: Some("trace".into()),
+            region: Some("gb-2020".into()),
+            current_intensity: Some(210.0),
+            points: vec![IntensityPoint {
+                start: t,
+                intensity: 210.0,
+            }],
+            horizon_end: Some(t),
+            lowest_intensity: Some(210.0),
+            lowest_at: Some(t),
+            last_refresh_time: Some(t),
+            conditions: vec![Condition::new("Ready", true, "Refreshed", "", Some(1), t)],
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&status).unwrap_or_default();
+        assert_eq!(json["currentIntensity"], 210.0);
+        assert_eq!(json["lowestAt"], "1970-01-01T00:00:00Z");
+        assert!(json.get("actuals").is_none());
+        assert_eq!(
+            serde_json::from_value::<CarbonForecastStatus>(json).ok(),
+            Some(status)
+        );
+    }
 }

@@ -7,8 +7,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Condition;
+use super::annotations::{Deferral, PowerSource};
+use super::crd::{DNS1123_SUBDOMAIN, DURATION_PATTERN, known_formats_only};
+use super::forecast::MAX_POINTS;
+use crate::units::format_duration;
 
-/// carbonshift's record of one deferrable Job: its constraints, its plan and what happened.
+/// The Job this workload belongs to and its scheduling constraints, parsed from the Job's
+/// `carbonshift.dev/*` annotations (see docs/annotations.md). Written by carbonshift.
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "carbonshift.dev",
@@ -31,19 +36,27 @@ use super::Condition;
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = known_formats_only)]
 pub struct CarbonWorkloadSpec {
-    /// The Job this workload tracks (same namespace and name).
+    /// The Job this workload tracks (same namespace and name). Immutable: a new Job of the same
+    /// name gets a new CarbonWorkload.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "jobRef is immutable; delete the CarbonWorkload to track a new Job of the same name"
+    }]))]
     pub job_ref: JobRef,
     /// Name of the CarbonForecast the Job is planned against.
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     pub forecast: String,
     /// When the Job was submitted (admission time, else its creation time).
     pub submitted_at: DateTime<Utc>,
-    /// Expected run time, for example `2h30m`.
-    #[schemars(regex(pattern = r"^([0-9]+[smhd])+$"))]
+    /// Expected run time, for example `2h30m` (from `carbonshift.dev/duration`, else the
+    /// operator's default).
+    #[schemars(regex(pattern = DURATION_PATTERN), length(max = 32))]
     pub duration: String,
-    /// The Job must finish by this time (from `carbonshift.dev/deadline`, or submission plus the
-    /// allowed delay plus the duration).
+    /// The Job must finish by this time: `carbonshift.dev/deadline`, or submission plus the
+    /// allowed delay plus the duration; never more than the operator's maximum delay plus the
+    /// duration after submission.
     pub deadline: DateTime<Utc>,
     /// The latest start that still meets the deadline; the Job is released by then, minus the
     /// operator's safety margin, whatever the forecast says.
@@ -54,15 +67,42 @@ pub struct CarbonWorkloadSpec {
     /// Plan and report only; the Job is never held.
     #[serde(default)]
     pub dry_run: bool,
-    /// Estimated electrical power of the whole Job (all pods), in watts, before PUE.
+    /// Electrical power of the whole Job (all pods), in watts, before PUE.
     #[schemars(range(min = 0.0))]
     pub power_watts: f64,
-    /// Where `powerWatts` came from: `annotation` or `estimated` (from GPU and CPU requests).
-    #[schemars(extend("enum" = ["annotation", "estimated"]))]
+    /// Where `powerWatts` came from: `annotation` (`carbonshift.dev/power`) or `estimated` (from
+    /// the pod template's GPU and CPU requests, see `powerEstimate`).
+    #[schemars(extend("enum" = [POWER_SOURCE_ANNOTATION, POWER_SOURCE_ESTIMATED]))]
     pub power_source: String,
+    /// The figures an estimated `powerWatts` was computed from; unset when the power came from
+    /// the annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub power_estimate: Option<PowerEstimate>,
     /// Data-centre power usage effectiveness applied to `powerWatts`.
     #[schemars(range(min = 1.0, max = 3.0))]
     pub pue: f64,
+}
+
+/// `powerSource` when the power came from the `carbonshift.dev/power` annotation.
+pub const POWER_SOURCE_ANNOTATION: &str = "annotation";
+/// `powerSource` when the power was estimated from the pod template.
+pub const POWER_SOURCE_ESTIMATED: &str = "estimated";
+
+/// How an estimated power figure was computed: `(gpusPerPod × watts per GPU + cpuCoresPerPod ×
+/// watts per core) × parallelism`, with the per-device watts from the operator's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PowerEstimate {
+    /// GPUs one pod requests (the resources the operator counts as GPUs, such as
+    /// `nvidia.com/gpu`).
+    #[schemars(range(min = 0))]
+    pub gpus_per_pod: u64,
+    /// CPU cores one pod requests.
+    #[schemars(range(min = 0.0))]
+    pub cpu_cores_per_pod: f64,
+    /// Pods running at once: `spec.parallelism`, at most `spec.completions`.
+    #[schemars(range(min = 0))]
+    pub parallelism: u32,
 }
 
 /// Reference to the Job a CarbonWorkload belongs to.
@@ -70,9 +110,46 @@ pub struct CarbonWorkloadSpec {
 #[serde(rename_all = "camelCase")]
 pub struct JobRef {
     /// Job name.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     pub name: String,
     /// Job UID, so that a new Job with the same name is not mistaken for the old one.
+    #[schemars(length(min = 1, max = 128))]
     pub uid: String,
+}
+
+impl CarbonWorkloadSpec {
+    /// The spec recording `deferral`, the parsed annotations of the Job `job_ref` names.
+    pub fn new(job_ref: JobRef, deferral: &Deferral) -> Self {
+        let (power_source, power_estimate) = match deferral.power.source {
+            PowerSource::Annotation => (POWER_SOURCE_ANNOTATION, None),
+            PowerSource::Estimated {
+                gpus_per_pod,
+                cores_per_pod,
+                parallelism,
+            } => (
+                POWER_SOURCE_ESTIMATED,
+                Some(PowerEstimate {
+                    gpus_per_pod,
+                    cpu_cores_per_pod: cores_per_pod,
+                    parallelism,
+                }),
+            ),
+        };
+        Self {
+            job_ref,
+            forecast: deferral.forecast.clone(),
+            submitted_at: deferral.submitted_at,
+            duration: format_duration(deferral.duration),
+            deadline: deferral.deadline(),
+            latest_start: deferral.latest_start(),
+            interruptible: deferral.interruptible,
+            dry_run: deferral.dry_run,
+            power_watts: deferral.power.watts,
+            power_source: power_source.to_string(),
+            power_estimate,
+            pue: deferral.pue,
+        }
+    }
 }
 
 /// Where a deferrable Job is in its life.
@@ -140,11 +217,15 @@ pub struct TimeWindow {
     pub end: DateTime<Utc>,
 }
 
-/// The plan and what happened.
+/// The plan and what happened. Written by carbonshift only.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = known_formats_only)]
 pub struct CarbonWorkloadStatus {
-    /// Current phase.
+    /// Current phase: `Pending` (seen, not yet planned), `Deferred` (held until its planned
+    /// start), `Released` (unsuspended, no pod active yet), `Running` (a pod is active), `Paused`
+    /// (an interruptible Job suspended between windows), `Succeeded`, `Failed`, or `NotDeferred`
+    /// (carbonshift did not hold the Job; `reason` says why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
     /// When the Job is planned to start (the first window's start).
@@ -152,6 +233,7 @@ pub struct CarbonWorkloadStatus {
     pub planned_start: Option<DateTime<Utc>>,
     /// The planned run windows; one for a Job that is not interruptible.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_POINTS))]
     pub windows: Vec<TimeWindow>,
     /// Latest start that meets the deadline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -203,5 +285,146 @@ pub struct CarbonWorkloadStatus {
     pub observed_generation: Option<i64>,
     /// `Planned`: a plan exists; `Held`: the Job is suspended by carbonshift.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::annotations::{self, AnnotationDefaults, Power};
+    use chrono::TimeDelta;
+    use k8s_openapi::api::batch::v1::Job;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.to_utc())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn job_ref() -> JobRef {
+        JobRef {
+            name: "train".into(),
+            uid: "0b0f3d6e-5f7c-4a57-9d63-3c5f2c1f8e2a".into(),
+        }
+    }
+
+    #[test]
+    fn spec_from_parsed_annotations() {
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "train",
+                "namespace": "ml",
+                "creationTimestamp": "2026-05-04T10:00:00Z",
+                "annotations": {
+                    "carbonshift.dev/deferrable": "true",
+                    "carbonshift.dev/deadline": "2026-05-05T06:00:00Z",
+                    "carbonshift.dev/duration": "2h30m",
+                    "carbonshift.dev/forecast": "uk",
+                    "carbonshift.dev/interruptible": "true"
+                }
+            },
+            "spec": {
+                "parallelism": 2,
+                "template": {"spec": {"restartPolicy": "Never", "containers": [{
+                    "name": "train",
+                    "image": "ghcr.io/example/train:1",
+                    "resources": {"limits": {"nvidia.com/gpu": "4", "cpu": "8"}}
+                }]}}
+            }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let deferral = annotations::parse(
+            &job,
+            &AnnotationDefaults::default(),
+            t("2026-05-04T10:00:00Z"),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("not deferrable"));
+        assert_eq!(
+            CarbonWorkloadSpec::new(job_ref(), &deferral),
+            CarbonWorkloadSpec {
+                job_ref: job_ref(),
+                forecast: "uk".into(),
+                submitted_at: t("2026-05-04T10:00:00Z"),
+                duration: "2h30m".into(),
+                deadline: t("2026-05-05T06:00:00Z"),
+                latest_start: t("2026-05-05T03:30:00Z"),
+                interruptible: true,
+                dry_run: false,
+                power_watts: (4.0 * 700.0 + 8.0 * 10.0) * 2.0,
+                power_source: POWER_SOURCE_ESTIMATED.into(),
+                power_estimate: Some(PowerEstimate {
+                    gpus_per_pod: 4,
+                    cpu_cores_per_pod: 8.0,
+                    parallelism: 2,
+                }),
+                pue: 1.2,
+            }
+        );
+
+        let annotated = annotations::Deferral {
+            power: Power {
+                watts: 1_400.0,
+                source: PowerSource::Annotation,
+            },
+            duration: TimeDelta::minutes(45),
+            ..deferral
+        };
+        let spec = CarbonWorkloadSpec::new(job_ref(), &annotated);
+        assert_eq!(spec.power_source, POWER_SOURCE_ANNOTATION);
+        assert_eq!(spec.power_estimate, None);
+        assert_eq!(spec.power_watts, 1_400.0);
+        assert_eq!(spec.duration, "45m");
+    }
+
+    #[test]
+    fn workload_as_stored_reads_back() {
+        let text = "apiVersion: carbonshift.dev/v1alpha1
+kind: CarbonWorkload
+metadata:
+  name: train
+  namespace: ml
+spec:
+  jobRef: {name: train, uid: 0b0f3d6e-5f7c-4a57-9d63-3c5f2c1f8e2a}
+  forecast: uk
+  submittedAt: \"2026-05-04T10:00:00Z\"
+  duration: 2h30m
+  deadline: \"2026-05-05T06:00:00Z\"
+  latestStart: \"2026-05-05T03:30:00Z\"
+  powerWatts: 1400
+  powerSource: annotation
+  pue: 1.2
+status:
+  phase: Deferred
+  plannedStart: \"2026-05-05T01:00:00Z\"
+  expectedIntensity: 95.5
+  runNowIntensity: 210
+  savingsPercent: 54.5
+";
+        let workload: CarbonWorkload =
+            serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(workload.spec.job_ref, job_ref());
+        assert!(!workload.spec.interruptible && !workload.spec.dry_run);
+        assert_eq!(workload.spec.power_estimate, None);
+        let status = workload.status.unwrap_or_default();
+        assert_eq!(status.phase, Some(Phase::Deferred));
+        assert_eq!(status.planned_start, Some(t("2026-05-05T01:00:00Z")));
+        assert_eq!(status.savings_percent, Some(54.5));
+        assert!(status.conditions.is_empty());
+    }
+
+    #[test]
+    fn phases_serialise_as_their_names() {
+        for phase in Phase::ALL {
+            assert_eq!(
+                serde_json::to_value(phase).ok(),
+                Some(serde_json::Value::String(phase.as_str().into()))
+            );
+        }
+        assert!(serde_json::from_str::<Phase>("\"Sleeping\"").is_err());
+        assert!(Phase::Succeeded.is_terminal() && Phase::Failed.is_terminal());
+        assert!(!Phase::Deferred.is_terminal());
+    }
 }
