@@ -1378,16 +1378,21 @@ fn check_webhook(case: &Case, r: &Rendered, deployment: &Deployment) {
     );
 }
 
-/// The CA must validate the serving certificate for the name the API server calls, and the key
-/// must belong to the certificate: what the API server and rustls will check at run time.
+/// The CA bundle (one or more PEM certificates) must validate the serving certificate for the name
+/// the API server calls, and the key must belong to the certificate: what the API server and
+/// rustls will check at run time.
 fn verify_serving_certificate(ca_pem: &[u8], crt_pem: &[u8], key_pem: &[u8], dns_name: &str) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ca = CertificateDer::from_pem_slice(ca_pem).expect("ca.crt is a PEM certificate");
     let crt = CertificateDer::from_pem_slice(crt_pem).expect("tls.crt is a PEM certificate");
     let key = PrivateKeyDer::from_pem_slice(key_pem).expect("tls.key is a PEM private key");
 
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca).expect("the CA is usable as a root");
+    for ca in CertificateDer::pem_slice_iter(ca_pem) {
+        roots
+            .add(ca.expect("the CA bundle holds PEM certificates"))
+            .expect("the CA is usable as a root");
+    }
+    assert!(!roots.is_empty(), "the CA bundle is empty");
     let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
         Arc::new(roots),
         provider.clone(),
@@ -1859,4 +1864,331 @@ fn undocumented_keys(text: &str) -> Vec<String> {
         .filter(|(path, documented)| !documented && !parents.contains(path))
         .map(|(path, _)| path)
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upgrades: the generated certificate is looked up and kept, or renewed near expiry.
+
+/// `helm template --dry-run=server` against a fake API server that holds the TLS Secret from a
+/// previous release: what `helm upgrade` renders.
+#[test]
+fn upgrade_keeps_the_generated_certificate_and_renews_it_before_expiry() {
+    let Some(helm) =
+        helm_or_skip("upgrade_keeps_the_generated_certificate_and_renews_it_before_expiry")
+    else {
+        return;
+    };
+    let case = &DEFAULTS;
+    let dns_name = format!("{}.{}.svc", case.fullname, case.namespace);
+    let secret_name = format!("{}-webhook-tls", case.fullname);
+
+    // The first install: nothing to look up.
+    let first = helm_template(&helm, case.release, case.namespace, &fixture(case.file));
+    assert!(first.ok, "helm template failed:\n{}", first.stderr);
+    let first = Rendered::parse(&first.stdout, case);
+    let mut stored = first
+        .of_kind("Secret")
+        .into_iter()
+        .find(|s| s["metadata"]["name"] == secret_name.as_str())
+        .expect("the TLS Secret")
+        .clone();
+    // Helm's ownership marks, so the dry run may adopt the existing object.
+    stored["metadata"]["annotations"]["meta.helm.sh/release-name"] = case.release.into();
+    stored["metadata"]["annotations"]["meta.helm.sh/release-namespace"] = case.namespace.into();
+    let stored_secret: Secret = serde_json::from_value(stored.clone()).expect("Secret");
+    let stored_data = stored_secret.data.clone().expect("data");
+
+    let api = FakeApiServer::start(case.namespace, &secret_name, stored.clone());
+    let kubeconfig = api.kubeconfig();
+
+    // An upgrade finds the Secret and keeps the pair: the pods and the caBundle still match.
+    let (secret, bundle) = upgrade_render(&helm, case, kubeconfig.path(), &secret_name);
+    assert_eq!(
+        secret.data.as_ref(),
+        Some(&stored_data),
+        "the stored pair is kept"
+    );
+    assert_eq!(
+        &bundle, &stored_data["ca.crt"].0,
+        "the caBundle is the stored CA"
+    );
+
+    // Within 30 days of expiry an upgrade generates a new pair, and the caBundle trusts the old CA
+    // too while the pods still serve the old certificate.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let mut expiring = stored.clone();
+    expiring["metadata"]["annotations"]["carbonshift.dev/certificate-expires-unix"] =
+        (now + 10 * 86_400).to_string().into();
+    api.set_secret(expiring);
+    let (secret, bundle) = upgrade_render(&helm, case, kubeconfig.path(), &secret_name);
+    let data = secret.data.clone().expect("data");
+    assert_ne!(data["ca.crt"], stored_data["ca.crt"], "a new CA");
+    assert_ne!(
+        data["tls.crt"], stored_data["tls.crt"],
+        "a new serving certificate"
+    );
+    let expires: u64 = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("carbonshift.dev/certificate-expires-unix"))
+        .and_then(|v| v.parse().ok())
+        .expect("the expiry annotation");
+    assert!(
+        expires > now + 3000 * 86_400,
+        "the new pair is valid for years"
+    );
+    let cas: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(&bundle)
+        .map(|c| c.expect("PEM certificate"))
+        .collect();
+    let new_ca = CertificateDer::from_pem_slice(&data["ca.crt"].0).expect("new CA");
+    let old_ca = CertificateDer::from_pem_slice(&stored_data["ca.crt"].0).expect("old CA");
+    assert_eq!(
+        cas,
+        vec![new_ca, old_ca],
+        "the caBundle holds the new CA, then the old one"
+    );
+    verify_serving_certificate(&bundle, &data["tls.crt"].0, &data["tls.key"].0, &dns_name);
+    verify_serving_certificate(
+        &bundle,
+        &stored_data["tls.crt"].0,
+        &stored_data["tls.key"].0,
+        &dns_name,
+    );
+
+    // A Secret without the expiry mark (made by hand, or by an older chart) is renewed as well.
+    let mut unmarked = stored;
+    unmarked["metadata"]["annotations"]
+        .as_object_mut()
+        .expect("annotations")
+        .remove("carbonshift.dev/certificate-expires-unix");
+    api.set_secret(unmarked);
+    let (secret, _) = upgrade_render(&helm, case, kubeconfig.path(), &secret_name);
+    assert_ne!(secret.data.expect("data")["ca.crt"], stored_data["ca.crt"]);
+}
+
+/// Renders against the fake API server and returns the TLS Secret and the webhook's caBundle.
+fn upgrade_render(
+    helm: &Path,
+    case: &Case,
+    kubeconfig: &Path,
+    secret_name: &str,
+) -> (Secret, Vec<u8>) {
+    let output = run(Command::new(helm)
+        .args(["template", case.release])
+        .arg(chart_dir())
+        .args([
+            "--namespace",
+            case.namespace,
+            "--dry-run=server",
+            "--disable-openapi-validation",
+            "--kubeconfig",
+        ])
+        .arg(kubeconfig)
+        .env_remove("KUBECONFIG"));
+    assert!(
+        output.ok,
+        "helm template --dry-run=server failed:\n{}",
+        output.stderr
+    );
+    let rendered = Rendered::parse(&output.stdout, case);
+    let secret = rendered
+        .typed::<Secret>("Secret")
+        .into_iter()
+        .find(|s| name_of(&s.metadata) == secret_name)
+        .expect("the TLS Secret");
+    let config: MutatingWebhookConfiguration = rendered.one("MutatingWebhookConfiguration");
+    let bundle = config.webhooks.expect("webhooks")[0]
+        .client_config
+        .ca_bundle
+        .clone()
+        .expect("caBundle")
+        .0;
+    (secret, bundle)
+}
+
+/// A minimal Kubernetes API server on 127.0.0.1 for helm's server-side dry run: discovery for the
+/// kinds the chart renders, one stored Secret, and 404 for every other object.
+struct FakeApiServer {
+    addr: std::net::SocketAddr,
+    secret: Arc<std::sync::Mutex<Value>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeApiServer {
+    fn start(namespace: &str, secret_name: &str, secret: Value) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local address");
+        let secret = Arc::new(std::sync::Mutex::new(secret));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let secret_path = format!("/api/v1/namespaces/{namespace}/secrets/{secret_name}");
+        let thread = {
+            let secret = Arc::clone(&secret);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let secret = Arc::clone(&secret);
+                    let secret_path = secret_path.clone();
+                    std::thread::spawn(move || serve_fake_api(stream, &secret_path, &secret));
+                }
+            })
+        };
+        Self {
+            addr,
+            secret,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn set_secret(&self, secret: Value) {
+        *self.secret.lock().expect("secret lock") = secret;
+    }
+
+    fn kubeconfig(&self) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temporary kubeconfig");
+        write!(
+            file,
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+             current-context: fake\nusers:\n- name: fake\n  user: {{}}\n",
+            self.addr
+        )
+        .expect("write kubeconfig");
+        file
+    }
+}
+
+impl Drop for FakeApiServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers one HTTP/1.1 request (helm's client sends GETs only) and closes the connection.
+fn serve_fake_api(
+    mut stream: std::net::TcpStream,
+    secret_path: &str,
+    secret: &std::sync::Mutex<Value>,
+) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let mut request_line = head.lines().next().unwrap_or_default().split(' ');
+    let method = request_line.next().unwrap_or_default();
+    let target = request_line.next().unwrap_or_default();
+    let path = target.split('?').next().unwrap_or_default();
+    let body = if method != "GET" {
+        None
+    } else if path == secret_path {
+        Some(secret.lock().expect("secret lock").clone())
+    } else {
+        fake_discovery(path)
+    };
+    let (status, body) = match body {
+        Some(body) => ("200 OK", body),
+        None => (
+            "404 Not Found",
+            serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "NotFound", "code": 404}),
+        ),
+    };
+    let body = body.to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Discovery documents for the kinds the chart renders with its defaults.
+fn fake_discovery(path: &str) -> Option<Value> {
+    use serde_json::json;
+    /// (plural, kind, namespaced) of the resources in one group version.
+    type Resources = &'static [(&'static str, &'static str, bool)];
+    const CORE: Resources = &[
+        ("secrets", "Secret", true),
+        ("services", "Service", true),
+        ("serviceaccounts", "ServiceAccount", true),
+        ("configmaps", "ConfigMap", true),
+    ];
+    const GROUPS: &[(&str, &str, Resources)] = &[
+        ("apps", "v1", &[("deployments", "Deployment", true)]),
+        ("batch", "v1", &[("jobs", "Job", true)]),
+        (
+            "policy",
+            "v1",
+            &[("poddisruptionbudgets", "PodDisruptionBudget", true)],
+        ),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            &[
+                ("roles", "Role", true),
+                ("rolebindings", "RoleBinding", true),
+                ("clusterroles", "ClusterRole", false),
+                ("clusterrolebindings", "ClusterRoleBinding", false),
+            ],
+        ),
+        (
+            "admissionregistration.k8s.io",
+            "v1",
+            &[(
+                "mutatingwebhookconfigurations",
+                "MutatingWebhookConfiguration",
+                false,
+            )],
+        ),
+        (
+            "carbonshift.dev",
+            "v1alpha1",
+            &[
+                ("carbonforecasts", "CarbonForecast", false),
+                ("carbonworkloads", "CarbonWorkload", true),
+            ],
+        ),
+    ];
+    let resource_list = |group_version: String, resources: &[(&str, &str, bool)]| {
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+               "resources": resources.iter().map(|(name, kind, namespaced)| json!({
+                   "name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+                   "verbs": ["get", "list", "create", "patch", "delete"]})).collect::<Vec<_>>()})
+    };
+    match path {
+        "/version" => Some(
+            json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0", "platform": "linux/amd64"}),
+        ),
+        "/api" => Some(json!({"kind": "APIVersions", "versions": ["v1"],
+                              "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]})),
+        "/api/v1" => Some(resource_list("v1".to_owned(), CORE)),
+        "/apis" => Some(json!({"kind": "APIGroupList", "apiVersion": "v1",
+            "groups": GROUPS.iter().map(|(group, version, _)| {
+                let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+                json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+            }).collect::<Vec<_>>()})),
+        _ => GROUPS.iter().find_map(|(group, version, resources)| {
+            (path == format!("/apis/{group}/{version}"))
+                .then(|| resource_list(format!("{group}/{version}"), resources))
+        }),
+    }
 }
