@@ -1,0 +1,128 @@
+{{/*
+Shared names, labels and fragments of the carbonshift chart.
+*/}}
+
+{{/* The chart name, overridable with nameOverride. */}}
+{{- define "carbonshift.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The resource name prefix: `<release>` when the release name already contains the chart name,
+else `<release>-<chart>`. Truncated to 63 characters (DNS label limit).
+*/}}
+{{- define "carbonshift.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* `<chart>-<version>` for the helm.sh/chart label. */}}
+{{- define "carbonshift.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "carbonshift.labels" -}}
+helm.sh/chart: {{ include "carbonshift.chart" . }}
+{{ include "carbonshift.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: carbonshift
+{{- end -}}
+
+{{/* Labels shared by every object of the release (operator pods, hook pods, ...). */}}
+{{- define "carbonshift.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "carbonshift.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels selecting the operator pods only (not the pre-delete hook's). */}}
+{{- define "carbonshift.operatorSelectorLabels" -}}
+{{ include "carbonshift.selectorLabels" . }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/* The ServiceAccount the operator and the pre-delete hook run as. */}}
+{{- define "carbonshift.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "carbonshift.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator image reference: digest wins over tag; the tag defaults to appVersion. */}}
+{{- define "carbonshift.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the Service in front of the webhook and metrics ports. */}}
+{{- define "carbonshift.serviceName" -}}
+{{- include "carbonshift.fullname" . -}}
+{{- end -}}
+
+{{/* Name of the Secret holding the webhook's serving certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "carbonshift.tlsSecretName" -}}
+{{- printf "%s-webhook-tls" (include "carbonshift.fullname" .) -}}
+{{- end -}}
+
+{{/* Name of the cert-manager Certificate (used by cert-manager.io/inject-ca-from). */}}
+{{- define "carbonshift.certificateName" -}}
+{{- printf "%s-webhook" (include "carbonshift.fullname" .) -}}
+{{- end -}}
+
+{{/* Name of the leader-election Lease. */}}
+{{- define "carbonshift.leaseName" -}}
+{{- default (printf "%s-leader" (include "carbonshift.fullname" .)) .Values.leaderElection.leaseName -}}
+{{- end -}}
+
+{{/* Name of the CarbonForecast Jobs plan against by default. */}}
+{{- define "carbonshift.defaultForecastName" -}}
+{{- default .Values.defaultForecast.name .Values.config.defaultForecast -}}
+{{- end -}}
+
+{{/* Where the serving certificate is mounted (the operator's default --tls-cert/--tls-key directory). */}}
+{{- define "carbonshift.tlsMountPath" -}}
+/etc/carbonshift/tls
+{{- end -}}
+
+{{/*
+Environment shared by `carbonshift run` and `carbonshift release --all`: the namespace the
+operator lives in (Secrets, ConfigMaps and the Lease are read there), the watched namespaces and
+logging.
+*/}}
+{{- define "carbonshift.commonEnv" -}}
+- name: CARBONSHIFT_OPERATOR_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: CARBONSHIFT_POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- with .Values.config.namespaces }}
+- name: CARBONSHIFT_NAMESPACES
+  value: {{ join "," . | quote }}
+{{- end }}
+- name: CARBONSHIFT_LOG_FORMAT
+  value: {{ .Values.config.logFormat | quote }}
+- name: RUST_LOG
+  value: {{ .Values.config.logLevel | quote }}
+{{- end -}}
+
+{{/* The PromQL label matchers selecting this release's scrape targets (ServiceMonitor job label = Service name). */}}
+{{- define "carbonshift.promSelector" -}}
+job="{{ include "carbonshift.serviceName" . }}",namespace="{{ .Release.Namespace }}"
+{{- end -}}
