@@ -113,7 +113,7 @@ pub enum ProviderError {
     /// The answer is not the documented JSON shape (truncated, wrong types, missing fields, too
     /// large).
     #[error(
-        "{provider} answered with something other than the documented JSON ({detail}): check that the base URL points at the {provider} API"
+        "{provider} answered with something other than the documented JSON ({detail}): check that the base URL is the {provider} endpoint"
     )]
     Malformed {
         /// Provider display name.

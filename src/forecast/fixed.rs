@@ -26,7 +26,9 @@ pub const TRACE_HORIZON: TimeDelta = TimeDelta::hours(48);
 /// Default ConfigMap key of a trace.
 pub const DEFAULT_TRACE_KEY: &str = "trace.csv";
 
-/// Fixed points (the CRD's `static` provider, or `--point` on the command line), validated once.
+/// Fixed points (the CRD's `static` provider, or `--point` on the command line), validated once
+/// and returned as given whatever `now` is: past points stay (the planner ignores them) and the
+/// last value holds indefinitely.
 #[derive(Debug, Clone)]
 pub struct StaticProvider {
     data: ForecastData,
@@ -147,8 +149,11 @@ pub struct TraceProvider {
     period: TimeDelta,
 }
 
-fn builtin_cache() -> &'static Mutex<HashMap<&'static str, Arc<[Point]>>> {
-    static CACHE: OnceLock<Mutex<HashMap<&'static str, Arc<[Point]>>>> = OnceLock::new();
+/// Replay windows of the built-in traces parsed so far, by name.
+type BuiltinCache = Mutex<HashMap<&'static str, Arc<[Point]>>>;
+
+fn builtin_cache() -> &'static BuiltinCache {
+    static CACHE: OnceLock<BuiltinCache> = OnceLock::new();
     CACHE.get_or_init(Mutex::default)
 }
 

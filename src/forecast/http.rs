@@ -3,7 +3,7 @@
 //! body size, same-origin redirects only, and the mapping from HTTP statuses to [`ProviderError`].
 //!
 //! The retry arithmetic ([`RetryPolicy::delay_before_retry`], [`parse_retry_after`]) is pure and
-//! tested on its own; only [`Shared::get`] touches the network.
+//! tested on its own; only `Shared::get` touches the network.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;

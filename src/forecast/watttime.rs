@@ -42,11 +42,14 @@ pub const LBS_PER_MWH_TO_G_PER_KWH: f64 = 0.45359237;
 /// that concurrent fetches with the same credential log in once.
 #[derive(Default)]
 pub(crate) struct TokenCache {
-    slots: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<Option<String>>>>>,
+    slots: Mutex<HashMap<(String, String), TokenSlot>>,
 }
 
+/// The token of one credential; `None` until the first login or after a refused token.
+type TokenSlot = Arc<tokio::sync::Mutex<Option<String>>>;
+
 impl TokenCache {
-    fn slot(&self, base: &str, username: &str) -> Arc<tokio::sync::Mutex<Option<String>>> {
+    fn slot(&self, base: &str, username: &str) -> TokenSlot {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         slots
             .entry((base.to_string(), username.to_string()))
