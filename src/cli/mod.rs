@@ -2,6 +2,7 @@
 //! `run` function returning the process exit code.
 
 pub mod crds;
+pub mod forecast;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
     Crds(crds::Args),
+    /// Fetch one carbon-intensity forecast from a provider and print it (check an API key, a zone
+    /// or a trace).
+    Forecast(Box<forecast::Args>),
 }
 
 impl Cli {
@@ -29,6 +33,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::Crds(args) => crds::run(args),
+            Command::Forecast(args) => forecast::run(*args),
         }
     }
 }
