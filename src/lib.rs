@@ -8,8 +8,10 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod http;
 pub mod metrics;
 pub mod planner;
 pub mod telemetry;
 pub mod trace;
 pub mod units;
+pub mod webhook;
