@@ -964,3 +964,25 @@ async fn the_metrics_server_reports_a_port_in_use() {
         "{error}"
     );
 }
+
+#[test]
+fn the_servers_can_be_spawned() {
+    // `carbonshift run` spawns both servers on the runtime: their futures must be Send.
+    fn spawnable<F: std::future::Future + Send + 'static>(_: F) {}
+    let state = state(&Metrics::new(), &Readiness::default());
+    let addr: SocketAddr = "127.0.0.1:0".parse().expect("address");
+    spawnable(webhook::serve(
+        addr,
+        TlsConfigPaths::new("tls.crt", "tls.key"),
+        state,
+        std::future::pending(),
+    ));
+    spawnable(http::serve(
+        addr,
+        HttpState {
+            metrics: Metrics::new(),
+            readiness: Readiness::default(),
+        },
+        std::future::pending(),
+    ));
+}
