@@ -2,6 +2,7 @@
 //! `run` function returning the process exit code.
 
 pub mod crds;
+pub mod plan;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
     Crds(crds::Args),
+    /// Plan a job's lowest-carbon window on a carbon-intensity trace.
+    Plan(Box<plan::Args>),
 }
 
 impl Cli {
@@ -29,6 +32,7 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::Crds(args) => crds::run(args),
+            Command::Plan(args) => plan::run(*args),
         }
     }
 }

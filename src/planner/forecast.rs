@@ -213,7 +213,7 @@ pub(crate) fn ms_floor(t: DateTime<Utc>) -> i64 {
 /// Milliseconds since the epoch, rounded up.
 pub(crate) fn ms_ceil(t: DateTime<Utc>) -> i64 {
     let ms = t.timestamp_millis();
-    if t.timestamp_subsec_nanos() % 1_000_000 != 0 {
+    if !t.timestamp_subsec_nanos().is_multiple_of(1_000_000) {
         ms.saturating_add(1)
     } else {
         ms
