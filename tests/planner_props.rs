@@ -256,9 +256,24 @@ fn points() -> impl Strategy<Value = Vec<(i64, f64)>> {
     })
 }
 
+/// Regular forecasts (one step, no gaps): the planner's fast path.
+fn regular_points() -> impl Strategy<Value = Vec<(i64, f64)>> {
+    (
+        prop::sample::select(vec![5i64, 15, 30, 60]),
+        prop::collection::vec(intensity(), 1..40),
+    )
+        .prop_map(|(step, values)| {
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (i as i64 * step, v))
+                .collect()
+        })
+}
+
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
-        points(),
+        prop_oneof![points(), regular_points()],
         -60i64..900,
         0i64..120,
         1i64..360,
