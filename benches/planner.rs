@@ -8,7 +8,9 @@
 //!   the one 2,016-slot forecast;
 //! - (d) capacity-aware planning of the 10,000 jobs (cap 500 jobs per 5 min slot);
 //! - (e) replay-like: one 3 h job with a 48 h range on a one-year forecast (35,000+ points),
-//!   showing that a call does not pay for the whole forecast.
+//!   showing that a call does not pay for the whole forecast;
+//! - (f) interruptible 6 h job on the 2,016-slot forecast, without and with a minimum chunk and
+//!   resume overhead.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -137,6 +139,22 @@ fn bench(c: &mut Criterion) {
             let view = year.clip(now, now + TimeDelta::hours(48));
             plan(black_box(&view), black_box(&job), now)
         })
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("f_interruptible_2016_slots");
+    group.throughput(Throughput::Elements(1));
+    let now = start_of(&week);
+    let job = whole_range(&week, TimeDelta::hours(6)).interruptible();
+    group.bench_function("plan", |b| {
+        b.iter(|| plan(black_box(&week), black_box(&job), now))
+    });
+    let chunked = job
+        .clone()
+        .with_min_chunk(TimeDelta::minutes(30))
+        .with_resume_overhead(TimeDelta::minutes(5));
+    group.bench_function("plan_min_chunk_overhead", |b| {
+        b.iter(|| plan(black_box(&week), black_box(&chunked), now))
     });
     group.finish();
 }

@@ -113,6 +113,10 @@ impl Room for Blocked {
     }
 }
 
+/// Most slots one plan may reserve (about two years of one-minute slots); a job spanning more
+/// is refused rather than filling memory.
+pub const MAX_SLOTS: i64 = 1 << 20;
+
 /// Why a capacity cap is invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Error)]
 pub enum CapacityError {
@@ -122,6 +126,12 @@ pub enum CapacityError {
     /// The slot is not at least one millisecond.
     #[error("the capacity slot must be positive")]
     BadSlot,
+    /// A load that is negative or not finite.
+    #[error("the load must be a finite, non-negative number, not {0}")]
+    BadLoad(f64),
+    /// A reservation spanning more than [`MAX_SLOTS`] slots.
+    #[error("the windows span more than {MAX_SLOTS} capacity slots")]
+    TooManySlots,
 }
 
 /// A load cap per time slot.
@@ -207,13 +217,24 @@ impl CapacityLedger {
         self.loads.range(range).map(|(_, &l)| l).fold(0.0, f64::max)
     }
 
-    /// Reserves `load` in every slot `windows` overlap.
-    pub fn reserve(&mut self, windows: &[Window], load: f64) -> Reservation {
+    /// Reserves `load` in every slot `windows` overlap. Refuses (and reserves nothing) when the
+    /// windows span more than [`MAX_SLOTS`] slots or the load is negative or not finite.
+    pub fn reserve(&mut self, windows: &[Window], load: f64) -> Result<Reservation, CapacityError> {
+        if !load.is_finite() || load < 0.0 {
+            return Err(CapacityError::BadLoad(load));
+        }
+        let slots = windows
+            .iter()
+            .map(|w| delta_ms_ceil(w.duration()).max(0) / self.slot_ms + 2)
+            .fold(0, i64::saturating_add);
+        if slots > MAX_SLOTS {
+            return Err(CapacityError::TooManySlots);
+        }
         self.apply(windows, load);
-        Reservation {
+        Ok(Reservation {
             windows: windows.to_vec(),
             load,
-        }
+        })
     }
 
     /// Gives back a reservation (when a job is re-planned, finishes or is deleted).
@@ -306,7 +327,9 @@ pub fn plan_with_capacity(
             (plan, true)
         }
     };
-    let reservation = ledger.reserve(&plan.windows, load);
+    let reservation = ledger
+        .reserve(&plan.windows, load)
+        .map_err(|_| ConstraintError::TooManySlots)?;
     Ok(CapacityPlan {
         plan,
         overflow,
@@ -402,12 +425,22 @@ mod tests {
     #[test]
     fn ledger_counts_each_slot_once_per_job_and_releases() {
         let mut ledger = CapacityLedger::new(4.0, TimeDelta::hours(1)).expect("valid");
-        let r = ledger.reserve(&[window(0, H / 2), window(H / 2 + 1, 3 * H / 2)], 2.0);
+        let r = ledger
+            .reserve(&[window(0, H / 2), window(H / 2 + 1, 3 * H / 2)], 2.0)
+            .expect("reserved");
         assert_eq!(ledger.load_at(at(0)), 2.0);
         assert_eq!(ledger.load_at(at(H)), 2.0);
         assert_eq!(ledger.load_at(at(2 * H)), 0.0);
         assert_eq!(ledger.peak(), 2.0);
-        ledger.reserve(&[window(H, 2 * H)], 1.5);
+        ledger.reserve(&[window(H, 2 * H)], 1.5).expect("reserved");
+        assert_eq!(
+            ledger.reserve(&[window(0, H * (MAX_SLOTS + 1))], 1.0),
+            Err(CapacityError::TooManySlots)
+        );
+        assert!(matches!(
+            ledger.reserve(&[window(0, H)], -1.0),
+            Err(CapacityError::BadLoad(_))
+        ));
         assert_eq!(ledger.peak_between(at(H), at(2 * H)), 3.5);
         assert_eq!(ledger.peak_between(at(0), at(H)), 2.0);
         ledger.release(&r);
@@ -433,7 +466,9 @@ mod tests {
     #[test]
     fn blocked_slots_shape_fits_free_time_and_extra_starts() {
         let mut ledger = CapacityLedger::new(2.0, TimeDelta::hours(1)).expect("valid");
-        ledger.reserve(&[window(2 * H, 3 * H)], 2.0);
+        ledger
+            .reserve(&[window(2 * H, 3 * H)], 2.0)
+            .expect("reserved");
         let blocked = ledger.blocked(0, 6 * H, 1.0);
         assert_eq!(blocked.slots, vec![2]);
         let mut c = blocked.cursor();

@@ -448,13 +448,15 @@ mod capacity {
     fn interruptible_jobs_use_only_time_with_room() {
         let f = two_cheap_hours();
         let mut ledger = CapacityLedger::new(1.0, TimeDelta::hours(1)).expect("valid");
-        ledger.reserve(
-            &[Window {
-                start: at("01:00"),
-                end: at("02:00"),
-            }],
-            1.0,
-        );
+        ledger
+            .reserve(
+                &[Window {
+                    start: at("01:00"),
+                    end: at("02:00"),
+                }],
+                1.0,
+            )
+            .expect("reserved");
         let c = job("00:00", 90, 240).interruptible();
         let p = plan_with_capacity(&f, &c, at("00:00"), 1.0, &mut ledger).expect("planned");
         assert_eq!(p.plan.reason, PlanReason::CapacityShifted);
