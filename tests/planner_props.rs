@@ -564,14 +564,13 @@ proptest! {
         };
         let mut ledger = CapacityLedger::new(1.0, TimeDelta::minutes(1))
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        for result in [
+        let results = [
             plan(&forecast, &c, now),
             plan_with_capacity(&forecast, &c, now, 1.0, &mut ledger).map(|p| p.plan),
-        ] {
-            if let Ok(p) = result {
-                let finish = c.finish_by().map_err(|e| TestCaseError::fail(e.to_string()))?;
-                prop_assert!(p.start >= now && p.end <= finish && p.start < p.end);
-            }
+        ];
+        for p in results.into_iter().flatten() {
+            let finish = c.finish_by().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(p.start >= now && p.end <= finish && p.start < p.end);
         }
     }
 }
