@@ -55,11 +55,9 @@ impl Room for Unlimited {
     }
 }
 
-/// The slots a given load does not fit in.
+/// The time a given load does not fit in: full slots, merged into sorted, disjoint intervals.
 struct Blocked {
-    slot_ms: i64,
-    /// Sorted indices of full slots.
-    slots: Vec<i64>,
+    intervals: Vec<(i64, i64)>,
     /// The load exceeds the cap on its own: nothing fits.
     all: bool,
 }
@@ -75,17 +73,15 @@ impl Room for Blocked {
         if self.all {
             return false;
         }
-        let first = s.div_euclid(self.slot_ms);
-        let last = (x - 1).div_euclid(self.slot_ms);
-        while *cursor < self.slots.len() && self.slots[*cursor] < first {
+        while *cursor < self.intervals.len() && self.intervals[*cursor].1 <= s {
             *cursor += 1;
         }
-        self.slots.get(*cursor).is_none_or(|&b| b > last)
+        self.intervals.get(*cursor).is_none_or(|&(a, _)| a >= x)
     }
     fn extra_starts(&self, lo: i64, hi: i64, d: i64) -> Vec<i64> {
-        self.slots
+        self.intervals
             .iter()
-            .flat_map(|&b| [(b + 1) * self.slot_ms, b * self.slot_ms - d])
+            .flat_map(|&(a, b)| [b, a - d])
             .filter(|s| (lo..=hi).contains(s))
             .collect()
     }
@@ -95,12 +91,11 @@ impl Room for Blocked {
         }
         let mut out = Vec::new();
         let mut at = from;
-        for &b in &self.slots {
-            let (a, e) = (b * self.slot_ms, (b + 1) * self.slot_ms);
+        for &(a, b) in &self.intervals {
             if a > at {
                 out.push((at, a.min(to)));
             }
-            at = at.max(e);
+            at = at.max(b);
             if at >= to {
                 break;
             }
@@ -270,25 +265,24 @@ impl CapacityLedger {
         }
     }
 
-    /// The slots overlapping `[from, to)` where `load` does not fit.
+    /// The full slots overlapping `[from, to)` for `load`, as merged intervals.
     fn blocked(&self, from: i64, to: i64, load: f64) -> Blocked {
         let tolerance = 1e-9 * self.limit.max(1.0);
         let all = load > self.limit + tolerance;
-        let slots = if all || from >= to {
-            Vec::new()
-        } else {
+        let mut intervals: Vec<(i64, i64)> = Vec::new();
+        if !all && from < to {
             let range = from.div_euclid(self.slot_ms)..=(to - 1).div_euclid(self.slot_ms);
-            self.loads
-                .range(range)
-                .filter(|(_, l)| **l + load > self.limit + tolerance)
-                .map(|(&s, _)| s)
-                .collect()
-        };
-        Blocked {
-            slot_ms: self.slot_ms,
-            slots,
-            all,
+            for (&slot, &reserved) in self.loads.range(range) {
+                if reserved + load > self.limit + tolerance {
+                    let (a, b) = (slot * self.slot_ms, (slot + 1) * self.slot_ms);
+                    match intervals.last_mut() {
+                        Some(last) if last.1 == a => last.1 = b,
+                        _ => intervals.push((a, b)),
+                    }
+                }
+            }
         }
+        Blocked { intervals, all }
     }
 }
 
@@ -469,16 +463,20 @@ mod tests {
         ledger
             .reserve(&[window(2 * H, 3 * H)], 2.0)
             .expect("reserved");
+        ledger
+            .reserve(&[window(3 * H, 4 * H)], 1.5)
+            .expect("reserved");
         let blocked = ledger.blocked(0, 6 * H, 1.0);
-        assert_eq!(blocked.slots, vec![2]);
+        assert_eq!(blocked.intervals, vec![(2 * H, 4 * H)]);
         let mut c = blocked.cursor();
         assert!(blocked.fits(&mut c, 0, 2 * H));
         assert!(!blocked.fits(&mut c, H, 2 * H + 1));
-        assert!(blocked.fits(&mut c, 3 * H, 4 * H));
-        assert_eq!(blocked.free(0, 6 * H), vec![(0, 2 * H), (3 * H, 6 * H)]);
+        assert!(!blocked.fits(&mut c, 3 * H, 4 * H));
+        assert!(blocked.fits(&mut c, 4 * H, 5 * H));
+        assert_eq!(blocked.free(0, 6 * H), vec![(0, 2 * H), (4 * H, 6 * H)]);
         assert_eq!(
             blocked.extra_starts(0, 6 * H, H / 2),
-            vec![3 * H, 2 * H - H / 2]
+            vec![4 * H, 2 * H - H / 2]
         );
         let heavy = ledger.blocked(0, 6 * H, 3.0);
         assert!(heavy.all);

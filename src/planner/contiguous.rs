@@ -43,8 +43,13 @@ impl Best {
     };
 
     #[inline]
+    fn improves(&self, score: i128, start: i64) -> bool {
+        score < self.score || (score == self.score && start < self.start)
+    }
+
+    #[inline]
     fn offer(&mut self, score: i128, start: i64) {
-        if score < self.score || (score == self.score && start < self.start) {
+        if self.improves(score, start) {
             *self = Best { score, start };
         }
     }
@@ -86,7 +91,7 @@ struct Scanner<'a, R: Room, M: Mode> {
 }
 
 impl<R: Room, M: Mode> Scanner<'_, R, M> {
-    #[inline]
+    #[inline(always)]
     fn consider(&mut self, cursor: &mut R::Cursor, s: i64, integral: i128, known: i64) {
         let score = if M::PRIOR {
             self.acc.max_known = self.acc.max_known.max(known);
@@ -98,8 +103,9 @@ impl<R: Room, M: Mode> Scanner<'_, R, M> {
         };
         if R::LIMITED {
             self.acc.any.offer(score, s);
-            if self.room.fits(cursor, s, s + self.d) {
-                self.acc.fit.offer(score, s);
+            // Room is only worth checking for a candidate that would win.
+            if self.acc.fit.improves(score, s) && self.room.fits(cursor, s, s + self.d) {
+                self.acc.fit = Best { score, start: s };
             }
         } else {
             self.acc.fit.offer(score, s);

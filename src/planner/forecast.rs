@@ -202,10 +202,16 @@ impl Timeline {
         }
     }
 
-    /// Moves cursor `p` forward to the piece containing `x` by binary search, for sparse,
-    /// non-decreasing `x`.
+    /// Moves cursor `p` forward to the piece containing `x` (non-decreasing between calls): a few
+    /// linear steps, then binary search, so that both dense and sparse sequences are cheap.
     #[inline]
     pub(crate) fn seek(&self, p: &mut usize, x: i64) {
+        for _ in 0..4 {
+            if *p + 1 >= self.t.len() || self.t[*p + 1] > x {
+                return;
+            }
+            *p += 1;
+        }
         *p += self.t[*p..].partition_point(|&t| t <= x).saturating_sub(1);
     }
 
