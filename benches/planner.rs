@@ -15,7 +15,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use carbonshift::planner::{BatchJob, Capacity, Constraints, Forecast, plan, plan_batch};
+use carbonshift::planner::{
+    BatchJob, Capacity, Constraints, Forecast, PlanReason, plan, plan_batch,
+};
 use carbonshift::trace;
 use chrono::{DateTime, TimeDelta, Utc};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -122,6 +124,24 @@ fn bench(c: &mut Criterion) {
         limit: 500.0,
         slot: TimeDelta::minutes(5),
     };
+    if let Ok(batch) = plan_batch(&week, &jobs, capacity, now) {
+        let shifted = batch
+            .plans
+            .iter()
+            .filter(|p| {
+                p.as_ref()
+                    .is_ok_and(|p| p.reason == PlanReason::CapacityShifted)
+            })
+            .count();
+        eprintln!(
+            "d: {} jobs, {} planned, {} shifted by the cap, {} overflow, peak load {}",
+            jobs.len(),
+            batch.plans.iter().filter(|p| p.is_ok()).count(),
+            shifted,
+            batch.overflow.len(),
+            batch.peak_load
+        );
+    }
     group.bench_function("plan_batch", |b| {
         b.iter(|| plan_batch(black_box(&week), black_box(&jobs), capacity, now))
     });
