@@ -4,10 +4,11 @@
 //! `F(s+d) − F(s)`. `F` is piecewise linear with breakpoints at the forecast's segment boundaries,
 //! so the cost is piecewise linear in `s` with breakpoints where `s` or `s+d` meets a boundary;
 //! the set of fully-known windows changes at the same points (and a capacity cap only where a
-//! window meets a full slot). The minimum over the allowed range is therefore attained at a
-//! boundary, a boundary minus `d`, a full slot's edge (minus `d`), or an end of the range — the
-//! candidates scanned here, each in O(1) with two monotone cursors into the precomputed prefix
-//! sums. Scores are exact fixed-point integers, so ties are resolved exactly: earliest start.
+//! window meets the edge of a run of full slots). The minimum over the allowed range is therefore
+//! attained at a boundary, a boundary minus `d`, such an edge (or edge minus `d`), or an end of
+//! the range — the candidates scanned here, each in O(1) with monotone cursors into the
+//! precomputed prefix sums (index offsets on a regular grid). Scores are exact fixed-point
+//! integers, so ties are resolved exactly: earliest start.
 
 use super::Range;
 use super::capacity::Room;
