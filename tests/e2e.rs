@@ -1218,3 +1218,38 @@ fn the_forecast_has_one_clean_window_of_three_minutes_on_a_minute_grid() {
             .all(|p| p.intensity == CLEAN || p.intensity == DIRTY)
     );
 }
+
+#[test]
+fn the_planner_puts_the_test_job_exactly_at_the_clean_window() {
+    use carbonshift::planner::{Constraints, Forecast, Point, plan};
+
+    let clean = DateTime::parse_from_rfc3339("2026-05-04T10:01:15Z")
+        .expect("valid literal")
+        .to_utc();
+    let forecast = Forecast::new(
+        forecast_points(clean)
+            .into_iter()
+            .map(|p| Point {
+                start: p.start,
+                intensity: p.intensity,
+            })
+            .collect(),
+    )
+    .expect("a valid forecast");
+    // The Job is created between 75 s and 20 s before the window (the suite refuses to go on with
+    // less), and planned again at any time from then up to the window's start.
+    for created_before in [75, 20] {
+        let submitted = clean - TimeDelta::seconds(created_before);
+        for before in (0..=created_before).rev() {
+            let now = clean - TimeDelta::seconds(before);
+            let constraints = Constraints::new(submitted, TimeDelta::minutes(1))
+                .with_max_delay(TimeDelta::minutes(10))
+                .with_margin(TimeDelta::minutes(5));
+            let plan = plan(&forecast, &constraints, now)
+                .unwrap_or_else(|e| panic!("no plan {before} s before the window: {e}"));
+            assert_eq!(plan.start, clean, "{before} s before the window");
+            assert_eq!(plan.expected_intensity, CLEAN);
+            assert_eq!(plan.coverage, 1.0);
+        }
+    }
+}
