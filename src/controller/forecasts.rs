@@ -16,11 +16,14 @@
 //! 4. **Events** — `Refreshed`, `Recovered`, `RefreshFailed`, `Stale`, `InvalidSpec`,
 //!    `MissingCredentials`.
 //!
-//! [`run`] drives the reconciler with a `kube::runtime::Controller` and, beside it, a watch on the
-//! same objects that feeds the [`ForecastStore`](super::ForecastStore) through a
-//! [`StoreFeeder`] and owns the per-forecast gauges (`forecast_intensity`,
+//! [`run`] drives the reconciler with a `kube::runtime::Controller` and, beside it, a second watch
+//! on the same objects that feeds the [`ForecastStore`](super::ForecastStore) through a
+//! [`StoreFeeder`] (it needs the delete and re-list events, which the controller's trigger stream
+//! does not pass on; sharing one stream needs kube's unstable `for_stream`, and CarbonForecasts
+//! are few). That task also owns the per-forecast gauges (`forecast_intensity`,
 //! `forecast_age_seconds`, `forecast_ready`): set whenever an object's status arrives and every
-//! [`GAUGE_INTERVAL`], removed when the object is deleted.
+//! [`GAUGE_INTERVAL`] (so the age keeps growing between refreshes), removed when the object is
+//! deleted and when the controller stops (a replica that lost the lease exports nothing stale).
 //!
 //! Retry state after failures lives in memory ([`ForecastController`]); a restart retries at once.
 //! Errors of the Kubernetes API itself (reading a Secret, writing the status) fail the reconcile
@@ -187,6 +190,10 @@ async fn feed(
                 }
             }
         }
+    }
+    // A replica that is no longer the leader must not keep exporting frozen values.
+    for name in ctx.store.names() {
+        remove_gauges(&ctx.metrics, &name);
     }
 }
 
