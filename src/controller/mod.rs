@@ -84,7 +84,7 @@ impl Default for OperatorConfig {
 /// Everything a reconcile needs, shared by both controllers (`Arc<Context>`).
 ///
 /// Extend it with fields the workload controller needs; keep them cheap to clone or behind
-/// `Arc`. Tests build one around a mock API server with [`fixtures::TestEnv`].
+/// `Arc`. Tests build one around a mock API server with `fixtures::TestEnv` (test builds only).
 #[derive(Clone)]
 pub struct Context {
     /// The Kubernetes client (a mock in tests).
