@@ -44,6 +44,10 @@
 //! stay. The operator's log is written to a temporary file; its last lines are printed when the
 //! test fails.
 //!
+//! The file also holds checks that need no cluster and always run: the suite's certificate,
+//! forecast and Job fixtures (the planner puts the Job exactly at `W`, the webhook holds it), and
+//! the binary's start-up failures and graceful stop against an unreachable API server.
+//!
 //! Use a disposable cluster without carbonshift installed: the operator started here refreshes
 //! every CarbonForecast in the cluster, and another carbonshift's webhook or controllers would act
 //! on the test's Job too.
@@ -1251,5 +1255,248 @@ fn the_planner_puts_the_test_job_exactly_at_the_clean_window() {
             assert_eq!(plan.expected_intensity, CLEAN);
             assert_eq!(plan.coverage, 1.0);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The binary without a cluster: start-up failures and a graceful stop (offline, 127.0.0.1 only)
+
+/// A kubeconfig naming an API server that is not there (client construction does not connect).
+fn unreachable_kubeconfig(dir: &Path) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1
+kind: Config
+clusters:
+- name: nowhere
+  cluster:
+    server: https://127.0.0.1:1
+contexts:
+- name: nowhere
+  context: {cluster: nowhere, user: nobody, namespace: default}
+current-context: nowhere
+users:
+- name: nobody
+  user: {token: not-a-token}
+",
+    )
+    .expect("write the kubeconfig");
+    path
+}
+
+/// `carbonshift run ARGS` with `KUBECONFIG` (or none), no in-cluster environment and an empty
+/// home, so that nothing of the machine running the tests leaks in.
+fn offline_command(dir: &Path, kubeconfig: Option<&Path>, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_carbonshift"));
+    for (key, _) in std::env::vars_os() {
+        let key_text = key.to_string_lossy();
+        if key_text.starts_with("CARBONSHIFT_") || key_text.starts_with("KUBERNETES_") {
+            command.env_remove(&key);
+        }
+    }
+    command.env_remove("KUBECONFIG").env("HOME", dir);
+    if let Some(kubeconfig) = kubeconfig {
+        command.env("KUBECONFIG", kubeconfig);
+    }
+    command
+        .arg("run")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    command
+}
+
+#[test]
+fn without_any_cluster_configuration_run_exits_1_with_one_line() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let output = offline_command(
+        dir.path(),
+        None,
+        &["--no-webhook", "--metrics-addr=127.0.0.1:0"],
+    )
+    .output()
+    .expect("run the binary");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].starts_with("error: cannot find a Kubernetes cluster (set KUBECONFIG"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unreadable_certificate_stops_run_with_exit_1_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let kubeconfig = unreachable_kubeconfig(dir.path());
+    let missing = dir.path().join("missing.crt");
+    let output = offline_command(
+        dir.path(),
+        Some(&kubeconfig),
+        &[
+            "--metrics-addr=127.0.0.1:0",
+            "--webhook-addr=127.0.0.1:0",
+            &format!("--tls-cert={}", missing.display()),
+            &format!("--tls-key={}", dir.path().join("missing.key").display()),
+        ],
+    )
+    .output()
+    .expect("run the binary");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "error: cannot read the TLS certificate file {}",
+            missing.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    for args in [
+        &["--margin=5x"][..],
+        &["--namespaces=Bad"][..],
+        &["--pue=7"][..],
+    ] {
+        let output = offline_command(dir.path(), None, args)
+            .output()
+            .expect("run the binary");
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+    }
+}
+
+/// Waits up to 30 s for `url` to answer 200 and returns the body.
+async fn get_ok(http: &reqwest::Client, url: &str, operator: &Operator) -> String {
+    eventually(
+        url,
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        Some(operator),
+        || async {
+            match http.get(url).send().await {
+                Ok(r) if r.status().is_success() => r.text().await.map_err(|e| e.to_string()),
+                Ok(r) => Err(format!("HTTP {}", r.status())),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await
+}
+
+#[test]
+fn run_serves_the_webhook_and_metrics_and_stops_gracefully_on_sigterm() {
+    carbonshift::forecast::install_crypto_provider();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let kubeconfig = unreachable_kubeconfig(dir.path());
+    let (ca_pem, cert_pem, key_pem) = certificates("127.0.0.1");
+    std::fs::write(dir.path().join("tls.crt"), cert_pem).expect("write");
+    std::fs::write(dir.path().join("tls.key"), key_pem).expect("write");
+    let webhook_port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let metrics_port = free_port(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let log = dir.path().join("operator.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let child = offline_command(
+        dir.path(),
+        Some(&kubeconfig),
+        &[
+            "--leader-election=false",
+            "--log-format=text",
+            &format!("--webhook-addr=127.0.0.1:{webhook_port}"),
+            &format!("--metrics-addr=127.0.0.1:{metrics_port}"),
+            &format!("--tls-cert={}", dir.path().join("tls.crt").display()),
+            &format!("--tls-key={}", dir.path().join("tls.key").display()),
+        ],
+    )
+    .stdout(file.try_clone().expect("log file"))
+    .stderr(file)
+    .spawn()
+    .expect("start the binary");
+    let operator = Operator {
+        child: Arc::new(Mutex::new(Some(child))),
+        log,
+    };
+    let guard = StopOnDrop(operator.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"))
+            .build()
+            .expect("HTTP client");
+        let base = format!("http://127.0.0.1:{metrics_port}");
+        assert_eq!(
+            get_ok(&http, &format!("{base}/readyz"), &operator).await,
+            "ok\n"
+        );
+        assert_eq!(
+            get_ok(&http, &format!("{base}/healthz"), &operator).await,
+            "ok\n"
+        );
+        let metrics = get_ok(&http, &format!("{base}/metrics"), &operator).await;
+        assert!(metrics.contains("carbonshift_leader 1\n"), "{metrics}");
+
+        let job = deferrable_job("ml", JOB, "default", "busybox:1.36");
+        let review = json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "0f6c7d0e-9a4b-4e35-8d1f-6f1e2a3b4c5d",
+                "kind": {"group": "batch", "version": "v1", "kind": "Job"},
+                "resource": {"group": "batch", "version": "v1", "resource": "jobs"},
+                "name": JOB,
+                "namespace": "ml",
+                "operation": "CREATE",
+                "userInfo": {"username": "alice"},
+                "object": job,
+            }
+        });
+        let answer: serde_json::Value = http
+            .post(format!("https://127.0.0.1:{webhook_port}/mutate"))
+            .json(&review)
+            .send()
+            .await
+            .expect("POST /mutate")
+            .json()
+            .await
+            .expect("an AdmissionReview");
+        assert_eq!(answer["response"]["allowed"], json!(true), "{answer}");
+        assert_eq!(
+            answer["response"]["patchType"],
+            json!("JSONPatch"),
+            "{answer}"
+        );
+        let metrics = get_ok(&http, &format!("{base}/metrics"), &operator).await;
+        assert!(
+            metrics.contains("carbonshift_webhook_requests_total{result=\"held\"} 1"),
+            "{metrics}"
+        );
+    });
+    let outcome = operator.stop().expect("it was running");
+    drop(guard);
+    assert_eq!(
+        outcome,
+        "stopped gracefully (exit status: 0)",
+        "{}",
+        tail(&operator.log, 40)
+    );
+}
+
+/// Stops the operator if a test panics before it does.
+struct StopOnDrop(Operator);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
     }
 }

@@ -4,6 +4,7 @@
 pub mod crds;
 pub mod forecast;
 pub mod plan;
+pub mod run;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,9 @@ pub enum Command {
     Forecast(Box<forecast::Args>),
     /// Plan a job's lowest-carbon window on a carbon-intensity trace.
     Plan(Box<plan::Args>),
+    /// Run the operator: the admission webhook and metrics on every replica, the controllers on
+    /// the elected leader (what the chart deploys).
+    Run(Box<run::Args>),
 }
 
 impl Cli {
@@ -37,6 +41,7 @@ impl Cli {
         match self.command {
             Command::Crds(args) => crds::run(args),
             Command::Forecast(args) => forecast::run(*args),
+            Command::Run(args) => run::run(*args),
             Command::Plan(args) => plan::run(*args),
         }
     }
