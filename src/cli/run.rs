@@ -616,7 +616,25 @@ async fn run_controllers(
     ));
     let forecasts = controller::forecasts::run(ctx.clone(), scope.stopped());
     let workloads = async {}; // TEMP until the workload controller is on main
-    futures::join!(forecasts, workloads);
+    tokio::pin!(forecasts, workloads);
+    // Both run until told to stop; one that returns before is a failure the leader reports.
+    let forecasts_first = tokio::select! {
+        () = &mut forecasts => true,
+        () = &mut workloads => false,
+    };
+    if !scope.is_stopped() {
+        let which = if forecasts_first {
+            "CarbonForecast"
+        } else {
+            "workload"
+        };
+        return Err(format!("the {which} controller stopped on its own"));
+    }
+    if forecasts_first {
+        workloads.await;
+    } else {
+        forecasts.await;
+    }
     Ok(())
 }
 
