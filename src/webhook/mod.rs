@@ -1,0 +1,267 @@
+//! The mutating admission webhook: an HTTPS server (`POST /mutate`, port 9443 in the chart) around
+//! the pure decision in [`mutate`].
+//!
+//! The server reads no cluster state and writes nothing: it parses the `AdmissionReview`, asks
+//! [`mutate::mutate`] what to do at the [`Clock`]'s `now`, counts the outcome, and answers. Every
+//! replica serves it, leader or not. The certificate is reloaded when its files change
+//! ([`tls::CertReloader`]); the readiness flag is set once a certificate is loaded and cleared when
+//! the server shuts down.
+
+pub mod mutate;
+pub mod tls;
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use thiserror::Error;
+
+use crate::api::annotations::AnnotationDefaults;
+use crate::clock::Clock;
+use crate::http::Readiness;
+use crate::metrics::Metrics;
+
+pub use mutate::{Outcome, Untouched, mutate};
+pub use tls::{CertReloader, Reload, TlsConfigPaths};
+
+/// The path the API server posts `AdmissionReview`s to (fixed in the chart).
+pub const PATH: &str = "/mutate";
+
+/// The largest request body accepted. Objects are at most 1.5 MiB in etcd; a review carries the
+/// object and, for updates, the old one.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// How long open connections may finish after shutdown is requested. Admission calls take
+/// milliseconds; the API server gives up on them after the webhook's `timeoutSeconds` anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the webhook server could not start or stopped.
+#[derive(Debug, Error)]
+pub enum WebhookError {
+    /// A certificate or key file cannot be read.
+    #[error("cannot read the TLS {what} file {}: {source}", path.display())]
+    ReadFile {
+        /// `certificate` or `key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not valid PEM.
+    #[error("TLS file {} is not valid PEM: {reason}", path.display())]
+    BadPem {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The certificate file holds no certificate.
+    #[error(
+        "TLS certificate file {} holds no certificate; expected PEM blocks -----BEGIN CERTIFICATE-----",
+        path.display()
+    )]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file holds no private key.
+    #[error(
+        "TLS key file {} holds no private key; expected a PEM RSA (PKCS#1), EC (SEC1) or PKCS#8 private key",
+        path.display()
+    )]
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The key file holds a key of a kind that cannot be used (encrypted, OpenSSH, DSA, an
+    /// unsupported curve or size).
+    #[error(
+        "TLS key file {}: unsupported private key: {reason}; expected an unencrypted RSA (PKCS#1), EC (SEC1) or PKCS#8 private key",
+        path.display()
+    )]
+    UnsupportedKey {
+        /// The file.
+        path: PathBuf,
+        /// What was found.
+        reason: String,
+    },
+    /// The key does not belong to the certificate.
+    #[error(
+        "the private key in {} does not belong to the certificate in {}",
+        key.display(),
+        cert.display()
+    )]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// rustls refuses the pair for another reason (for example a malformed certificate).
+    #[error(
+        "the TLS certificate in {} cannot be served with the key in {}: {reason}",
+        cert.display(),
+        key.display()
+    )]
+    UnusableCertificate {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on {addr} for the webhook: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server stopped with an I/O error.
+    #[error("webhook server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// What the webhook needs to answer: the operator's defaults, the time, and where to report.
+#[derive(Clone)]
+pub struct WebhookState {
+    /// The operator's defaults and cap, as for the controllers.
+    pub defaults: AnnotationDefaults,
+    /// The source of the admission time.
+    pub clock: Arc<dyn Clock>,
+    /// Where `carbonshift_webhook_requests_total` is counted.
+    pub metrics: Metrics,
+    /// Set once the certificate is loaded; cleared at shutdown.
+    pub readiness: Readiness,
+}
+
+impl std::fmt::Debug for WebhookState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookState")
+            .field("defaults", &self.defaults)
+            .field("readiness", &self.readiness)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The routes: `POST /mutate`, with bodies up to [`MAX_BODY_BYTES`] (larger ones get 413).
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route(PATH, post(admit))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Arc::new(state))
+}
+
+async fn admit(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response {
+    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(e) => return bad_review(&state, format!("malformed AdmissionReview: {e}")),
+    };
+    let request: AdmissionRequest<DynamicObject> = match review.try_into() {
+        Ok(request) => request,
+        Err(_) => return bad_review(&state, "AdmissionReview without a request".to_string()),
+    };
+
+    let (response, outcome) = mutate(&request, &state.defaults, state.clock.now());
+    state.metrics.record_webhook(outcome.result());
+    let namespace = request.namespace.as_deref().unwrap_or_default();
+    match &outcome {
+        Outcome::AllowedUntouched(_) | Outcome::NotAJob => tracing::debug!(
+            uid = %request.uid, namespace, name = %request.name, ?outcome, "admission"
+        ),
+        Outcome::Denied(_) | Outcome::Invalid(_) | Outcome::Error(_) => tracing::warn!(
+            uid = %request.uid, namespace, name = %request.name, ?outcome, "admission"
+        ),
+        Outcome::Held { .. } | Outcome::DryRun | Outcome::RunNow | Outcome::AdmittedWithWarning => {
+            tracing::info!(
+                uid = %request.uid, namespace, name = %request.name, ?outcome,
+                warnings = ?response.warnings, "admission"
+            )
+        }
+    }
+    axum::Json(response.into_review()).into_response()
+}
+
+fn bad_review(state: &WebhookState, message: String) -> Response {
+    state.metrics.record_webhook("error");
+    tracing::warn!(error = %message, "refused an admission request");
+    (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
+}
+
+/// Loads the certificate at `tls`, binds `addr` and serves the webhook until `shutdown`
+/// completes; then stops accepting, marks the process not ready and lets open requests finish
+/// (for a few seconds at most).
+///
+/// A certificate or key that cannot be used, or an address that cannot be bound, is an error at
+/// once. Later certificate changes are picked up every [`TlsConfigPaths::poll_interval`]; a bad
+/// new pair is logged and the previous one kept.
+pub async fn serve(
+    addr: SocketAddr,
+    tls: TlsConfigPaths,
+    state: WebhookState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WebhookError> {
+    let reloader = CertReloader::load(tls).await?;
+    let listener = TcpListener::bind(addr).map_err(|source| WebhookError::Bind { addr, source })?;
+    run(listener, reloader, state, shutdown).await
+}
+
+/// Like [`serve`] on a listener bound already: tests bind `127.0.0.1:0` and read the port from
+/// the listener.
+pub async fn serve_listener(
+    listener: TcpListener,
+    tls: TlsConfigPaths,
+    state: WebhookState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WebhookError> {
+    let reloader = CertReloader::load(tls).await?;
+    run(listener, reloader, state, shutdown).await
+}
+
+async fn run(
+    listener: TcpListener,
+    reloader: CertReloader,
+    state: WebhookState,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WebhookError> {
+    let local = listener.local_addr().map_err(WebhookError::Serve)?;
+    let readiness = state.readiness.clone();
+    let handle = axum_server::Handle::new();
+    let server = axum_server::tls_rustls::from_tcp_rustls(listener, reloader.config())
+        .map_err(WebhookError::Serve)?
+        .handle(handle.clone())
+        .serve(router(state).into_make_service());
+    tracing::info!(
+        addr = %local,
+        cert = %reloader.paths().cert.display(),
+        "serving the admission webhook"
+    );
+    readiness.set_ready();
+
+    let watch = reloader.watch();
+    tokio::pin!(server, watch, shutdown);
+    tokio::select! {
+        result = &mut server => {
+            readiness.set_not_ready("the webhook server stopped");
+            return result.map_err(WebhookError::Serve);
+        }
+        never = &mut watch => match never {},
+        () = &mut shutdown => {}
+    }
+    readiness.set_not_ready("shutting down");
+    handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    server.await.map_err(WebhookError::Serve)
+}

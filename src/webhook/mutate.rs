@@ -1,0 +1,418 @@
+//! The admission decision, as a pure function of the request, the operator's defaults and `now`.
+//!
+//! On CREATE of a `batch/v1` Job with `carbonshift.dev/deferrable: "true"` and valid annotations,
+//! [`mutate`] answers with a JSON patch that holds the Job: `spec.suspend: true`,
+//! `carbonshift.dev/held: "true"` and `carbonshift.dev/submitted-at: <now>`. Everything else is
+//! decided here too, in this order:
+//!
+//! 1. Operations other than CREATE, and objects other than `batch/v1` Jobs: allowed untouched.
+//! 2. Jobs managed by someone else — Kueue (label `kueue.x-k8s.io/queue-name`) or another
+//!    controller (`spec.managedBy` other than `kubernetes.io/job-controller`): allowed untouched,
+//!    with a warning if they ask for carbonshift, since holding them would fight their manager.
+//! 3. Jobs that do not opt in: allowed untouched.
+//! 4. Malformed annotations: denied with the parser's message.
+//! 5. `dry-run` or `run-now`: admitted unheld, with the `submitted-at` marker (the controller
+//!    plans the dry run from it).
+//! 6. A deadline too close to wait for: admitted unheld, with the marker and a warning.
+//! 7. Otherwise held. A Job that arrives suspended already keeps `spec.suspend` and gets the
+//!    markers.
+//!
+//! Every admitted deferrable Job also gets warnings for a delay shortened by the operator's cap
+//! and for unknown `carbonshift.dev/*` annotations (likely typos).
+//!
+//! A new Job is new: `submitted-at` is always the admission time, and markers copied from an older
+//! Job (`kubectl get -o yaml` and create again) are replaced or removed, with a warning.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
+use k8s_openapi::api::batch::v1::Job;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::core::{DynamicObject, Status};
+use serde_json::Value;
+
+use crate::api::annotations::{
+    self, AnnotationDefaults, AnnotationError, DEADLINE, DEFERRABLE, Deferral, HELD, Limit,
+    MAX_DELAY, RELEASED_AT, SUBMITTED_AT,
+};
+use crate::units::format_duration;
+
+/// Kueue's label naming the LocalQueue of a Job it manages.
+pub const KUEUE_QUEUE_NAME: &str = "kueue.x-k8s.io/queue-name";
+
+/// The `spec.managedBy` value of Jobs the built-in Job controller manages (the default).
+pub const JOB_CONTROLLER: &str = "kubernetes.io/job-controller";
+
+/// What the webhook decided about one request. Each variant maps to one value of the metric label
+/// `carbonshift_webhook_requests_total{result}` ([`Outcome::result`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A deferrable Job, held: suspended (unless it already was) and marked held.
+    Held {
+        /// The Job arrived with `spec.suspend: true`; only the markers were added.
+        already_suspended: bool,
+    },
+    /// A deferrable Job with `dry-run: "true"`: admitted unheld with the `submitted-at` marker.
+    DryRun,
+    /// A deferrable Job with `run-now: "true"`: admitted unheld with the `submitted-at` marker.
+    RunNow,
+    /// A deferrable Job whose deadline leaves no time to wait: admitted unheld with the marker and
+    /// a warning.
+    AdmittedWithWarning,
+    /// Not carbonshift's to change: allowed without a patch.
+    AllowedUntouched(Untouched),
+    /// Not a `batch/v1` Job: allowed without a patch.
+    NotAJob,
+    /// Malformed carbonshift annotations: denied with the parser's message.
+    Denied(AnnotationError),
+    /// The request itself cannot be used (no object, or an object that is not a valid Job):
+    /// denied with a message saying so.
+    Invalid(String),
+    /// carbonshift failed to build its answer: the Job is admitted unchanged, with a warning
+    /// (carbonshift never blocks a Job because of its own fault).
+    Error(String),
+}
+
+/// Why a request was allowed without a patch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Untouched {
+    /// An operation other than CREATE.
+    Operation(Operation),
+    /// The Job does not opt in (`deferrable` absent or `"false"`).
+    NotDeferrable,
+    /// Kueue manages the Job (label [`KUEUE_QUEUE_NAME`]).
+    Kueue,
+    /// Another controller manages the Job (`spec.managedBy`).
+    ManagedBy(String),
+}
+
+impl Outcome {
+    /// The `result` label of `carbonshift_webhook_requests_total`: `held`, `allowed`, `denied`,
+    /// `warned` or `error`.
+    pub fn result(&self) -> &'static str {
+        match self {
+            Outcome::Held { .. } => "held",
+            Outcome::DryRun | Outcome::RunNow | Outcome::AllowedUntouched(_) | Outcome::NotAJob => {
+                "allowed"
+            }
+            Outcome::AdmittedWithWarning => "warned",
+            Outcome::Denied(_) => "denied",
+            Outcome::Invalid(_) | Outcome::Error(_) => "error",
+        }
+    }
+}
+
+/// Decides one admission request. `now` is the admission time; it is cut to whole seconds, the
+/// precision of the `submitted-at` marker, so that the webhook and the controllers count from the
+/// same instant.
+pub fn mutate(
+    request: &AdmissionRequest<DynamicObject>,
+    defaults: &AnnotationDefaults,
+    now: DateTime<Utc>,
+) -> (AdmissionResponse, Outcome) {
+    let now = now.trunc_subsecs(0);
+    let response = AdmissionResponse::from(request);
+
+    if request.operation != Operation::Create {
+        let outcome = Outcome::AllowedUntouched(Untouched::Operation(request.operation.clone()));
+        return (response, outcome);
+    }
+    if !(request.kind.group == "batch"
+        && request.kind.version == "v1"
+        && request.kind.kind == "Job")
+    {
+        return (response, Outcome::NotAJob);
+    }
+    let Some(object) = &request.object else {
+        return invalid(
+            response,
+            "the AdmissionReview has no object to create".to_string(),
+        );
+    };
+    let job = match to_job(object) {
+        Ok(job) => job,
+        Err(e) => {
+            return invalid(
+                response,
+                format!("the object is not a valid batch/v1 Job: {e}"),
+            );
+        }
+    };
+
+    if let Some((untouched, warning)) = managed_elsewhere(&job) {
+        let mut response = response;
+        if annotations::is_deferrable(&job) {
+            response.warnings = Some(vec![warning]);
+        }
+        return (response, Outcome::AllowedUntouched(untouched));
+    }
+
+    let mut deferral = match annotations::parse(&job, defaults, now) {
+        Ok(Some(deferral)) => deferral,
+        Ok(None) => {
+            return (
+                response,
+                Outcome::AllowedUntouched(Untouched::NotDeferrable),
+            );
+        }
+        Err(e) => return deny(response, e),
+    };
+    // A marker or creation time copied from an older Job must not move this Job's window.
+    deferral.submitted_at = now;
+
+    let (outcome, hold) = if deferral.dry_run {
+        (Outcome::DryRun, false)
+    } else if deferral.run_now {
+        (Outcome::RunNow, false)
+    } else if !deferral.is_feasible(now) {
+        (Outcome::AdmittedWithWarning, false)
+    } else {
+        let already_suspended = suspended(&job);
+        (Outcome::Held { already_suspended }, true)
+    };
+
+    let mut warnings = Vec::new();
+    if outcome == Outcome::AdmittedWithWarning {
+        warnings.push(infeasible_warning(&deferral, now));
+    }
+    if deferral.is_capped() {
+        warnings.push(capped_warning(&deferral));
+    }
+    warnings.extend(
+        deferral
+            .unknown_annotations
+            .iter()
+            .map(|k| unknown_warning(k)),
+    );
+
+    let (operations, replaced) = patch(&job, hold, now);
+    if !replaced.is_empty() {
+        warnings.push(format!(
+            "carbonshift writes {} itself; the values given were replaced",
+            replaced.join(", ")
+        ));
+    }
+
+    let mut response = match response.clone().with_patch(Patch(operations)) {
+        Ok(response) => response,
+        Err(e) => {
+            let message =
+                format!("carbonshift could not build its patch ({e}); the Job runs unheld");
+            let mut response = response;
+            response.warnings = Some(vec![message.clone()]);
+            return (response, Outcome::Error(message));
+        }
+    };
+    if !warnings.is_empty() {
+        response.warnings = Some(warnings);
+    }
+    (response, outcome)
+}
+
+fn invalid(response: AdmissionResponse, message: String) -> (AdmissionResponse, Outcome) {
+    let mut response = response.deny(&message);
+    response.result = Status::failure(&message, "BadRequest").with_code(400);
+    (response, Outcome::Invalid(message))
+}
+
+fn deny(response: AdmissionResponse, error: AnnotationError) -> (AdmissionResponse, Outcome) {
+    let message = error.to_string();
+    let mut response = response.deny(&message);
+    response.result = Status::failure(&message, "BadRequest").with_code(400);
+    (response, Outcome::Denied(error))
+}
+
+fn to_job(object: &DynamicObject) -> Result<Job, serde_json::Error> {
+    serde_json::to_value(object).and_then(serde_json::from_value)
+}
+
+/// Who else manages the Job, with the warning for a Job that asks for carbonshift all the same.
+fn managed_elsewhere(job: &Job) -> Option<(Untouched, String)> {
+    let has_queue = |map: &Option<BTreeMap<String, String>>| {
+        map.as_ref()
+            .is_some_and(|m| m.contains_key(KUEUE_QUEUE_NAME))
+    };
+    // Kueue's label; older Kueue versions read the same key as an annotation.
+    if has_queue(&job.metadata.labels) || has_queue(&job.metadata.annotations) {
+        let warning = format!(
+            "{DEFERRABLE} is ignored: Kueue manages this Job ({KUEUE_QUEUE_NAME}) and carbonshift leaves it alone"
+        );
+        return Some((Untouched::Kueue, warning));
+    }
+    match job.spec.as_ref().and_then(|s| s.managed_by.as_deref()) {
+        Some(manager) if manager != JOB_CONTROLLER => {
+            let warning = format!(
+                "{DEFERRABLE} is ignored: spec.managedBy is {manager:?}, so carbonshift leaves the Job to that controller"
+            );
+            Some((Untouched::ManagedBy(manager.to_string()), warning))
+        }
+        _ => None,
+    }
+}
+
+fn suspended(job: &Job) -> bool {
+    job.spec.as_ref().and_then(|s| s.suspend) == Some(true)
+}
+
+/// The JSON patch for an admitted deferrable Job, and the markers it replaces or removes.
+fn patch(job: &Job, hold: bool, now: DateTime<Utc>) -> (Vec<PatchOperation>, Vec<&'static str>) {
+    let existing = job.metadata.annotations.as_ref();
+    let current = |key: &str| existing.and_then(|m| m.get(key)).map(String::as_str);
+    let submitted_at = timestamp(now);
+
+    let mut set: Vec<(&'static str, String)> = vec![(SUBMITTED_AT, submitted_at.clone())];
+    let mut remove = Vec::new();
+    let mut replaced = Vec::new();
+    if current(SUBMITTED_AT).is_some_and(|v| v != submitted_at) {
+        replaced.push(SUBMITTED_AT);
+    }
+    if hold {
+        set.push((HELD, "true".to_string()));
+    } else if current(HELD).is_some() {
+        remove.push(HELD);
+        replaced.push(HELD);
+    }
+    if current(RELEASED_AT).is_some() {
+        remove.push(RELEASED_AT);
+        replaced.push(RELEASED_AT);
+    }
+
+    let mut operations = Vec::new();
+    if hold && !suspended(job) {
+        operations.push(match job.spec {
+            Some(_) => add(&["spec", "suspend"], Value::Bool(true)),
+            None => add(&["spec"], serde_json::json!({"suspend": true})),
+        });
+    }
+    operations.extend(annotation_operations(existing, &set, &remove));
+    (operations, replaced)
+}
+
+/// JSON patch operations that set `set` and remove `remove` in `metadata.annotations`, creating
+/// the map when the object has none. `add` replaces a member that exists, as RFC 6902 defines.
+pub fn annotation_operations(
+    existing: Option<&BTreeMap<String, String>>,
+    set: &[(&str, String)],
+    remove: &[&str],
+) -> Vec<PatchOperation> {
+    let Some(existing) = existing else {
+        if set.is_empty() {
+            return Vec::new();
+        }
+        let map = set
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>();
+        return vec![add(&["metadata", "annotations"], Value::Object(map))];
+    };
+    let sets = set.iter().map(|(key, value)| {
+        add(
+            &["metadata", "annotations", key],
+            Value::String(value.clone()),
+        )
+    });
+    let removes = remove
+        .iter()
+        .filter(|key| existing.contains_key(**key))
+        .map(|key| {
+            PatchOperation::Remove(RemoveOperation {
+                path: PointerBuf::from_tokens(["metadata", "annotations", key]),
+            })
+        });
+    sets.chain(removes).collect()
+}
+
+fn add(tokens: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: PointerBuf::from_tokens(tokens.iter().copied()),
+        value,
+    })
+}
+
+/// RFC 3339, whole seconds, UTC with `Z`: the form of the time markers.
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn infeasible_warning(deferral: &Deferral, now: DateTime<Utc>) -> String {
+    let latest = timestamp(deferral.latest_start());
+    match deferral.limit {
+        Limit::Deadline(deadline) => format!(
+            "carbonshift does not hold this Job: to finish by its {DEADLINE} {} it had to start by {latest} ({} before), which is before now ({})",
+            timestamp(deadline),
+            format_duration(deferral.duration),
+            timestamp(now),
+        ),
+        Limit::MaxDelay(_) | Limit::DefaultMaxDelay(_) => format!(
+            "carbonshift does not hold this Job: its latest start {latest} is before now ({})",
+            timestamp(now)
+        ),
+    }
+}
+
+fn capped_warning(deferral: &Deferral) -> String {
+    let cap = format_duration(deferral.max_allowed_delay);
+    let latest = timestamp(deferral.latest_start());
+    match deferral.limit {
+        Limit::MaxDelay(delay) => format!(
+            "{MAX_DELAY} {} is longer than the operator's maximum delay of {cap}; the Job starts by {latest} at the latest",
+            format_duration(delay)
+        ),
+        Limit::Deadline(deadline) => format!(
+            "{DEADLINE} {} is further out than the operator's maximum delay of {cap} allows; the Job starts by {latest} at the latest",
+            timestamp(deadline)
+        ),
+        Limit::DefaultMaxDelay(_) => format!(
+            "the delay is capped at the operator's maximum of {cap}; the Job starts by {latest} at the latest"
+        ),
+    }
+}
+
+fn unknown_warning(key: &str) -> String {
+    match closest_known(key) {
+        Some(known) => {
+            format!("{key} is not a carbonshift annotation and is ignored; did you mean {known}?")
+        }
+        None => format!("{key} is not a carbonshift annotation and is ignored"),
+    }
+}
+
+/// Edits (insertions, deletions, substitutions) that still make a typo rather than another word.
+const MAX_TYPO_DISTANCE: usize = 2;
+
+/// The known annotation nearest to `key` by edit distance, if it is near enough to be a typo.
+fn closest_known(key: &str) -> Option<&'static str> {
+    let name = key.strip_prefix(annotations::PREFIX).unwrap_or(key);
+    annotations::ALL
+        .iter()
+        // The markers are carbonshift's own; never suggest setting them.
+        .filter(|known| ![HELD, SUBMITTED_AT, RELEASED_AT].contains(known))
+        .map(|known| {
+            let known_name = known.strip_prefix(annotations::PREFIX).unwrap_or(known);
+            (edit_distance(name, known_name), *known)
+        })
+        .filter(|(distance, _)| *distance <= MAX_TYPO_DISTANCE)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = Vec::with_capacity(b.len() + 1);
+        current.push(i + 1);
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests;
