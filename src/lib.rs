@@ -10,6 +10,7 @@ pub mod cli;
 pub mod clock;
 pub mod forecast;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod planner;
 pub mod telemetry;
