@@ -8,6 +8,7 @@
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod controller;
 pub mod forecast;
 pub mod http;
 pub mod lifecycle;

@@ -4,6 +4,7 @@
 pub mod crds;
 pub mod forecast;
 pub mod plan;
+pub mod release;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,8 @@ pub enum Command {
     Forecast(Box<forecast::Args>),
     /// Plan a job's lowest-carbon window on a carbon-intensity trace.
     Plan(Box<plan::Args>),
+    /// Release held Jobs at once (before uninstalling carbonshift, or in an emergency).
+    Release(Box<release::Args>),
 }
 
 impl Cli {
@@ -38,6 +41,7 @@ impl Cli {
             Command::Crds(args) => crds::run(args),
             Command::Forecast(args) => forecast::run(*args),
             Command::Plan(args) => plan::run(*args),
+            Command::Release(args) => release::run(*args),
         }
     }
 }

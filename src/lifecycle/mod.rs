@@ -211,8 +211,8 @@ pub enum EventType {
 pub struct Event {
     /// Severity.
     pub type_: EventType,
-    /// PascalCase reason, for example `Deferred`.
-    pub reason: String,
+    /// PascalCase reason from a fixed set, for example `Deferred`.
+    pub reason: &'static str,
     /// PascalCase action: `Plan`, `Release`, `Pause`, `Track` or `Validate`.
     pub action: &'static str,
     /// Human-readable explanation.
@@ -292,6 +292,32 @@ pub mod reason {
     pub const RELEASED_BY_OWNER: &str = "ReleasedByOwner";
     /// Suspended again by its owner after carbonshift released it.
     pub const SUSPENDED_BY_OWNER: &str = "SuspendedByOwner";
+
+    /// Every reason above and every release reason.
+    pub const ALL: [&str; 17] = [
+        DRY_RUN,
+        RUN_NOW,
+        INFEASIBLE,
+        WEBHOOK_BYPASSED,
+        KUEUE,
+        MANAGED_BY,
+        INVALID_ANNOTATIONS,
+        NOT_DEFERRABLE,
+        NO_FORECAST,
+        NO_COVERAGE,
+        PAUSED,
+        RELEASED_BY_OWNER,
+        SUSPENDED_BY_OWNER,
+        "Released",
+        "Resumed",
+        "DeadlineRelease",
+        "ManualRelease",
+    ];
+
+    /// The static form of a known reason read back from a status.
+    pub fn known(text: &str) -> Option<&'static str> {
+        ALL.into_iter().find(|r| *r == text)
+    }
 }
 
 /// The condition types of the workload status.
@@ -522,7 +548,7 @@ fn without_spec(job: &JobView, state: State, now: DateTime<Utc>) -> Decision {
     if let Some(error) = &error {
         decision.events.push(Event {
             type_: EventType::Warning,
-            reason: reason::INVALID_ANNOTATIONS.to_string(),
+            reason: reason::INVALID_ANNOTATIONS,
             action: "Validate",
             note: truncate(error),
         });
@@ -548,7 +574,7 @@ fn without_spec(job: &JobView, state: State, now: DateTime<Utc>) -> Decision {
         });
         decision.events.push(Event {
             type_: EventType::Warning,
-            reason: reason.as_str().to_string(),
+            reason: reason.as_str(),
             action: "Release",
             note: truncate(&note),
         });
@@ -624,10 +650,16 @@ struct Machine<'a> {
 }
 
 impl Machine<'_> {
-    fn event(&mut self, type_: EventType, reason: &str, action: &'static str, note: String) {
+    fn event(
+        &mut self,
+        type_: EventType,
+        reason: &'static str,
+        action: &'static str,
+        note: String,
+    ) {
         self.decision.events.push(Event {
             type_,
-            reason: reason.to_string(),
+            reason,
             action,
             note: truncate(&note),
         });
@@ -967,7 +999,7 @@ impl Machine<'_> {
     }
 
     /// Held without a plan until the forecast changes or the deadline rule.
-    fn hold_unplanned(&mut self, why: &str, message: String, release_by: DateTime<Utc>) {
+    fn hold_unplanned(&mut self, why: &'static str, message: String, release_by: DateTime<Utc>) {
         let paused = self.ran() > TimeDelta::zero();
         let phase = if paused {
             Phase::Paused
@@ -1284,13 +1316,16 @@ impl Machine<'_> {
         };
         self.set_following(phase, &why, message);
         // A dry run says so with its plan instead.
-        if first && why != reason::DRY_RUN {
+        if first
+            && why != reason::DRY_RUN
+            && let Some(known) = reason::known(&why)
+        {
             let type_ = if why == reason::WEBHOOK_BYPASSED {
                 EventType::Warning
             } else {
                 EventType::Normal
             };
-            self.event(type_, &why, "Track", explanation);
+            self.event(type_, known, "Track", explanation);
         }
         if why == reason::DRY_RUN {
             self.dry_run_plan();

@@ -364,7 +364,7 @@ fn check_invariants(job: &JobView, d: &Decision, config: &Config, now: DateTime<
 }
 
 fn reasons(d: &Decision) -> Vec<&str> {
-    d.events.iter().map(|e| e.reason.as_str()).collect()
+    d.events.iter().map(|e| e.reason).collect()
 }
 
 fn release_of(d: &Decision) -> Option<ReleaseReason> {
@@ -1396,6 +1396,15 @@ fn realised_intensity_mixes_measured_values_and_the_forecast() {
         None
     );
     assert_eq!(emissions::realised(&[], &forecast, None), None);
+}
+
+#[test]
+fn every_release_reason_is_a_known_reason() {
+    for r in ReleaseReason::ALL {
+        assert_eq!(reason::known(r.as_str()), Some(r.as_str()));
+        assert_eq!(ReleaseReason::from_str(r.as_str()), Some(r));
+    }
+    assert_eq!(reason::known("Whatever"), None);
 }
 
 #[test]

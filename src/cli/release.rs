@@ -1,0 +1,332 @@
+//! `carbonshift release`: release held Jobs at once, for uninstalling carbonshift and for
+//! emergencies.
+//!
+//! A held Job is suspended with the `carbonshift.dev/held` marker and has no
+//! `carbonshift.dev/released-at` yet. Each is released with the controller's guarded patch
+//! (`controller::release`), reason `ManualRelease`: if the Job changed between the list and the
+//! patch, it is read again and released only if it is still held. Then, best effort, an Event on
+//! the Job and the status of its CarbonWorkload (skipped silently when the CRDs are already gone,
+//! as during an uninstall: releasing Jobs needs nothing but Jobs).
+//!
+//! Exit status: 0 when every held Job was released (or there was none), 1 when a release failed
+//! or the cluster cannot be reached, 2 on bad arguments.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::api::{CarbonWorkload, FIELD_MANAGER};
+use crate::controller::release::{self as guarded, Guard, Outcome};
+use crate::lifecycle::ReleaseReason;
+
+const EXAMPLES: &str = "\
+Examples:
+  carbonshift release finetune-llama -n ml     # one Job
+  carbonshift release --namespace ml           # every held Job in ml
+  carbonshift release --all                    # every held Job in the cluster (before uninstalling)
+  carbonshift release --all --dry-run          # list what would be released";
+
+/// The `reportingController` of the Events `carbonshift release` writes.
+pub const REPORTER: &str = "carbonshift-release";
+
+/// Arguments of `carbonshift release`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["job", "all", "namespace"])))]
+pub struct Args {
+    /// The Job to release (in --namespace, or the kubeconfig's namespace).
+    pub job: Option<String>,
+    /// Every held Job in every namespace.
+    #[arg(long, conflicts_with_all = ["job", "namespace"])]
+    pub all: bool,
+    /// Every held Job in this namespace; with JOB, the Job's namespace.
+    #[arg(long, short = 'n', value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Only print what would be released.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Which Jobs to look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// One Job.
+    Job {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// Every held Job in a namespace.
+    Namespace(String),
+    /// Every held Job.
+    All,
+}
+
+/// What happened to the Jobs looked at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Released (or, in a dry run, would be).
+    pub released: usize,
+    /// Not held (any more): nothing to do.
+    pub skipped: usize,
+    /// Releases that failed.
+    pub failed: usize,
+}
+
+/// Why the run could not even start.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// Listing or reading Jobs failed.
+    #[error("cannot read Jobs{where_}: {source}")]
+    List {
+        /// ` in <ns>` or empty.
+        where_: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The named Job does not exist.
+    #[error("Job {namespace}/{name} not found")]
+    NotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+}
+
+/// Runs the subcommand.
+pub fn run(args: Args) -> ExitCode {
+    // The one read of the wall clock: the marker time of every release.
+    let now = Utc::now();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        // kube's rustls client needs a process-wide crypto provider; another one may be installed
+        // already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = match Client::try_default().await {
+            Ok(client) => client,
+            Err(e) => {
+                eprintln!("error: cannot reach the cluster (in-cluster config or kubeconfig): {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let target = match (args.all, args.job, args.namespace) {
+            (true, _, _) => Target::All,
+            (false, Some(name), namespace) => Target::Job {
+                namespace: namespace.unwrap_or_else(|| client.default_namespace().to_string()),
+                name,
+            },
+            (false, None, Some(namespace)) => Target::Namespace(namespace),
+            (false, None, None) => {
+                eprintln!("error: give a JOB, --namespace NS or --all");
+                return ExitCode::from(2);
+            }
+        };
+        let mut out = std::io::stdout();
+        match release_jobs(client, &target, args.dry_run, now, &mut out).await {
+            Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
+            Ok(_) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Releases the held Jobs of `target`, writing one line per Job to `out` (and one line when
+/// there is none).
+pub async fn release_jobs(
+    client: Client,
+    target: &Target,
+    dry_run: bool,
+    now: DateTime<Utc>,
+    out: &mut impl Write,
+) -> Result<Summary, ReleaseError> {
+    let jobs = candidates(&client, target).await?;
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: REPORTER.to_string(),
+            instance: None,
+        },
+    );
+    let mut summary = Summary::default();
+    let mut held = 0;
+    for job in jobs {
+        let key = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());
+        if !guarded::is_held(&job) {
+            if matches!(target, Target::Job { .. }) {
+                line(
+                    out,
+                    &format!("{key}: not held by carbonshift; nothing to release"),
+                );
+                summary.skipped += 1;
+            }
+            continue;
+        }
+        held += 1;
+        if dry_run {
+            line(out, &format!("{key}: would be released (dry run)"));
+            summary.released += 1;
+            continue;
+        }
+        match release_one(&client, &job, now).await {
+            Ok(Some(released)) => {
+                line(
+                    out,
+                    &format!(
+                        "{key}: released ({})",
+                        ReleaseReason::ManualRelease.as_str()
+                    ),
+                );
+                summary.released += 1;
+                record(&client, &recorder, &released, now, out).await;
+            }
+            Ok(None) => {
+                line(
+                    out,
+                    &format!("{key}: changed meanwhile and no longer held; not released"),
+                );
+                summary.skipped += 1;
+            }
+            Err(e) => {
+                line(out, &format!("{key}: release failed: {e}"));
+                summary.failed += 1;
+            }
+        }
+    }
+    if held == 0 && !matches!(target, Target::Job { .. }) {
+        let where_ = match target {
+            Target::Namespace(ns) => format!(" in namespace {ns}"),
+            _ => String::new(),
+        };
+        line(out, &format!("no held Jobs{where_}; nothing to release"));
+    }
+    Ok(summary)
+}
+
+fn line(out: &mut impl Write, text: &str) {
+    // Nothing sensible is left to do when stdout is gone.
+    let _ = writeln!(out, "{text}");
+}
+
+async fn candidates(client: &Client, target: &Target) -> Result<Vec<Job>, ReleaseError> {
+    let list = |api: Api<Job>, where_: String| async move {
+        api.list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|source| ReleaseError::List { where_, source })
+    };
+    match target {
+        Target::All => list(Api::all(client.clone()), String::new()).await,
+        Target::Namespace(ns) => {
+            list(Api::namespaced(client.clone(), ns), format!(" in {ns}")).await
+        }
+        Target::Job { namespace, name } => {
+            let api: Api<Job> = Api::namespaced(client.clone(), namespace);
+            match api.get_opt(name).await {
+                Ok(Some(job)) => Ok(vec![job]),
+                Ok(None) => Err(ReleaseError::NotFound {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                }),
+                Err(source) => Err(ReleaseError::List {
+                    where_: format!(" in {namespace}"),
+                    source,
+                }),
+            }
+        }
+    }
+}
+
+/// Releases one held Job with the guarded patch; when it changed meanwhile, reads it again and
+/// tries once more if it is still held. `Ok(None)`: not held any more.
+async fn release_one(
+    client: &Client,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> Result<Option<Job>, kube::Error> {
+    let namespace = job.namespace().unwrap_or_default();
+    let name = job.name_any();
+    let api: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let mut current = job.clone();
+    for _ in 0..2 {
+        match guarded::release(&api, &name, &Guard::for_job(&current), now).await? {
+            Outcome::Applied(job) => return Ok(Some(*job)),
+            Outcome::Gone => return Ok(None),
+            Outcome::Changed(_) => match api.get_opt(&name).await? {
+                Some(job) if guarded::is_held(&job) => current = job,
+                _ => return Ok(None),
+            },
+        }
+    }
+    Ok(None)
+}
+
+/// The Event on the Job and the CarbonWorkload's status, best effort.
+async fn record(
+    client: &Client,
+    recorder: &Recorder,
+    job: &Job,
+    now: DateTime<Utc>,
+    out: &mut impl Write,
+) {
+    let key = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());
+    let event = Event {
+        type_: EventType::Normal,
+        reason: ReleaseReason::ManualRelease.as_str().to_string(),
+        note: Some("released at once by carbonshift release".to_string()),
+        action: "Release".to_string(),
+        secondary: None,
+    };
+    if let Err(e) = recorder.publish(&event, &job.object_ref(&())).await {
+        line(
+            out,
+            &format!("{key}: warning: cannot record the Event: {e}"),
+        );
+    }
+    let api: Api<CarbonWorkload> =
+        Api::namespaced(client.clone(), &job.namespace().unwrap_or_default());
+    let patch = json!({
+        "status": {
+            "phase": "Released",
+            "reason": ReleaseReason::ManualRelease.as_str(),
+            "message": "released at once by carbonshift release",
+            "releasedAt": guarded::marker(now),
+        }
+    });
+    let params = PatchParams {
+        field_manager: Some(format!("{FIELD_MANAGER}-release")),
+        ..PatchParams::default()
+    };
+    match api
+        .patch_status(&job.name_any(), &params, &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {}
+        // No workload, or no CRD any more (uninstall): the Job is what matters.
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(e) => line(
+            out,
+            &format!("{key}: warning: cannot update its CarbonWorkload status: {e}"),
+        ),
+    }
+}
