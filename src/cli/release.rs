@@ -330,3 +330,218 @@ async fn record(
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+    use crate::controller::fixtures::{Expect, MockApiServer, Reply, Route, t};
+
+    fn job(namespace: &str, name: &str, held: bool, released: bool) -> Value {
+        let mut annotations = json!({"carbonshift.dev/deferrable": "true"});
+        if held {
+            annotations["carbonshift.dev/held"] = json!("true");
+        }
+        if released {
+            annotations["carbonshift.dev/released-at"] = json!("2026-05-04T09:00:00Z");
+        }
+        json!({
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+                         "resourceVersion": "5", "annotations": annotations},
+            "spec": {"suspend": held && !released, "template": {}}
+        })
+    }
+
+    fn jobs_path(namespace: &str) -> String {
+        format!("/apis/batch/v1/namespaces/{namespace}/jobs")
+    }
+
+    async fn run_release(
+        client: kube::Client,
+        target: Target,
+        dry_run: bool,
+    ) -> (Result<Summary, ReleaseError>, String) {
+        let mut out = Vec::new();
+        let result = release_jobs(
+            client,
+            &target,
+            dry_run,
+            t("2026-05-04T10:00:00Z"),
+            &mut out,
+        )
+        .await;
+        (result, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[tokio::test]
+    async fn releases_every_held_job_and_works_without_the_crds() {
+        let (client, api) = MockApiServer::client();
+        api.route(Route::list(
+            "/apis/batch/v1/jobs",
+            "JobList",
+            vec![
+                job("ml", "a", true, false),
+                job("ml", "b", true, true),
+                job("research", "c", true, false),
+                job("ml", "d", false, false),
+            ],
+        ));
+        let mut released_a = job("ml", "a", true, true);
+        released_a["spec"]["suspend"] = json!(false);
+        api.expect(
+            Expect::patch(format!("{}/a", jobs_path("ml")))
+                .body(
+                    "/0",
+                    json!({"op": "test", "path": "/spec/suspend", "value": true}),
+                )
+                .body(
+                    "/2",
+                    json!({"op": "test", "path": "/metadata/resourceVersion", "value": "5"}),
+                )
+                .body("/4/value", json!("2026-05-04T10:00:00Z"))
+                .reply(Reply::Json(200, released_a)),
+        );
+        api.expect(Expect::event_in("ml", "ManualRelease").regarding("a"));
+        // The CRDs are gone already (uninstall): the workload status is skipped.
+        api.expect(
+            Expect::patch("/apis/carbonshift.dev/v1alpha1/namespaces/ml/carbonworkloads/a/status")
+                .body("/status/reason", json!("ManualRelease"))
+                .reply(Reply::Error(404, "NotFound")),
+        );
+        // c changed between the list and the patch, and is no longer held.
+        api.expect(
+            Expect::patch(format!("{}/c", jobs_path("research")))
+                .reply(Reply::Error(422, "Invalid")),
+        );
+        api.expect(
+            Expect::get(format!("{}/c", jobs_path("research")))
+                .reply(Reply::Json(200, job("research", "c", true, true))),
+        );
+        let (result, out) = run_release(client, Target::All, false).await;
+        api.verify();
+        assert_eq!(
+            result.ok(),
+            Some(Summary {
+                released: 1,
+                skipped: 1,
+                failed: 0
+            })
+        );
+        assert_eq!(
+            out,
+            "ml/a: released (ManualRelease)\n\
+             research/c: changed meanwhile and no longer held; not released\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_changed_job_still_held_is_released_with_its_new_version() {
+        let (client, api) = MockApiServer::client();
+        api.route(Route::list(
+            jobs_path("ml"),
+            "JobList",
+            vec![job("ml", "a", true, false)],
+        ));
+        api.expect(
+            Expect::patch(format!("{}/a", jobs_path("ml"))).reply(Reply::Error(409, "Conflict")),
+        );
+        let mut newer = job("ml", "a", true, false);
+        newer["metadata"]["resourceVersion"] = json!("6");
+        api.expect(Expect::get(format!("{}/a", jobs_path("ml"))).reply(Reply::Json(200, newer)));
+        let mut released = job("ml", "a", true, true);
+        released["spec"]["suspend"] = json!(false);
+        api.expect(
+            Expect::patch(format!("{}/a", jobs_path("ml")))
+                .body("/2/value", json!("6"))
+                .reply(Reply::Json(200, released)),
+        );
+        api.expect(Expect::event_in("ml", "ManualRelease").regarding("a"));
+        api.expect(
+            Expect::patch("/apis/carbonshift.dev/v1alpha1/namespaces/ml/carbonworkloads/a/status")
+                .body("/status/phase", json!("Released"))
+                .reply(Reply::Json(200, json!({
+                    "apiVersion": "carbonshift.dev/v1alpha1", "kind": "CarbonWorkload",
+                    "metadata": {"name": "a", "namespace": "ml"},
+                    "spec": {"jobRef": {"name": "a", "uid": "uid-a"}, "forecast": "default",
+                             "submittedAt": "2026-05-04T09:00:00Z", "duration": "1h",
+                             "deadline": "2026-05-05T10:00:00Z", "latestStart": "2026-05-05T09:00:00Z",
+                             "powerWatts": 0.0, "powerSource": "estimated", "pue": 1.2}
+                }))),
+        );
+        let (result, out) = run_release(client, Target::Namespace("ml".into()), false).await;
+        api.verify();
+        assert_eq!(result.map(|s| s.released).ok(), Some(1));
+        assert_eq!(out, "ml/a: released (ManualRelease)\n");
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_writes_nothing_and_an_empty_namespace_says_so() {
+        let (client, api) = MockApiServer::client();
+        api.route(Route::list(
+            jobs_path("ml"),
+            "JobList",
+            vec![job("ml", "a", true, false)],
+        ));
+        api.route(Route::list(jobs_path("empty"), "JobList", vec![]));
+        let (result, out) = run_release(client.clone(), Target::Namespace("ml".into()), true).await;
+        assert_eq!(result.map(|s| s.released).ok(), Some(1));
+        assert_eq!(out, "ml/a: would be released (dry run)\n");
+        let (result, out) = run_release(client, Target::Namespace("empty".into()), false).await;
+        assert_eq!(result.ok(), Some(Summary::default()));
+        assert_eq!(out, "no held Jobs in namespace empty; nothing to release\n");
+        api.verify();
+        assert!(api.writes().is_empty());
+    }
+
+    #[tokio::test]
+    async fn one_job_by_name() {
+        let (client, api) = MockApiServer::client();
+        api.expect(
+            Expect::get(format!("{}/b", jobs_path("ml")))
+                .reply(Reply::Json(200, job("ml", "b", true, true))),
+        );
+        api.expect(
+            Expect::get(format!("{}/zz", jobs_path("ml"))).reply(Reply::Error(404, "NotFound")),
+        );
+        let target = |name: &str| Target::Job {
+            namespace: "ml".into(),
+            name: name.into(),
+        };
+        let (result, out) = run_release(client.clone(), target("b"), false).await;
+        assert_eq!(
+            result.ok(),
+            Some(Summary {
+                released: 0,
+                skipped: 1,
+                failed: 0
+            })
+        );
+        assert_eq!(out, "ml/b: not held by carbonshift; nothing to release\n");
+        let (result, _) = run_release(client, target("zz"), false).await;
+        assert_eq!(
+            result.err().map(|e| e.to_string()),
+            Some("Job ml/zz not found".to_string())
+        );
+        api.verify();
+    }
+
+    #[tokio::test]
+    async fn failures_are_reported_per_job_and_in_the_summary() {
+        let (client, api) = MockApiServer::client();
+        api.route(Route::list(
+            jobs_path("ml"),
+            "JobList",
+            vec![job("ml", "a", true, false)],
+        ));
+        api.expect(
+            Expect::patch(format!("{}/a", jobs_path("ml"))).reply(Reply::Error(403, "Forbidden")),
+        );
+        let (result, out) = run_release(client, Target::Namespace("ml".into()), false).await;
+        api.verify();
+        assert_eq!(result.map(|s| s.failed).ok(), Some(1));
+        assert!(out.starts_with("ml/a: release failed: "), "{out}");
+    }
+}
