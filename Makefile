@@ -30,6 +30,10 @@ lint: ## cargo fmt --check and cargo clippy -D warnings
 test: tools lint ## Everything CI runs: lint, unit/property/integration tests, CRD drift, chart checks
 	CARBONSHIFT_REQUIRE_HELM=1 CARBONSHIFT_HELM="$(TOOLS_BIN)/helm" $(CARGO) test --locked
 
+.PHONY: bench
+bench: ## Run the planner benchmarks (criterion, release build; figures in docs/benchmarks.md)
+	$(CARGO) bench --locked --bench planner
+
 .PHONY: generate
 generate: ## Regenerate the CRD YAML in crds/ and charts/carbonshift/crds/ from the Rust types
 	$(CARGO) run --quiet --locked -- crds --dir crds

@@ -8,7 +8,8 @@
 //! range ends) is a whole minute and minute-by-minute enumeration is exhaustive.
 
 use carbonshift::planner::{
-    BatchJob, Capacity, Constraints, Forecast, NoPlan, Plan, Point, plan, plan_batch,
+    BatchJob, Capacity, CapacityLedger, Constraints, Forecast, NoPlan, Plan, Point, plan,
+    plan_batch, plan_with_capacity,
 };
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
@@ -256,9 +257,24 @@ fn points() -> impl Strategy<Value = Vec<(i64, f64)>> {
     })
 }
 
+/// Regular forecasts (one step, no gaps): the planner's fast path.
+fn regular_points() -> impl Strategy<Value = Vec<(i64, f64)>> {
+    (
+        prop::sample::select(vec![5i64, 15, 30, 60]),
+        prop::collection::vec(intensity(), 1..40),
+    )
+        .prop_map(|(step, values)| {
+            values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| (i as i64 * step, v))
+                .collect()
+        })
+}
+
 fn scenario() -> impl Strategy<Value = Scenario> {
     (
-        points(),
+        prop_oneof![points(), regular_points()],
         -60i64..900,
         0i64..120,
         1i64..360,
@@ -512,6 +528,49 @@ proptest! {
         match (f.known_mean(), r.mean()) {
             (Some(a), Some(b)) => prop_assert!(close(a, b)),
             (a, b) => prop_assert_eq!(a, b),
+        }
+    }
+
+    #[test]
+    fn never_panics_on_extreme_constraints(
+        pts in points(),
+        now in -8_000_000_000_000i64..8_000_000_000_000,
+        age in prop_oneof![0i64..86_400, any::<i64>()],
+        duration in prop_oneof![1i64..86_400_000, 1i64..i64::MAX],
+        max_delay in prop::option::of(prop_oneof![0i64..86_400_000, 0i64..i64::MAX]),
+        deadline in prop::option::of(-8_000_000_000_000i64..8_000_000_000_000),
+        margin in prop_oneof![0i64..3_600_000, 0i64..i64::MAX],
+        chunk in prop::option::of(prop_oneof![1i64..3_600_000, 1i64..i64::MAX]),
+        overhead in prop_oneof![0i64..600_000, 0i64..i64::MAX],
+        interruptible in any::<bool>(),
+    ) {
+        let forecast = Scenario {
+            points: pts, now: 0, submitted: 0, duration: 1, max_delay: None, deadline: None, margin: 0,
+        }
+        .forecast();
+        let time = |secs: i64| DateTime::from_timestamp(secs, 0);
+        let (Some(now), Some(submitted)) = (time(now), time(now.saturating_sub(age))) else {
+            return Ok(());
+        };
+        let c = Constraints {
+            submitted_at: submitted,
+            duration: TimeDelta::milliseconds(duration),
+            max_delay: max_delay.map(TimeDelta::milliseconds),
+            deadline: deadline.and_then(time),
+            interruptible,
+            min_chunk: chunk.map(TimeDelta::milliseconds),
+            resume_overhead: TimeDelta::milliseconds(overhead),
+            margin: TimeDelta::milliseconds(margin),
+        };
+        let mut ledger = CapacityLedger::new(1.0, TimeDelta::minutes(1))
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let results = [
+            plan(&forecast, &c, now),
+            plan_with_capacity(&forecast, &c, now, 1.0, &mut ledger).map(|p| p.plan),
+        ];
+        for p in results.into_iter().flatten() {
+            let finish = c.finish_by().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(p.start >= now && p.end <= finish && p.start < p.end);
         }
     }
 }

@@ -1,4 +1,283 @@
-//! The controllers' shell. Until the shared controller module (Context, forecast store,
-//! CarbonForecast controller) is merged, this file only declares the release patches.
+//! The controllers' shared shell: the [`Context`] both controllers run with, the operator
+//! settings ([`OperatorConfig`]), the error type, Event publishing and the in-memory
+//! [`ForecastStore`].
+//!
+//! - [`forecasts`]: the CarbonForecast controller (refresh from the provider, status, Events,
+//!   metrics, and the watch that feeds the store). Its decisions are pure ([`status`]).
+//! - [`store`]: the forecast store the workload controller plans with, derived from CarbonForecast
+//!   status only and filled from the API at start-up ([`ForecastStore::fill_from_api`]).
+//!
+//! Start-up order for the leader: build a [`Context`] whose store comes from
+//! [`ForecastStore::fill_from_api`], then run [`forecasts::run`] and the workload controller side by
+//! side, both stopped by the same shutdown future (leader election lives outside).
 
+pub mod forecasts;
 pub mod release;
+pub mod status;
+pub mod store;
+pub mod workloads;
+
+#[cfg(test)]
+pub mod fixtures;
+
+use std::sync::Arc;
+
+use chrono::TimeDelta;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use thiserror::Error;
+use tracing::warn;
+
+use crate::api::annotations::AnnotationDefaults;
+use crate::clock::Clock;
+use crate::forecast;
+use crate::metrics::Metrics;
+
+pub use store::{ForecastSnapshot, ForecastStore};
+
+/// `controller` label and log field of the CarbonForecast controller.
+pub const FORECASTS: &str = "forecasts";
+/// `controller` label and log field of the workload controller.
+pub const WORKLOADS: &str = "workloads";
+/// `reportingController` of carbonshift's Events.
+pub const REPORTING_CONTROLLER: &str = "carbonshift";
+/// Longest Event note the API accepts (events.k8s.io/v1 `note`: 1 kB).
+pub const MAX_NOTE_BYTES: usize = 1024;
+
+/// What a held Job does when its forecast is missing or stale and it has no plan yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NoForecastPolicy {
+    /// Fail open: release it now (reason `NoForecast`).
+    #[default]
+    Release,
+    /// Keep holding it until fresh data comes or the deadline rule releases it.
+    Hold,
+}
+
+/// Operator-wide settings, from the command line (`carbonshift run`) or the chart. Plain data;
+/// `Default` gives the chart's defaults with the operator namespace `carbonshift`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorConfig {
+    /// The namespace the operator runs in: credentials Secrets, trace ConfigMaps and the
+    /// leader Lease live here.
+    pub operator_namespace: String,
+    /// Namespaces whose Jobs carbonshift manages; empty means all.
+    pub namespaces: Vec<String>,
+    /// What Jobs get when their annotations are silent (forecast name, delay, power...).
+    pub annotation_defaults: AnnotationDefaults,
+    /// A held Job is released at `latest start − margin` at the latest. Default 5m.
+    pub margin: TimeDelta,
+    /// What to do without a usable forecast. Default [`NoForecastPolicy::Release`].
+    pub no_forecast: NoForecastPolicy,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            operator_namespace: "carbonshift".to_string(),
+            namespaces: Vec::new(),
+            annotation_defaults: AnnotationDefaults::default(),
+            margin: TimeDelta::minutes(5),
+            no_forecast: NoForecastPolicy::Release,
+        }
+    }
+}
+
+/// Everything a reconcile needs, shared by both controllers (`Arc<Context>`).
+///
+/// Extend it with fields the workload controller needs; keep them cheap to clone or behind
+/// `Arc`. Tests build one around a mock API server with `fixtures::TestEnv` (test builds only).
+#[derive(Clone)]
+pub struct Context {
+    /// The Kubernetes client (a mock in tests).
+    pub client: kube::Client,
+    /// Where `now` comes from: [`crate::clock::SystemClock`] in production, a
+    /// [`crate::clock::ManualClock`] in tests.
+    pub clock: Arc<dyn Clock>,
+    /// The Prometheus metrics.
+    pub metrics: Metrics,
+    /// The parsed forecasts, kept up to date by the forecast controller's watch.
+    pub store: ForecastStore,
+    /// Operator settings.
+    pub config: Arc<OperatorConfig>,
+    /// The HTTP client, retry policy and WattTime token cache every provider shares.
+    pub providers: forecast::Shared,
+    /// Publishes Events (events.k8s.io/v1); repeats within a few minutes become a series.
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .field("providers", &self.providers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context whose Events are reported by `reporter` (controller `carbonshift`, instance the
+    /// pod name: see [`reporter`]).
+    pub fn new(
+        client: kube::Client,
+        clock: Arc<dyn Clock>,
+        config: OperatorConfig,
+        metrics: Metrics,
+        store: ForecastStore,
+        providers: forecast::Shared,
+        reporter: Reporter,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            clock,
+            metrics,
+            store,
+            config: Arc::new(config),
+            providers,
+        }
+    }
+
+    /// Publishes `note` about the object `regarding`. A failure is logged and counted
+    /// (`reconcile_errors{controller, category="event"}`) but not returned: Events are
+    /// informational, and failing the reconcile for one would repeat work that already happened.
+    pub async fn publish(&self, controller: &str, regarding: &ObjectReference, note: &Note) {
+        let event = Event {
+            type_: match note.kind {
+                NoteKind::Normal => EventType::Normal,
+                NoteKind::Warning => EventType::Warning,
+            },
+            reason: note.reason.to_string(),
+            note: Some(truncate(&note.message, MAX_NOTE_BYTES)),
+            action: note.action.to_string(),
+            secondary: None,
+        };
+        if let Err(error) = self.recorder.publish(&event, regarding).await {
+            self.metrics.record_reconcile_error(controller, "event");
+            warn!(
+                %error,
+                reason = note.reason,
+                object = regarding.name.as_deref().unwrap_or_default(),
+                "cannot publish an Event"
+            );
+        }
+    }
+}
+
+/// The Event reporter: controller `carbonshift`, instance `pod` (the pod name) when given.
+pub fn reporter(pod: Option<String>) -> Reporter {
+    Reporter {
+        controller: REPORTING_CONTROLLER.to_string(),
+        instance: pod,
+    }
+}
+
+/// Whether an Event is informational or a warning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoteKind {
+    /// `Normal`.
+    Normal,
+    /// `Warning`.
+    Warning,
+}
+
+/// An Event a pure decision asks the shell to emit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    /// Normal or Warning.
+    pub kind: NoteKind,
+    /// PascalCase reason, for example `Refreshed` or `Stale`.
+    pub reason: &'static str,
+    /// What the controller did or noticed (the Event's `action`), for example `Refresh`.
+    pub action: &'static str,
+    /// Human-readable message; cut to [`MAX_NOTE_BYTES`] when published.
+    pub message: String,
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let ellipsis = '…';
+    let mut end = max.saturating_sub(ellipsis.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ellipsis}", &text[..end])
+}
+
+/// Why a reconcile failed. Provider failures are not errors here: they are recorded in the
+/// status and retried by the decision itself.
+#[derive(Debug, Error)]
+pub enum Error {
+    /// A Kubernetes API call failed (transient: retried with backoff).
+    #[error("{action}: {source}")]
+    Api {
+        /// What was attempted, for example `reading Secret carbonshift/em-token`.
+        action: String,
+        /// The client error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The object itself cannot be handled (no name...): wait for it to change.
+    #[error("{0}")]
+    InvalidObject(String),
+}
+
+impl Error {
+    /// `api` or `invalid`: the `category` label of `reconcile_errors`.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Api { .. } => "api",
+            Self::InvalidObject(_) => "invalid",
+        }
+    }
+
+    /// A mapper for `map_err` that records what was attempted.
+    pub fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
+        let action = action.into();
+        move |source| Self::Api { action, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notes_are_cut_on_character_boundaries() {
+        assert_eq!(truncate("short", 10), "short");
+        let long = "é".repeat(600); // 1200 bytes
+        let cut = truncate(&long, MAX_NOTE_BYTES);
+        assert!(cut.len() <= MAX_NOTE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with('…'));
+        assert_eq!(cut.chars().filter(|c| *c == 'é').count(), 510);
+    }
+
+    #[test]
+    fn errors_have_categories() {
+        let e = Error::InvalidObject("no name".into());
+        assert_eq!(e.category(), "invalid");
+        assert_eq!(e.to_string(), "no name");
+        let e = Error::api("reading Secret carbonshift/em")(
+            kube::Error::LinesCodecMaxLineLengthExceeded,
+        );
+        assert_eq!(e.category(), "api");
+        assert!(e.to_string().starts_with("reading Secret carbonshift/em: "));
+    }
+
+    #[test]
+    fn defaults_match_the_chart() {
+        let c = OperatorConfig::default();
+        assert_eq!(c.margin, TimeDelta::minutes(5));
+        assert_eq!(c.no_forecast, NoForecastPolicy::Release);
+        assert!(c.namespaces.is_empty());
+        assert_eq!(c.annotation_defaults.forecast, "default");
+        assert_eq!(
+            reporter(Some("pod-1".into())).instance.as_deref(),
+            Some("pod-1")
+        );
+    }
+}

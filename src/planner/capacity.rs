@@ -55,11 +55,9 @@ impl Room for Unlimited {
     }
 }
 
-/// The slots a given load does not fit in.
+/// The time a given load does not fit in: full slots, merged into sorted, disjoint intervals.
 struct Blocked {
-    slot_ms: i64,
-    /// Sorted indices of full slots.
-    slots: Vec<i64>,
+    intervals: Vec<(i64, i64)>,
     /// The load exceeds the cap on its own: nothing fits.
     all: bool,
 }
@@ -75,17 +73,15 @@ impl Room for Blocked {
         if self.all {
             return false;
         }
-        let first = s.div_euclid(self.slot_ms);
-        let last = (x - 1).div_euclid(self.slot_ms);
-        while *cursor < self.slots.len() && self.slots[*cursor] < first {
+        while *cursor < self.intervals.len() && self.intervals[*cursor].1 <= s {
             *cursor += 1;
         }
-        self.slots.get(*cursor).is_none_or(|&b| b > last)
+        self.intervals.get(*cursor).is_none_or(|&(a, _)| a >= x)
     }
     fn extra_starts(&self, lo: i64, hi: i64, d: i64) -> Vec<i64> {
-        self.slots
+        self.intervals
             .iter()
-            .flat_map(|&b| [(b + 1) * self.slot_ms, b * self.slot_ms - d])
+            .flat_map(|&(a, b)| [b, a - d])
             .filter(|s| (lo..=hi).contains(s))
             .collect()
     }
@@ -95,12 +91,11 @@ impl Room for Blocked {
         }
         let mut out = Vec::new();
         let mut at = from;
-        for &b in &self.slots {
-            let (a, e) = (b * self.slot_ms, (b + 1) * self.slot_ms);
+        for &(a, b) in &self.intervals {
             if a > at {
                 out.push((at, a.min(to)));
             }
-            at = at.max(e);
+            at = at.max(b);
             if at >= to {
                 break;
             }
@@ -113,6 +108,10 @@ impl Room for Blocked {
     }
 }
 
+/// Most slots one plan may reserve (about two years of one-minute slots); a job spanning more
+/// is refused rather than filling memory.
+pub const MAX_SLOTS: i64 = 1 << 20;
+
 /// Why a capacity cap is invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Error)]
 pub enum CapacityError {
@@ -122,6 +121,12 @@ pub enum CapacityError {
     /// The slot is not at least one millisecond.
     #[error("the capacity slot must be positive")]
     BadSlot,
+    /// A load that is negative or not finite.
+    #[error("the load must be a finite, non-negative number, not {0}")]
+    BadLoad(f64),
+    /// A reservation spanning more than [`MAX_SLOTS`] slots.
+    #[error("the windows span more than {MAX_SLOTS} capacity slots")]
+    TooManySlots,
 }
 
 /// A load cap per time slot.
@@ -207,13 +212,24 @@ impl CapacityLedger {
         self.loads.range(range).map(|(_, &l)| l).fold(0.0, f64::max)
     }
 
-    /// Reserves `load` in every slot `windows` overlap.
-    pub fn reserve(&mut self, windows: &[Window], load: f64) -> Reservation {
+    /// Reserves `load` in every slot `windows` overlap. Refuses (and reserves nothing) when the
+    /// windows span more than [`MAX_SLOTS`] slots or the load is negative or not finite.
+    pub fn reserve(&mut self, windows: &[Window], load: f64) -> Result<Reservation, CapacityError> {
+        if !load.is_finite() || load < 0.0 {
+            return Err(CapacityError::BadLoad(load));
+        }
+        let slots = windows
+            .iter()
+            .map(|w| delta_ms_ceil(w.duration()).max(0) / self.slot_ms + 2)
+            .fold(0, i64::saturating_add);
+        if slots > MAX_SLOTS {
+            return Err(CapacityError::TooManySlots);
+        }
         self.apply(windows, load);
-        Reservation {
+        Ok(Reservation {
             windows: windows.to_vec(),
             load,
-        }
+        })
     }
 
     /// Gives back a reservation (when a job is re-planned, finishes or is deleted).
@@ -249,25 +265,24 @@ impl CapacityLedger {
         }
     }
 
-    /// The slots overlapping `[from, to)` where `load` does not fit.
+    /// The full slots overlapping `[from, to)` for `load`, as merged intervals.
     fn blocked(&self, from: i64, to: i64, load: f64) -> Blocked {
         let tolerance = 1e-9 * self.limit.max(1.0);
         let all = load > self.limit + tolerance;
-        let slots = if all || from >= to {
-            Vec::new()
-        } else {
+        let mut intervals: Vec<(i64, i64)> = Vec::new();
+        if !all && from < to {
             let range = from.div_euclid(self.slot_ms)..=(to - 1).div_euclid(self.slot_ms);
-            self.loads
-                .range(range)
-                .filter(|(_, l)| **l + load > self.limit + tolerance)
-                .map(|(&s, _)| s)
-                .collect()
-        };
-        Blocked {
-            slot_ms: self.slot_ms,
-            slots,
-            all,
+            for (&slot, &reserved) in self.loads.range(range) {
+                if reserved + load > self.limit + tolerance {
+                    let (a, b) = (slot * self.slot_ms, (slot + 1) * self.slot_ms);
+                    match intervals.last_mut() {
+                        Some(last) if last.1 == a => last.1 = b,
+                        _ => intervals.push((a, b)),
+                    }
+                }
+            }
         }
+        Blocked { intervals, all }
     }
 }
 
@@ -306,7 +321,9 @@ pub fn plan_with_capacity(
             (plan, true)
         }
     };
-    let reservation = ledger.reserve(&plan.windows, load);
+    let reservation = ledger
+        .reserve(&plan.windows, load)
+        .map_err(|_| ConstraintError::TooManySlots)?;
     Ok(CapacityPlan {
         plan,
         overflow,
@@ -402,12 +419,22 @@ mod tests {
     #[test]
     fn ledger_counts_each_slot_once_per_job_and_releases() {
         let mut ledger = CapacityLedger::new(4.0, TimeDelta::hours(1)).expect("valid");
-        let r = ledger.reserve(&[window(0, H / 2), window(H / 2 + 1, 3 * H / 2)], 2.0);
+        let r = ledger
+            .reserve(&[window(0, H / 2), window(H / 2 + 1, 3 * H / 2)], 2.0)
+            .expect("reserved");
         assert_eq!(ledger.load_at(at(0)), 2.0);
         assert_eq!(ledger.load_at(at(H)), 2.0);
         assert_eq!(ledger.load_at(at(2 * H)), 0.0);
         assert_eq!(ledger.peak(), 2.0);
-        ledger.reserve(&[window(H, 2 * H)], 1.5);
+        ledger.reserve(&[window(H, 2 * H)], 1.5).expect("reserved");
+        assert_eq!(
+            ledger.reserve(&[window(0, H * (MAX_SLOTS + 1))], 1.0),
+            Err(CapacityError::TooManySlots)
+        );
+        assert!(matches!(
+            ledger.reserve(&[window(0, H)], -1.0),
+            Err(CapacityError::BadLoad(_))
+        ));
         assert_eq!(ledger.peak_between(at(H), at(2 * H)), 3.5);
         assert_eq!(ledger.peak_between(at(0), at(H)), 2.0);
         ledger.release(&r);
@@ -433,17 +460,23 @@ mod tests {
     #[test]
     fn blocked_slots_shape_fits_free_time_and_extra_starts() {
         let mut ledger = CapacityLedger::new(2.0, TimeDelta::hours(1)).expect("valid");
-        ledger.reserve(&[window(2 * H, 3 * H)], 2.0);
+        ledger
+            .reserve(&[window(2 * H, 3 * H)], 2.0)
+            .expect("reserved");
+        ledger
+            .reserve(&[window(3 * H, 4 * H)], 1.5)
+            .expect("reserved");
         let blocked = ledger.blocked(0, 6 * H, 1.0);
-        assert_eq!(blocked.slots, vec![2]);
+        assert_eq!(blocked.intervals, vec![(2 * H, 4 * H)]);
         let mut c = blocked.cursor();
         assert!(blocked.fits(&mut c, 0, 2 * H));
         assert!(!blocked.fits(&mut c, H, 2 * H + 1));
-        assert!(blocked.fits(&mut c, 3 * H, 4 * H));
-        assert_eq!(blocked.free(0, 6 * H), vec![(0, 2 * H), (3 * H, 6 * H)]);
+        assert!(!blocked.fits(&mut c, 3 * H, 4 * H));
+        assert!(blocked.fits(&mut c, 4 * H, 5 * H));
+        assert_eq!(blocked.free(0, 6 * H), vec![(0, 2 * H), (4 * H, 6 * H)]);
         assert_eq!(
             blocked.extra_starts(0, 6 * H, H / 2),
-            vec![3 * H, 2 * H - H / 2]
+            vec![4 * H, 2 * H - H / 2]
         );
         let heavy = ledger.blocked(0, 6 * H, 3.0);
         assert!(heavy.all);

@@ -29,6 +29,9 @@ pub enum ConstraintError {
     /// A load (for capacity planning) that is negative or not finite.
     #[error("the load must be a finite, non-negative number")]
     BadLoad,
+    /// A job that would occupy more than [`super::capacity::MAX_SLOTS`] capacity slots.
+    #[error("the job spans more capacity slots than a ledger tracks; use longer slots")]
+    TooManySlots,
     /// Times outside the representable range (roughly ±262,000 years).
     #[error("the constraints reach outside the representable time range")]
     OutOfRange,

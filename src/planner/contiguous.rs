@@ -4,10 +4,11 @@
 //! `F(s+d) − F(s)`. `F` is piecewise linear with breakpoints at the forecast's segment boundaries,
 //! so the cost is piecewise linear in `s` with breakpoints where `s` or `s+d` meets a boundary;
 //! the set of fully-known windows changes at the same points (and a capacity cap only where a
-//! window meets a full slot). The minimum over the allowed range is therefore attained at a
-//! boundary, a boundary minus `d`, a full slot's edge (minus `d`), or an end of the range — the
-//! candidates scanned here, each in O(1) with two monotone cursors into the precomputed prefix
-//! sums. Scores are exact fixed-point integers, so ties are resolved exactly: earliest start.
+//! window meets the edge of a run of full slots). The minimum over the allowed range is therefore
+//! attained at a boundary, a boundary minus `d`, such an edge (or edge minus `d`), or an end of
+//! the range — the candidates scanned here, each in O(1) with monotone cursors into the
+//! precomputed prefix sums (index offsets on a regular grid). Scores are exact fixed-point
+//! integers, so ties are resolved exactly: earliest start.
 
 use super::Range;
 use super::capacity::Room;
@@ -43,8 +44,13 @@ impl Best {
     };
 
     #[inline]
+    fn improves(&self, score: i128, start: i64) -> bool {
+        score < self.score || (score == self.score && start < self.start)
+    }
+
+    #[inline]
     fn offer(&mut self, score: i128, start: i64) {
-        if score < self.score || (score == self.score && start < self.start) {
+        if self.improves(score, start) {
             *self = Best { score, start };
         }
     }
@@ -86,7 +92,7 @@ struct Scanner<'a, R: Room, M: Mode> {
 }
 
 impl<R: Room, M: Mode> Scanner<'_, R, M> {
-    #[inline]
+    #[inline(always)]
     fn consider(&mut self, cursor: &mut R::Cursor, s: i64, integral: i128, known: i64) {
         let score = if M::PRIOR {
             self.acc.max_known = self.acc.max_known.max(known);
@@ -98,24 +104,25 @@ impl<R: Room, M: Mode> Scanner<'_, R, M> {
         };
         if R::LIMITED {
             self.acc.any.offer(score, s);
-            if self.room.fits(cursor, s, s + self.d) {
-                self.acc.fit.offer(score, s);
+            // Room is only worth checking for a candidate that would win.
+            if self.acc.fit.improves(score, s) && self.room.fits(cursor, s, s + self.d) {
+                self.acc.fit = Best { score, start: s };
             }
         } else {
             self.acc.fit.offer(score, s);
         }
     }
 
-    /// Scores ascending starts with two monotone cursors.
+    /// Scores a few ascending starts, seeking by binary search (they may lie far apart).
     fn starts(&mut self, starts: impl Iterator<Item = i64>) {
         let tl = self.tl;
         let mut cursor = self.room.cursor();
-        let mut ps = 0usize;
-        let mut px = 0usize;
+        let mut ps = 0;
+        let mut px = 0;
         for s in starts {
             let x = s + self.d;
-            tl.advance(&mut ps, s);
-            tl.advance(&mut px, x);
+            tl.seek(&mut ps, s);
+            tl.seek(&mut px, x);
             let integral = tl.integral_at(px, x) - tl.integral_at(ps, s);
             let known = tl.known_at(px, x) - tl.known_at(ps, s);
             self.consider(&mut cursor, s, integral, known);
@@ -123,6 +130,106 @@ impl<R: Room, M: Mode> Scanner<'_, R, M> {
     }
 
     fn run(&mut self, lo: i64, hi: i64) {
+        match self.tl.grid {
+            Some(g) if !R::LIMITED && !M::PRIOR => self.grid(lo, hi, g),
+            _ => self.general(lo, hi),
+        }
+        // The ends of the range and the edges of full slots.
+        let mut extra = self.room.extra_starts(lo, hi, self.d);
+        extra.push(lo);
+        extra.push(hi);
+        extra.sort_unstable();
+        extra.dedup();
+        self.starts(extra.into_iter());
+    }
+
+    /// Fully-known windows on a regular grid (every piece one step `g` long, no gaps): with
+    /// `d = m·g + r`, a window starting on boundary `i` ends `r` into piece `i + m`, and one ending
+    /// on boundary `j` starts `g − r` into piece `j − m − 1`, so both candidate families are index
+    /// offsets — no cursor.
+    ///
+    /// Each candidate is first scored in `f64` and only evaluated exactly when that score is within
+    /// `tolerance` of the lowest approximate score so far. The `f64` score differs from the exact
+    /// one by at most `err = 2⁻⁵⁰·(C + R·g)` (C the largest prefix sum, R the largest rate: two
+    /// rounded prefix sums, a product and two sums, each off by at most 2⁻⁵³ of its magnitude),
+    /// and `tolerance = 2·err`. A candidate skipped at some point has an exact score above
+    /// `approx_e + 2·err − err ≥ exact_e` for an already evaluated `e`, so it can be neither the
+    /// minimum nor tied with it: the result is exactly that of evaluating every candidate.
+    fn grid(&mut self, lo: i64, hi: i64, g: i64) {
+        let tl = self.tl;
+        let d = self.d;
+        let last = tl.len() - 1;
+        let m = usize::try_from(d / g).unwrap_or(usize::MAX);
+        let r = d % g;
+        let tail = usize::from(r > 0);
+        let err = (tl.cum_f[last] + tl.max_rate_f * g as f64) * (2.0f64).powi(-50);
+        let tolerance = 2.0 * err;
+        // Starts on a boundary i in [lo, hi] whose window ends by the horizon.
+        let ia = tl.t.partition_point(|&t| t < lo).max(1);
+        let ib = tl.t.partition_point(|&t| t <= hi);
+        let ib = ib.min((last + 1).saturating_sub(m + tail));
+        if ia < ib {
+            let (rf, ri) = (r as f64, i128::from(r));
+            let mut best = Best::NONE;
+            let mut approx_min = f64::INFINITY;
+            let starts = &tl.cum_f[ia..ib];
+            let ends = &tl.cum_f[ia + m..ib + m];
+            let rates = &tl.rate_f[ia + m..ib + m];
+            for (k, ((&a, &b), &rate)) in starts.iter().zip(ends).zip(rates).enumerate() {
+                let approx = (b - a) + rate * rf;
+                if approx <= approx_min + tolerance {
+                    approx_min = approx_min.min(approx);
+                    let i = ia + k;
+                    let score = tl.cum[i + m] - tl.cum[i] + i128::from(tl.rate[i + m]) * ri;
+                    if score < best.score {
+                        best = Best {
+                            score,
+                            start: tl.t[i],
+                        };
+                    }
+                }
+            }
+            if best.found() {
+                self.acc.fit.offer(best.score, best.start);
+            }
+        }
+        if r == 0 {
+            // Windows ending on a boundary then start on one: already covered.
+            return;
+        }
+        // Ends on a boundary j: x = t[j] in [lo + d, hi + d], start inside piece j − m − 1 ≥ 1.
+        let ja = tl.t.partition_point(|&t| t < lo + d).max(m + 2);
+        let jb = tl.t.partition_point(|&t| t <= hi + d);
+        if ja < jb {
+            let (into_f, into) = ((g - r) as f64, i128::from(g - r));
+            let mut best = Best::NONE;
+            let mut approx_min = f64::INFINITY;
+            let ends = &tl.cum_f[ja..jb];
+            let starts = &tl.cum_f[ja - m - 1..jb - m - 1];
+            let rates = &tl.rate_f[ja - m - 1..jb - m - 1];
+            for (k, ((&b, &a), &rate)) in ends.iter().zip(starts).zip(rates).enumerate() {
+                let approx = (b - a) - rate * into_f;
+                if approx <= approx_min + tolerance {
+                    approx_min = approx_min.min(approx);
+                    let j = ja + k;
+                    let score =
+                        tl.cum[j] - tl.cum[j - m - 1] - i128::from(tl.rate[j - m - 1]) * into;
+                    if score < best.score {
+                        best = Best {
+                            score,
+                            start: tl.t[j] - d,
+                        };
+                    }
+                }
+            }
+            if best.found() {
+                self.acc.fit.offer(best.score, best.start);
+            }
+        }
+    }
+
+    /// Any forecast: two monotone cursors.
+    fn general(&mut self, lo: i64, hi: i64) {
         let tl = self.tl;
         let d = self.d;
         let n = tl.len();
@@ -160,13 +267,6 @@ impl<R: Room, M: Mode> Scanner<'_, R, M> {
                 j += 1;
             }
         }
-        // The ends of the range and the edges of full slots.
-        let mut extra = self.room.extra_starts(lo, hi, d);
-        extra.push(lo);
-        extra.push(hi);
-        extra.sort_unstable();
-        extra.dedup();
-        self.starts(extra.into_iter());
     }
 }
 

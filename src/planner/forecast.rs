@@ -90,6 +90,14 @@ pub(crate) struct Timeline {
     pub(crate) krate: Vec<i64>,
     pub(crate) cum: Vec<i128>,
     pub(crate) kcum: Vec<i64>,
+    /// `Some(step)` when every piece between the first breakpoint and the horizon is known and
+    /// exactly `step` long: the planner's fast path.
+    pub(crate) grid: Option<i64>,
+    /// `cum` and `rate` as `f64`, for the fast path's approximate pre-filter.
+    pub(crate) cum_f: Vec<f64>,
+    pub(crate) rate_f: Vec<f64>,
+    /// The largest rate, as `f64`.
+    pub(crate) max_rate_f: f64,
 }
 
 impl Timeline {
@@ -103,6 +111,10 @@ impl Timeline {
             krate: Vec::with_capacity(capacity),
             cum: Vec::with_capacity(capacity),
             kcum: Vec::with_capacity(capacity),
+            grid: None,
+            cum_f: Vec::new(),
+            rate_f: Vec::new(),
+            max_rate_f: 0.0,
         };
         tl.push(SENTINEL, None);
         for (k, &(start, end, value)) in segments.iter().enumerate() {
@@ -112,7 +124,22 @@ impl Timeline {
                 tl.push(end, None);
             }
         }
+        tl.grid = tl.regular_step();
+        tl.cum_f = tl.cum.iter().map(|&c| c as f64).collect();
+        tl.rate_f = tl.rate.iter().map(|&r| r as f64).collect();
+        tl.max_rate_f = tl.rate.iter().copied().max().unwrap_or(0) as f64;
         tl
+    }
+
+    fn regular_step(&self) -> Option<i64> {
+        let n = self.t.len();
+        if n < 3 {
+            return None;
+        }
+        let g = self.t[2] - self.t[1];
+        (1..n - 1)
+            .all(|k| self.t[k + 1] - self.t[k] == g && self.krate[k] == 1)
+            .then_some(g)
     }
 
     fn push(&mut self, t: i64, value: Option<f64>) {
@@ -173,6 +200,19 @@ impl Timeline {
         while *p + 1 < self.t.len() && self.t[*p + 1] <= x {
             *p += 1;
         }
+    }
+
+    /// Moves cursor `p` forward to the piece containing `x` (non-decreasing between calls): a few
+    /// linear steps, then binary search, so that both dense and sparse sequences are cheap.
+    #[inline]
+    pub(crate) fn seek(&self, p: &mut usize, x: i64) {
+        for _ in 0..4 {
+            if *p + 1 >= self.t.len() || self.t[*p + 1] > x {
+                return;
+            }
+            *p += 1;
+        }
+        *p += self.t[*p..].partition_point(|&t| t <= x).saturating_sub(1);
     }
 
     /// `f64` integral of intensity × milliseconds over the known part of `[from, to)` and the

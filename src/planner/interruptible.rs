@@ -397,7 +397,7 @@ pub(crate) fn chunked(
         if steps > 2 * limit || w.is_empty() {
             return None;
         }
-        let need = d + (w.len() as i64 - 1) * overhead;
+        let need = need_with_resumes(d, w.len(), overhead);
         let total: i64 = w.iter().map(|x| x.1 - x.0).sum();
         if total < need {
             // Cheapest adjacent time; on ties the earliest.
@@ -463,13 +463,19 @@ pub(crate) fn chunked(
     feasible(&w, d, c, overhead).then_some(w)
 }
 
+/// Run time `windows` windows need: `d + (windows − 1)·overhead`, saturating.
+fn need_with_resumes(d: i64, windows: usize, overhead: i64) -> i64 {
+    let resumes = i64::try_from(windows.saturating_sub(1)).unwrap_or(i64::MAX);
+    d.saturating_add(resumes.saturating_mul(overhead))
+}
+
 /// Whether windows meet the chunk and overhead constraints: sorted, not touching, each at least
 /// `c`, together at least `d + (w − 1)·o`.
 pub(crate) fn feasible(w: &[(i64, i64)], d: i64, c: i64, overhead: i64) -> bool {
     let ordered = w.windows(2).all(|p| p[0].1 < p[1].0);
     let long_enough = w.iter().all(|x| x.1 - x.0 >= c);
     let total: i64 = w.iter().map(|x| x.1 - x.0).sum();
-    !w.is_empty() && ordered && long_enough && total >= d + (w.len() as i64 - 1) * overhead
+    !w.is_empty() && ordered && long_enough && total >= need_with_resumes(d, w.len(), overhead)
 }
 
 #[cfg(test)]

@@ -231,9 +231,18 @@ pub(crate) struct Range {
 impl Range {
     pub(crate) fn new(constraints: &Constraints, now: DateTime<Utc>) -> Result<Range, NoPlan> {
         let latest_start = constraints.latest_start()?;
-        let release_by = constraints.release_by()?;
+        // latest_start() has checked that this is representable.
+        let release_by = latest_start
+            .checked_sub_signed(constraints.margin)
+            .ok_or(ConstraintError::OutOfRange)?;
+        let run_until = release_by
+            .checked_add_signed(constraints.duration)
+            .ok_or(ConstraintError::OutOfRange)?;
+        let d = delta_ms_ceil(constraints.duration);
         let lo = ms_ceil(now);
-        let hi = ms_floor(release_by);
+        // From the end, so that a start at `hi` also ends by `finish_by − margin` when the
+        // duration has a sub-millisecond part.
+        let hi = ms_floor(run_until) - d;
         if hi < lo {
             return Err(NoPlan::DeadlinePassed {
                 now,
@@ -244,7 +253,7 @@ impl Range {
         Ok(Range {
             lo,
             hi,
-            d: delta_ms_ceil(constraints.duration),
+            d,
             latest_start,
         })
     }

@@ -448,13 +448,15 @@ mod capacity {
     fn interruptible_jobs_use_only_time_with_room() {
         let f = two_cheap_hours();
         let mut ledger = CapacityLedger::new(1.0, TimeDelta::hours(1)).expect("valid");
-        ledger.reserve(
-            &[Window {
-                start: at("01:00"),
-                end: at("02:00"),
-            }],
-            1.0,
-        );
+        ledger
+            .reserve(
+                &[Window {
+                    start: at("01:00"),
+                    end: at("02:00"),
+                }],
+                1.0,
+            )
+            .expect("reserved");
         let c = job("00:00", 90, 240).interruptible();
         let p = plan_with_capacity(&f, &c, at("00:00"), 1.0, &mut ledger).expect("planned");
         assert_eq!(p.plan.reason, PlanReason::CapacityShifted);
@@ -549,5 +551,53 @@ mod capacity {
             )
             .is_err()
         );
+    }
+}
+
+#[test]
+fn a_tiny_improvement_late_in_a_flat_forecast_is_found_exactly() {
+    // 2,000 five-minute steps of 0.1 with one hour at 0.1 − 1e-9 near the end: the fast path's
+    // approximate pre-filter must not hide it, and ties elsewhere must go to the earliest start.
+    let start = at("00:00");
+    let points: Vec<Point> = (0..2_000)
+        .map(|i| Point {
+            start: start + TimeDelta::minutes(5 * i),
+            intensity: if (1_800..1_812).contains(&i) {
+                0.1 - 1e-9
+            } else {
+                0.1
+            },
+        })
+        .collect();
+    let f = Forecast::new(points).expect("valid");
+    let c = Constraints::new(start, TimeDelta::hours(1)).with_max_delay(TimeDelta::days(7));
+    let p = ok(plan(&f, &c, start));
+    assert_eq!(p.start, start + TimeDelta::minutes(5 * 1_800));
+    // Not on the grid (1 h 2.5 min): the best windows still lie inside the cheap hour... which is
+    // shorter than the job, so the earliest window covering it entirely wins.
+    let c = Constraints::new(start, TimeDelta::seconds(3_750)).with_max_delay(TimeDelta::days(7));
+    let p = ok(plan(&f, &c, start));
+    let expected = (0.1 * 150.0 + (0.1 - 1e-9) * 3_600.0) / 3_750.0;
+    assert!(close(p.expected_intensity, expected));
+    assert_eq!(
+        p.start,
+        start + TimeDelta::minutes(5 * 1_800) - TimeDelta::seconds(150)
+    );
+}
+
+#[test]
+fn sub_millisecond_durations_still_end_by_the_deadline() {
+    let f = hourly(&[300.0, 300.0, 10.0]);
+    let d = TimeDelta::minutes(30) + TimeDelta::nanoseconds(1);
+    for c in [
+        Constraints::new(at("00:00"), d).with_deadline(at("02:30")),
+        Constraints::new(at("00:00"), d)
+            .with_deadline(at("02:30"))
+            .interruptible(),
+    ] {
+        let p = ok(plan(&f, &c, at("00:00")));
+        assert!(p.end <= at("02:30"), "{p:?}");
+        assert!(p.start <= c.release_by().expect("valid"), "{p:?}");
+        assert!(p.run_time() >= d);
     }
 }
