@@ -22,12 +22,14 @@
 //! [`run`] drives the reconciler with a `kube::runtime::Controller` on Jobs — all namespaces, or
 //! one controller per namespace of [`OperatorConfig::namespaces`](super::OperatorConfig) — which
 //! also owns the CarbonWorkloads (a deleted or edited workload is put right) and is triggered by
-//! the forecast store: when a forecast's data changes ([`ForecastStore::subscribe`]
-//! (super::ForecastStore::subscribe)), the Jobs whose workloads wait on that forecast are
-//! reconciled. The store announces a change only after it holds the new data, so a re-plan never
-//! reads the old forecast. Finding those Jobs scans the cached workloads once per change: O(number
-//! of workloads) per forecast update, a few milliseconds for thousands of workloads every refresh
-//! interval, with no index to keep consistent.
+//! the forecast store: when a forecast's data changes
+//! ([`ForecastStore::subscribe`](super::ForecastStore::subscribe)), the Jobs whose workloads wait
+//! on that forecast are reconciled. The store announces a change only after it holds the new
+//! data, so a re-plan never reads the old forecast. Finding those Jobs scans the cached workloads
+//! once per change: O(number of workloads) per forecast update, a few milliseconds for thousands
+//! of workloads every refresh interval, with no index to keep consistent. (A forecast that only
+//! turns fresh or stale, with the same data, announces nothing; the hourly safety-net requeue
+//! picks that up.)
 //!
 //! The watch cannot filter Jobs by annotation, so every Job in scope is cached; the reconciler
 //! returns at once for Jobs that carry neither `carbonshift.dev/deferrable` nor

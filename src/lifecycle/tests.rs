@@ -1550,7 +1550,8 @@ proptest! {
             }
         }
         let releases = sim.releases.len();
-        prop_assert!(releases <= 1 + sim.pauses.len(), "{releases} releases, {} pauses", sim.pauses.len());
+        let pauses = sim.pauses.len();
+        prop_assert!(releases <= 1 + pauses, "{releases} releases, {pauses} pauses");
         for (when, reason, planned) in &sim.releases {
             prop_assert!(planned <= when);
             if *reason == ReleaseReason::Released {
