@@ -29,6 +29,7 @@ const EXAMPLES: &str = "\
 Examples:
   carbonshift release finetune-llama -n ml     # one Job
   carbonshift release --namespace ml           # every held Job in ml
+  carbonshift release -n ml -n research        # every held Job in both (a namespace allow-list)
   carbonshift release --all                    # every held Job in the cluster (before uninstalling)
   carbonshift release --all --dry-run          # list what would be released";
 
@@ -38,16 +39,16 @@ pub const REPORTER: &str = "carbonshift-release";
 /// Arguments of `carbonshift release`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["job", "all", "namespace"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).multiple(true).args(["job", "all", "namespace"])))]
 pub struct Args {
     /// The Job to release (in --namespace, or the kubeconfig's namespace).
     pub job: Option<String>,
     /// Every held Job in every namespace.
     #[arg(long, conflicts_with_all = ["job", "namespace"])]
     pub all: bool,
-    /// Every held Job in this namespace; with JOB, the Job's namespace.
+    /// Every held Job in this namespace (repeat for several); with JOB, the Job's namespace.
     #[arg(long, short = 'n', value_name = "NS")]
-    pub namespace: Option<String>,
+    pub namespace: Vec<String>,
     /// Only print what would be released.
     #[arg(long)]
     pub dry_run: bool,
@@ -63,8 +64,8 @@ pub enum Target {
         /// Its name.
         name: String,
     },
-    /// Every held Job in a namespace.
-    Namespace(String),
+    /// Every held Job in these namespaces.
+    Namespaces(Vec<String>),
     /// Every held Job.
     All,
 }
@@ -104,6 +105,10 @@ pub enum ReleaseError {
 
 /// Runs the subcommand.
 pub fn run(args: Args) -> ExitCode {
+    if let Err(message) = target(&args, "default") {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
     // The one read of the wall clock: the marker time of every release.
     let now = Utc::now();
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -127,15 +132,10 @@ pub fn run(args: Args) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let target = match (args.all, args.job, args.namespace) {
-            (true, _, _) => Target::All,
-            (false, Some(name), namespace) => Target::Job {
-                namespace: namespace.unwrap_or_else(|| client.default_namespace().to_string()),
-                name,
-            },
-            (false, None, Some(namespace)) => Target::Namespace(namespace),
-            (false, None, None) => {
-                eprintln!("error: give a JOB, --namespace NS or --all");
+        let target = match target(&args, client.default_namespace()) {
+            Ok(target) => target,
+            Err(message) => {
+                eprintln!("error: {message}");
                 return ExitCode::from(2);
             }
         };
@@ -149,6 +149,28 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
     })
+}
+
+/// The Jobs the arguments name; a JOB without `--namespace` is in `default_namespace` (the
+/// kubeconfig's).
+pub fn target(args: &Args, default_namespace: &str) -> Result<Target, String> {
+    match (args.all, &args.job, args.namespace.as_slice()) {
+        (true, None, []) => Ok(Target::All),
+        (true, _, _) => Err("--all takes neither a JOB nor --namespace".to_string()),
+        (false, Some(name), []) => Ok(Target::Job {
+            namespace: default_namespace.to_string(),
+            name: name.clone(),
+        }),
+        (false, Some(name), [namespace]) => Ok(Target::Job {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        }),
+        (false, Some(_), _) => {
+            Err("a JOB is in one namespace: give at most one --namespace".to_string())
+        }
+        (false, None, []) => Err("give a JOB, --namespace NS or --all".to_string()),
+        (false, None, namespaces) => Ok(Target::Namespaces(namespaces.to_vec())),
+    }
 }
 
 /// Releases the held Jobs of `target`, writing one line per Job to `out` (and one line when
@@ -215,7 +237,8 @@ pub async fn release_jobs(
     }
     if held == 0 && !matches!(target, Target::Job { .. }) {
         let where_ = match target {
-            Target::Namespace(ns) => format!(" in namespace {ns}"),
+            Target::Namespaces(ns) if ns.len() == 1 => format!(" in namespace {}", ns.join("")),
+            Target::Namespaces(ns) => format!(" in namespaces {}", ns.join(", ")),
             _ => String::new(),
         };
         line(out, &format!("no held Jobs{where_}; nothing to release"));
@@ -237,8 +260,12 @@ async fn candidates(client: &Client, target: &Target) -> Result<Vec<Job>, Releas
     };
     match target {
         Target::All => list(Api::all(client.clone()), String::new()).await,
-        Target::Namespace(ns) => {
-            list(Api::namespaced(client.clone(), ns), format!(" in {ns}")).await
+        Target::Namespaces(namespaces) => {
+            let mut jobs = Vec::new();
+            for ns in namespaces {
+                jobs.extend(list(Api::namespaced(client.clone(), ns), format!(" in {ns}")).await?);
+            }
+            Ok(jobs)
         }
         Target::Job { namespace, name } => {
             let api: Api<Job> = Api::namespaced(client.clone(), namespace);
@@ -376,6 +403,44 @@ mod tests {
         (result, String::from_utf8_lossy(&out).into_owned())
     }
 
+    #[test]
+    fn arguments_name_the_target() {
+        use clap::Parser;
+        let parse = |line: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(
+                ["carbonshift", "release"].iter().chain(line.iter()),
+            );
+            match cli.map(|c| c.command) {
+                Ok(crate::cli::Command::Release(args)) => target(&args, "team"),
+                Ok(other) => panic!("{other:?}"),
+                Err(e) => Err(e.kind().to_string()),
+            }
+        };
+        assert_eq!(parse(&["--all"]), Ok(Target::All));
+        assert_eq!(
+            parse(&["train"]),
+            Ok(Target::Job {
+                namespace: "team".into(),
+                name: "train".into()
+            })
+        );
+        assert_eq!(
+            parse(&["train", "-n", "ml"]),
+            Ok(Target::Job {
+                namespace: "ml".into(),
+                name: "train".into()
+            })
+        );
+        assert_eq!(
+            parse(&["-n", "ml", "--namespace", "research"]),
+            Ok(Target::Namespaces(vec!["ml".into(), "research".into()]))
+        );
+        assert!(parse(&["train", "-n", "a", "-n", "b"]).is_err());
+        assert!(parse(&["--all", "-n", "a"]).is_err());
+        assert!(parse(&["--all", "train"]).is_err());
+        assert!(parse(&[]).is_err());
+    }
+
     #[tokio::test]
     async fn releases_every_held_job_and_works_without_the_crds() {
         let (client, api) = MockApiServer::client();
@@ -471,7 +536,7 @@ mod tests {
                              "powerWatts": 0.0, "powerSource": "estimated", "pue": 1.2}
                 }))),
         );
-        let (result, out) = run_release(client, Target::Namespace("ml".into()), false).await;
+        let (result, out) = run_release(client, Target::Namespaces(vec!["ml".into()]), false).await;
         api.verify();
         assert_eq!(result.map(|s| s.released).ok(), Some(1));
         assert_eq!(out, "ml/a: released (ManualRelease)\n");
@@ -486,10 +551,12 @@ mod tests {
             vec![job("ml", "a", true, false)],
         ));
         api.route(Route::list(jobs_path("empty"), "JobList", vec![]));
-        let (result, out) = run_release(client.clone(), Target::Namespace("ml".into()), true).await;
+        let (result, out) =
+            run_release(client.clone(), Target::Namespaces(vec!["ml".into()]), true).await;
         assert_eq!(result.map(|s| s.released).ok(), Some(1));
         assert_eq!(out, "ml/a: would be released (dry run)\n");
-        let (result, out) = run_release(client, Target::Namespace("empty".into()), false).await;
+        let (result, out) =
+            run_release(client, Target::Namespaces(vec!["empty".into()]), false).await;
         assert_eq!(result.ok(), Some(Summary::default()));
         assert_eq!(out, "no held Jobs in namespace empty; nothing to release\n");
         api.verify();
@@ -539,7 +606,7 @@ mod tests {
         api.expect(
             Expect::patch(format!("{}/a", jobs_path("ml"))).reply(Reply::Error(403, "Forbidden")),
         );
-        let (result, out) = run_release(client, Target::Namespace("ml".into()), false).await;
+        let (result, out) = run_release(client, Target::Namespaces(vec!["ml".into()]), false).await;
         api.verify();
         assert_eq!(result.map(|s| s.failed).ok(), Some(1));
         assert!(out.starts_with("ml/a: release failed: "), "{out}");

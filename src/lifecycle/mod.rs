@@ -1128,6 +1128,9 @@ impl Machine<'_> {
         let Some(at) = self.job.released_at else {
             return ReleaseReason::ManualRelease;
         };
+        if self.job.run_now {
+            return ReleaseReason::ManualRelease;
+        }
         if let Some(planned) = self.old.and_then(|s| s.planned_start)
             && at >= planned
         {

@@ -949,6 +949,29 @@ fn a_released_job_is_never_released_again() {
 }
 
 #[test]
+fn a_lost_status_write_after_a_manual_release_is_derived_from_the_job() {
+    let mut sim = Sim::new(job().held().build());
+    sim.step(t0());
+    let before = sim.workload.clone();
+    sim.edit(|j| annotate(j, RUN_NOW, "true"));
+    sim.step(hour(1));
+    sim.workload = before;
+    let d = sim.step(hour(1));
+    assert_eq!(d.job_action, None);
+    assert_eq!(sim.status().reason.as_deref(), Some("ManualRelease"));
+    // Released by `carbonshift release` (no run-now) before the plan: a manual release too.
+    let mut sim = Sim::new(job().held().build());
+    sim.step(t0());
+    sim.edit(|j| {
+        set_suspend(j, false);
+        annotate(j, RELEASED_AT, "2026-05-04T11:00:00Z");
+    });
+    sim.step(hour(1));
+    assert_eq!(sim.status().reason.as_deref(), Some("ManualRelease"));
+    assert_eq!(sim.status().released_at, Some(hour(1)));
+}
+
+#[test]
 fn a_job_suspended_again_by_its_owner_is_left_alone() {
     let mut sim = Sim::new(job().held().build());
     sim.step(t0());
