@@ -19,10 +19,16 @@
 //! [`run_while_leader`] ties it together: the controllers run exactly while the lease manager says
 //! "leader" **and** the gate is open. They start on acquisition; on loss, or when the deadline
 //! passes without a renewal, the gate is closed first and the controllers are then cancelled and
-//! awaited (restarted if a later renewal succeeds). On shutdown the controllers stop first and the
-//! Lease is then released, so another replica takes over at once instead of after expiry. The
-//! controllers should still check the gate before every write: cancellation takes effect at their
-//! next `.await`, the gate at once.
+//! awaited (aborted after a grace period; restarted if a later renewal succeeds). On shutdown the
+//! controllers stop first and the Lease is then released, so another replica takes over at once
+//! instead of after expiry.
+//!
+//! Cancellation takes effect at the controllers' next `.await`; the gate takes effect at once. The
+//! controllers get their Kubernetes client through [`Scope::fence`] ([`fenced_client`]): every
+//! write (POST, PUT, PATCH, DELETE) is checked against the gate as it is handed to the connection
+//! and refused inside the process when the gate is closed, so not even a reconcile stuck past its
+//! cancellation can write once another replica may lead. [`LeaderGate::may_write`] is there too for
+//! code that wants to skip work early.
 //!
 //! `carbonshift_leader` is 1 while the controllers run (always, without election).
 
@@ -392,17 +398,33 @@ impl tower_service::Service<Request<Body>> for LeaseObserver {
     }
 }
 
-/// What the controllers get: the gate to check before each write and the stop signal.
-#[derive(Debug, Clone)]
+/// What the controllers get: the gate, a way to fence their client with it, and the stop signal.
+#[derive(Clone)]
 pub struct Scope {
     gate: LeaderGate,
+    clock: Arc<dyn Clock>,
     stop: watch::Receiver<bool>,
 }
 
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("gate", &self.gate)
+            .field("stopped", &self.is_stopped())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Scope {
-    /// The gate to check (`may_write(now)`) before every write.
+    /// The gate to check (`may_write(now)`) before a write.
     pub fn gate(&self) -> &LeaderGate {
         &self.gate
+    }
+
+    /// `client`, fenced by this scope's gate (see [`fenced_client`]): give the controllers this
+    /// one, so that none of their writes can leave the process once the gate has closed.
+    pub fn fence(&self, client: Client) -> Client {
+        fenced_client(client, self.gate.clone(), self.clock.clone())
     }
 
     /// Completes when the controllers must stop (lease lost or not renewed in time, shutdown).
@@ -421,6 +443,67 @@ impl Scope {
     }
 }
 
+/// The reason of the error a fenced client returns for a write while the gate is closed.
+pub const NOT_LEADER_REASON: &str = "NotLeader";
+
+/// A client that sends reads as `client` does but refuses every write (any method other than
+/// GET, HEAD and OPTIONS) while `gate` does not allow writes at `clock`'s now: the request never
+/// leaves the process and the caller gets a 503 API error with reason [`NOT_LEADER_REASON`].
+///
+/// The check is made as the request is handed to the connection, so a controller that missed
+/// its cancellation (stuck in a long reconcile, or a process that was paused) still cannot write
+/// after the gate closed; the safety margin covers a request already on its way.
+pub fn fenced_client(client: Client, gate: LeaderGate, clock: Arc<dyn Clock>) -> Client {
+    let default_namespace = client.default_namespace().to_string();
+    Client::new(
+        Fence {
+            inner: client,
+            gate,
+            clock,
+        },
+        default_namespace,
+    )
+}
+
+#[derive(Clone)]
+struct Fence {
+    inner: Client,
+    gate: LeaderGate,
+    clock: Arc<dyn Clock>,
+}
+
+impl tower_service::Service<Request<Body>> for Fence {
+    type Response = Response<Body>;
+    type Error = kube::Error;
+    type Future = BoxFuture<'static, Result<Response<Body>, kube::Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let reads = matches!(
+            *request.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        );
+        if !reads && !self.gate.may_write(self.clock.now()) {
+            tracing::warn!(
+                method = %request.method(),
+                path = request.uri().path(),
+                "refused a write: this replica does not hold the leader Lease"
+            );
+            let status = kube::core::Status::failure(
+                "carbonshift does not hold the leader Lease on this replica: the write was not sent",
+                NOT_LEADER_REASON,
+            )
+            .with_code(503);
+            return Box::pin(async move { Err(kube::Error::Api(status.boxed())) });
+        }
+        let inner = self.inner.clone();
+        Box::pin(async move { inner.send(request).await })
+    }
+}
+
 /// The running controllers.
 struct Running {
     stop: watch::Sender<bool>,
@@ -428,7 +511,7 @@ struct Running {
 }
 
 impl Running {
-    fn start<F, Fut, E>(make_controllers: &mut F, gate: &LeaderGate) -> Self
+    fn start<F, Fut, E>(make_controllers: &mut F, gate: &LeaderGate, clock: &Arc<dyn Clock>) -> Self
     where
         F: FnMut(Scope) -> Fut,
         Fut: Future<Output = Result<(), E>> + Send + 'static,
@@ -437,6 +520,7 @@ impl Running {
         let (stop, receiver) = watch::channel(false);
         let controllers = make_controllers(Scope {
             gate: gate.clone(),
+            clock: clock.clone(),
             stop: receiver,
         });
         let task = tokio::spawn(async move { controllers.await.map_err(|e| e.to_string()) });
@@ -510,7 +594,7 @@ where
     E: Display + Send + 'static,
 {
     match election {
-        Election::Disabled => run_unelected(metrics, make_controllers, shutdown).await,
+        Election::Disabled => run_unelected(clock, metrics, make_controllers, shutdown).await,
         Election::Lease(lease) => {
             let LeaseElection { client, params } = *lease;
             params.validate()?;
@@ -520,6 +604,7 @@ where
 }
 
 async fn run_unelected<F, Fut, E>(
+    clock: Arc<dyn Clock>,
     metrics: Metrics,
     mut make_controllers: F,
     shutdown: impl Future<Output = ()>,
@@ -532,7 +617,7 @@ where
     tracing::info!("leader election is off: starting the controllers");
     let gate = LeaderGate::unconditional();
     metrics.leader.set(1);
-    let mut running = Running::start(&mut make_controllers, &gate);
+    let mut running = Running::start(&mut make_controllers, &gate, &clock);
     let result = tokio::select! {
         () = shutdown => {
             running.stop().await;
@@ -638,7 +723,7 @@ where
                     "leading: starting the controllers"
                 );
                 metrics.leader.set(1);
-                running = Some(Running::start(&mut make_controllers, &gate));
+                running = Some(Running::start(&mut make_controllers, &gate, &clock));
             }
             (true, false) => {
                 if is_elected {

@@ -274,6 +274,16 @@ pub struct CarbonWorkloadStatus {
     /// When the Job completed or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<DateTime<Utc>>,
+    /// The finished runs of an interruptible Job that was paused between windows, in time order
+    /// (from its release to its pause). Their total is the run time already done; the rest is
+    /// planned as `windows`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_POINTS))]
+    pub runs: Vec<TimeWindow>,
+    /// After completion: mean intensity over the actual run, gCO2eq/kWh (the provider's measured
+    /// values where published, else its forecast).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual_intensity: Option<f64>,
     /// Machine-readable reason for the phase, in PascalCase (for example `DeadlineRelease`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -283,7 +293,9 @@ pub struct CarbonWorkloadStatus {
     /// The `metadata.generation` this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Planned`: a plan exists; `Held`: the Job is suspended by carbonshift.
+    /// `Planned`: a plan exists; `Held`: the Job is suspended by carbonshift;
+    /// `AnnotationsValid`: the Job's `carbonshift.dev/*` annotations can be read (when `False`,
+    /// the last valid constraints in `spec` stay in force).
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -4,6 +4,7 @@
 pub mod crds;
 pub mod forecast;
 pub mod plan;
+pub mod release;
 pub mod run;
 
 use std::process::ExitCode;
@@ -33,6 +34,8 @@ pub enum Command {
     /// Run the operator: the admission webhook and metrics on every replica, the controllers on
     /// the elected leader (what the chart deploys).
     Run(Box<run::Args>),
+    /// Release held Jobs at once (before uninstalling carbonshift, or in an emergency).
+    Release(Box<release::Args>),
 }
 
 impl Cli {
@@ -43,6 +46,7 @@ impl Cli {
             Command::Forecast(args) => forecast::run(*args),
             Command::Run(args) => run::run(*args),
             Command::Plan(args) => plan::run(*args),
+            Command::Release(args) => release::run(*args),
         }
     }
 }

@@ -581,8 +581,8 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
 }
 
 /// What the leader runs: the forecast store filled from every CarbonForecast's status (retried
-/// until it works or leadership ends), then the forecast and workload controllers until `scope`
-/// says stop.
+/// until it works or leadership ends), then the forecast and workload controllers, with a client
+/// fenced by the leader gate, until `scope` says stop.
 async fn run_controllers(
     client: kube::Client,
     clock: Arc<dyn Clock>,
@@ -611,11 +611,19 @@ async fn run_controllers(
         retry = (retry * 2).min(FILL_RETRY_MAX);
     };
     tracing::info!(forecasts = ?store.names(), "forecast store filled; starting the controllers");
+    // Every write of the controllers (Job patches, workload and forecast status, Events) goes
+    // through the fence: none leaves the process once this replica may no longer lead.
     let ctx = Arc::new(Context::new(
-        client, clock, config, metrics, store, providers, reporter,
+        scope.fence(client),
+        clock,
+        config,
+        metrics,
+        store,
+        providers,
+        reporter,
     ));
     let forecasts = controller::forecasts::run(ctx.clone(), scope.stopped());
-    let workloads = async {}; // TEMP until the workload controller is on main
+    let workloads = controller::workloads::run(ctx, scope.stopped());
     tokio::pin!(forecasts, workloads);
     // Both run until told to stop; one that returns before is a failure the leader reports.
     let forecasts_first = tokio::select! {

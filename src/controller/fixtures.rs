@@ -195,6 +195,11 @@ impl Expect {
         Self::new(Method::POST, path)
     }
 
+    /// A DELETE of `path`.
+    pub fn delete(path: impl Into<String>) -> Self {
+        Self::new(Method::DELETE, path)
+    }
+
     /// The server-side apply of `object`'s status by carbonshift (`fieldManager=carbonshift`,
     /// `force=true`, body with the object's `apiVersion` and `kind`), answered with the object
     /// carrying the applied status. Works for any resource (CarbonForecast, CarbonWorkload...).

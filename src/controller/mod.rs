@@ -12,8 +12,10 @@
 //! side, both stopped by the same shutdown future (leader election lives outside).
 
 pub mod forecasts;
+pub mod release;
 pub mod status;
 pub mod store;
+pub mod workloads;
 
 #[cfg(test)]
 pub mod fixtures;

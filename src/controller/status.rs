@@ -43,6 +43,7 @@ use crate::api::condition::{self, Condition};
 use crate::api::forecast::{IntensityPoint, MAX_POINTS};
 use crate::api::{CarbonForecastSpec, CarbonForecastStatus};
 use crate::forecast::{ForecastData, ProviderError, stamp};
+use crate::planner::{Forecast, Point};
 use crate::units::{format_duration, parse_duration};
 
 /// Refresh interval when `spec.refreshInterval` is unset.
@@ -53,8 +54,8 @@ pub const DEFAULT_STALE_AFTER: TimeDelta = TimeDelta::hours(3);
 pub const MAX_AHEAD: TimeDelta = TimeDelta::days(7);
 /// How far back measured actuals are kept.
 pub const MAX_ACTUALS_AGE: TimeDelta = TimeDelta::days(7);
-/// How long the value of a single-point forecast holds.
-pub const SINGLE_POINT_STEP: TimeDelta = TimeDelta::hours(1);
+/// How long the value of a single-point forecast holds (the planner's rule).
+pub use crate::planner::SINGLE_POINT_STEP;
 /// First retry delay after a failed fetch; doubles with each further failure.
 pub const RETRY_BASE: TimeDelta = TimeDelta::minutes(1);
 /// Longest wait before checking an unusable spec (its Secret or ConfigMap) again.
@@ -282,24 +283,21 @@ pub fn refresh_due(input: &Input<'_>) -> bool {
     }
 }
 
-/// The step of a forecast: its last interval, or [`SINGLE_POINT_STEP`] for one point.
-fn step_of(starts: &[DateTime<Utc>]) -> TimeDelta {
-    match starts {
-        [.., before, last] => *last - *before,
-        _ => SINGLE_POINT_STEP,
-    }
-}
-
 /// Cuts a validated provider answer to the stored bounds (see the module documentation). `Err`
 /// says why nothing usable is left: the forecast ends before `now`, or starts more than 7 days
 /// after it.
 pub fn bound(data: ForecastData, now: DateTime<Utc>) -> Result<Bounded, String> {
     let starts: Vec<DateTime<Utc>> = data.points.iter().map(|p| p.start).collect();
-    let (Some(&first_start), Some(&last_start)) = (starts.first(), starts.last()) else {
+    let Some(&first_start) = starts.first() else {
         return Err("the provider returned no points".into());
     };
-    let step = step_of(&starts);
-    let horizon = last_start + step;
+    // The planner's semantics, so that the status, the store and every plan agree: each value
+    // holds until the next point, the last for one median step, and longer steps are gaps.
+    let full = Forecast::new(data.points.clone()).map_err(|e| e.to_string())?;
+    let step = full.median_step();
+    let Some(horizon) = full.horizon_end() else {
+        return Err("the provider returned no points".into());
+    };
     if horizon <= now {
         return Err(format!(
             "the forecast ends at {}, before now ({}); nothing is left to plan with",
@@ -325,11 +323,8 @@ pub fn bound(data: ForecastData, now: DateTime<Utc>) -> Result<Bounded, String> 
     let end = starts
         .partition_point(|s| *s < limit)
         .min(first + MAX_POINTS);
-    let horizon_end = if end < starts.len() {
-        starts[end]
-    } else {
-        horizon
-    };
+    let kept = Forecast::new(data.points[first..end].to_vec()).map_err(|e| e.to_string())?;
+    let horizon_end = kept.horizon_end().unwrap_or(horizon);
     let points: Vec<IntensityPoint> = data.points[first..end]
         .iter()
         .map(|p| IntensityPoint {
@@ -358,40 +353,18 @@ pub fn bound(data: ForecastData, now: DateTime<Utc>) -> Result<Bounded, String> 
     })
 }
 
-/// The value holding at `t` in `points` (each until the next, the last until `horizon_end`), if
-/// any: never interpolated, never extrapolated.
-pub fn intensity_at(
-    points: &[IntensityPoint],
-    horizon_end: Option<DateTime<Utc>>,
-    t: DateTime<Utc>,
-) -> Option<f64> {
-    let i = points.partition_point(|p| p.start <= t).checked_sub(1)?;
-    let end = points
-        .get(i + 1)
-        .map(|p| p.start)
-        .or(horizon_end)
-        .unwrap_or(points[i].start);
-    (t < end).then_some(points[i].intensity)
-}
-
-/// The lowest value of the slots ending after `now` and when it holds from (the start of its slot,
-/// or `now` for the current slot); the earliest of equal values.
-pub fn lowest_ahead(
-    points: &[IntensityPoint],
-    horizon_end: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Option<(f64, DateTime<Utc>)> {
-    let mut best: Option<(f64, DateTime<Utc>)> = None;
-    for (i, p) in points.iter().enumerate() {
-        let end = points.get(i + 1).map_or(horizon_end, |n| n.start);
-        if end <= now {
-            continue;
-        }
-        if best.is_none_or(|(value, _)| p.intensity < value) {
-            best = Some((p.intensity, p.start.max(now)));
-        }
-    }
-    best
+/// Builds the planner's view of stored points (validated when they were stored).
+pub fn forecast_of(points: &[IntensityPoint]) -> Option<Forecast> {
+    Forecast::new(
+        points
+            .iter()
+            .map(|p| Point {
+                start: p.start,
+                intensity: p.intensity,
+            })
+            .collect(),
+    )
+    .ok()
 }
 
 /// Where the data stands in time.
@@ -474,17 +447,19 @@ pub fn decide(input: &Input<'_>, observation: Observation) -> Decision {
                 || previous.horizon_end != Some(forecast.horizon_end);
             let recovering = previous.last_error.is_some()
                 || previous_ready.as_ref().is_some_and(|c| !c.is_true());
-            let lowest = lowest_ahead(&forecast.points, forecast.horizon_end, now);
+            let view = forecast_of(&forecast.points);
+            let lowest = view
+                .as_ref()
+                .and_then(|f| f.lowest_between(now, forecast.horizon_end));
             let summary = format!(
                 "{} points from {kind} ({}) up to {}",
                 forecast.points.len(),
                 forecast.region,
                 stamp(forecast.horizon_end)
             );
-            status.current_intensity =
-                intensity_at(&forecast.points, Some(forecast.horizon_end), now);
-            status.lowest_intensity = lowest.map(|(value, _)| value);
-            status.lowest_at = lowest.map(|(_, at)| at);
+            status.current_intensity = view.as_ref().and_then(|f| f.intensity_at(now));
+            status.lowest_intensity = lowest.map(|p| p.intensity);
+            status.lowest_at = lowest.map(|p| p.start);
             status.horizon_end = Some(forecast.horizon_end);
             status.points = forecast.points;
             status.actuals = forecast.actuals;
@@ -914,10 +889,8 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(b.horizon_end, t("2026-11-28T16:30Z"));
-        assert_eq!(
-            intensity_at(&b.points, Some(b.horizon_end), now),
-            Some(42.0)
-        );
+        let f = forecast_of(&b.points).unwrap_or_else(|| panic!("valid"));
+        assert_eq!(f.intensity_at(now), Some(42.0));
     }
 
     #[test]
@@ -956,35 +929,34 @@ mod tests {
     }
 
     #[test]
-    fn intensity_at_is_never_invented() {
-        let p = points(t("2026-11-28T15:00Z"), TimeDelta::hours(1), &[300.0, 200.0]);
-        let end = Some(t("2026-11-28T17:00Z"));
-        assert_eq!(intensity_at(&p, end, t("2026-11-28T14:59Z")), None);
-        assert_eq!(intensity_at(&p, end, t("2026-11-28T15:00Z")), Some(300.0));
-        assert_eq!(intensity_at(&p, end, t("2026-11-28T16:59Z")), Some(200.0));
-        assert_eq!(intensity_at(&p, end, t("2026-11-28T17:00Z")), None);
-        assert_eq!(intensity_at(&p, None, t("2026-11-28T16:30Z")), None);
-        assert_eq!(intensity_at(&[], end, t("2026-11-28T16:30Z")), None);
-    }
-
-    #[test]
-    fn lowest_ahead_takes_the_earliest_minimum_from_now() {
+    fn current_and_lowest_values_follow_the_planner_and_are_never_invented() {
         let p = points(
             t("2026-11-28T15:00Z"),
             TimeDelta::hours(1),
             &[50.0, 200.0, 100.0, 100.0],
         );
+        let f = forecast_of(&p).unwrap_or_else(|| panic!("valid"));
         let end = t("2026-11-28T19:00Z");
-        // The past slot (50 at 15:00) counts only while it covers now.
+        assert_eq!(f.horizon_end(), Some(end));
+        assert_eq!(f.intensity_at(t("2026-11-28T14:59Z")), None);
+        assert_eq!(f.intensity_at(t("2026-11-28T15:00Z")), Some(50.0));
+        assert_eq!(f.intensity_at(t("2026-11-28T18:59Z")), Some(100.0));
+        assert_eq!(f.intensity_at(end), None);
+        assert!(forecast_of(&[]).is_some_and(|f| f.intensity_at(end).is_none()));
+        // The past slot (50 at 15:00) counts only while it covers now; the earliest of equals wins.
+        let lowest = |now: &str| {
+            f.lowest_between(t(now), end)
+                .map(|p| (p.intensity, p.start))
+        };
         assert_eq!(
-            lowest_ahead(&p, end, t("2026-11-28T15:30Z")),
+            lowest("2026-11-28T15:30Z"),
             Some((50.0, t("2026-11-28T15:30Z")))
         );
         assert_eq!(
-            lowest_ahead(&p, end, t("2026-11-28T16:00Z")),
+            lowest("2026-11-28T16:00Z"),
             Some((100.0, t("2026-11-28T17:00Z")))
         );
-        assert_eq!(lowest_ahead(&p, end, t("2026-11-28T19:00Z")), None);
+        assert_eq!(lowest("2026-11-28T19:00Z"), None);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::status::{self, reason};
 use crate::api::CarbonForecast;
 use crate::api::forecast::IntensityPoint;
 use crate::forecast::validate_allow_empty;
-use crate::planner::Point;
+use crate::planner::{Forecast, Point};
 
 /// Capacity of the change channel; a receiver that falls further behind gets
 /// [`broadcast::error::RecvError::Lagged`] and should treat every forecast as changed.
@@ -43,14 +43,11 @@ pub const CHANGES_CAPACITY: usize = 256;
 pub struct ForecastSnapshot {
     /// The CarbonForecast's name.
     pub name: String,
-    /// Forecast points in strictly increasing time order (possibly empty before the first
-    /// refresh); each holds until the next, the last until [`horizon_end`](Self::horizon_end).
-    /// Build a `planner::Forecast` from them with the step `horizon_end − last start`.
-    pub points: Arc<[Point]>,
-    /// Measured values for past slots (UK national only), possibly empty.
-    pub actuals: Arc<[Point]>,
-    /// End of the last point (`None` when there are no points).
-    pub horizon_end: Option<DateTime<Utc>>,
+    /// The forecast points as the planner reads them (possibly empty before the first refresh):
+    /// each value holds until the next point, the last for one median step; longer steps are gaps.
+    pub forecast: Arc<Forecast>,
+    /// Measured values for past slots (UK national only), possibly empty, with the same rules.
+    pub actuals: Arc<Forecast>,
     /// Provider kind from the status, for example `ukCarbonIntensity`.
     pub provider: Option<String>,
     /// Region as the provider names it.
@@ -87,7 +84,7 @@ pub enum SnapshotError {
     },
 }
 
-fn to_points(points: &[IntensityPoint]) -> Arc<[Point]> {
+fn to_points(points: &[IntensityPoint]) -> Vec<Point> {
     points
         .iter()
         .map(|p| Point {
@@ -137,35 +134,26 @@ impl ForecastSnapshot {
         let actuals = to_points(&st.actuals);
         validate_allow_empty("status.points", &points).map_err(|e| invalid(e.to_string()))?;
         validate_allow_empty("status.actuals", &actuals).map_err(|e| invalid(e.to_string()))?;
-        let horizon_end = match (points.last(), st.horizon_end) {
-            (None, _) => None,
-            (Some(last), Some(end)) if end > last.start => Some(end),
-            (Some(last), Some(end)) => {
-                return Err(invalid(format!(
-                    "horizonEnd {end} is not after the last point ({})",
-                    last.start
-                )));
-            }
-            (Some(last), None) => {
-                let starts: Vec<_> = points.iter().map(|p| p.start).collect();
-                let step = match starts.as_slice() {
-                    [.., before, last] => *last - *before,
-                    _ => status::SINGLE_POINT_STEP,
-                };
-                Some(last.start + step)
-            }
-        };
+        if let (Some(last), Some(end)) = (points.last(), st.horizon_end)
+            && end <= last.start
+        {
+            return Err(invalid(format!(
+                "horizonEnd {end} is not after the last point ({})",
+                last.start
+            )));
+        }
+        let forecast = Forecast::new(points).map_err(|e| invalid(e.to_string()))?;
+        let actuals = Forecast::new(actuals).map_err(|e| invalid(e.to_string()))?;
         let ready = status::ready_condition(st);
         let unusable = ready.is_some_and(|c| {
             !c.is_true()
                 && (c.reason == reason::INVALID_SPEC || c.reason == reason::MISSING_CREDENTIALS)
         });
         Ok(Self {
-            version: version(&points, horizon_end),
+            version: version(forecast.points(), forecast.horizon_end()),
             name,
-            points,
-            actuals,
-            horizon_end,
+            forecast: Arc::new(forecast),
+            actuals: Arc::new(actuals),
             provider: st.provider.clone(),
             region: st.region.clone(),
             last_refresh: st.last_refresh_time,
@@ -180,7 +168,7 @@ impl ForecastSnapshot {
     /// exact even between the controller's reconciles.
     pub fn is_fresh(&self, now: DateTime<Utc>) -> bool {
         self.usable
-            && !self.points.is_empty()
+            && !self.forecast.is_empty()
             && self
                 .last_refresh
                 .is_some_and(|last| now < last + self.stale_after)
@@ -191,18 +179,19 @@ impl ForecastSnapshot {
         self.last_refresh.map(|last| now - last)
     }
 
+    /// The forecast points, in time order.
+    pub fn points(&self) -> &[Point] {
+        self.forecast.points()
+    }
+
+    /// End of the last known slot (`None` when there are no points).
+    pub fn horizon_end(&self) -> Option<DateTime<Utc>> {
+        self.forecast.horizon_end()
+    }
+
     /// The value holding at `t`, if a point covers it (never interpolated or extrapolated).
     pub fn intensity_at(&self, t: DateTime<Utc>) -> Option<f64> {
-        let i = self
-            .points
-            .partition_point(|p| p.start <= t)
-            .checked_sub(1)?;
-        let end = self
-            .points
-            .get(i + 1)
-            .map(|p| p.start)
-            .or(self.horizon_end)?;
-        (t < end).then_some(self.points[i].intensity)
+        self.forecast.intensity_at(t)
     }
 }
 
@@ -454,9 +443,9 @@ mod tests {
     fn a_status_becomes_a_snapshot() {
         let s = snapshot(&object("uk", Some(status(&[300.0, 200.0, 100.0]))));
         assert_eq!(s.name, "uk");
-        assert_eq!(s.points.len(), 3);
-        assert_eq!(s.points[2].intensity, 100.0);
-        assert_eq!(s.horizon_end, Some(t("2026-11-28T18:00Z")));
+        assert_eq!(s.points().len(), 3);
+        assert_eq!(s.points()[2].intensity, 100.0);
+        assert_eq!(s.horizon_end(), Some(t("2026-11-28T18:00Z")));
         assert_eq!(s.provider.as_deref(), Some("ukCarbonIntensity"));
         assert_eq!(s.region.as_deref(), Some("national"));
         assert_eq!(s.last_refresh, Some(t(NOW)));
@@ -477,8 +466,8 @@ mod tests {
     #[test]
     fn an_object_without_status_is_known_but_not_fresh() {
         let s = snapshot(&object("new", None));
-        assert!(s.points.is_empty());
-        assert_eq!(s.horizon_end, None);
+        assert!(s.points().is_empty());
+        assert_eq!(s.horizon_end(), None);
         assert_eq!(s.last_refresh, None);
         assert!(!s.is_fresh(t(NOW)));
         assert_eq!(s.age(t(NOW)), None);
@@ -531,9 +520,11 @@ mod tests {
         assert_eq!(snapshot(&object("uk", Some(other))).version, base.version);
         let changed = snapshot(&object("uk", Some(status(&[300.0, 201.0]))));
         assert_ne!(changed.version, base.version);
+        // The horizon follows from the points (one median step after the last), so a status
+        // horizonEnd that says otherwise does not make a new version.
         let mut longer = status(&[300.0, 200.0]);
         longer.horizon_end = Some(t("2026-11-28T18:00Z"));
-        assert_ne!(snapshot(&object("uk", Some(longer))).version, base.version);
+        assert_eq!(snapshot(&object("uk", Some(longer))).version, base.version);
     }
 
     #[test]
@@ -566,17 +557,17 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_horizon_is_the_last_interval() {
+    fn the_horizon_is_one_median_step_after_the_last_point() {
         let mut st = status(&[1.0, 2.0]);
         st.horizon_end = None;
         assert_eq!(
-            snapshot(&object("uk", Some(st))).horizon_end,
+            snapshot(&object("uk", Some(st))).horizon_end(),
             Some(t("2026-11-28T17:00Z"))
         );
         let mut one = status(&[1.0]);
         one.horizon_end = None;
         assert_eq!(
-            snapshot(&object("uk", Some(one))).horizon_end,
+            snapshot(&object("uk", Some(one))).horizon_end(),
             Some(t("2026-11-28T16:00Z"))
         );
     }

@@ -82,6 +82,19 @@ enum Event {
     },
     ControllersStarted(DateTime<Utc>),
     ControllersStopped(DateTime<Utc>),
+    /// The fenced client refused a write.
+    WriteRefused(DateTime<Utc>),
+}
+
+/// How the fake controllers behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Controllers {
+    /// Write every second through the fenced client until told to stop.
+    Normal,
+    /// Fail at once.
+    Fail,
+    /// Like `Normal`, but never notice the stop signal (a reconcile stuck somewhere).
+    Stubborn,
 }
 
 type Events = Arc<Mutex<Vec<Event>>>;
@@ -264,12 +277,12 @@ struct Harness {
 
 impl Harness {
     /// Starts `run_while_leader` with fake controllers that patch a Job every second (at 0.5 s,
-    /// 1.5 s, ... after they start) while the gate allows it.
+    /// 1.5 s, ... after they start) through the fenced client.
     fn start(election: Option<Scenario>) -> Self {
-        Self::start_with(election, false)
+        Self::start_with(election, Controllers::Normal)
     }
 
-    fn start_with(election: Option<Scenario>, controllers_fail: bool) -> Self {
+    fn start_with(election: Option<Scenario>, behaviour: Controllers) -> Self {
         let clock = Arc::new(TokioClock {
             base: Utc::now(),
             start: Instant::now(),
@@ -305,11 +318,13 @@ impl Harness {
                     .lock()
                     .expect("not poisoned")
                     .push(scope.gate().clone());
-                let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+                // The controllers write through the fenced client and never check the gate
+                // themselves: the fence alone must keep them from writing.
+                let jobs: Api<Job> = Api::namespaced(scope.fence(client.clone()), "default");
                 let (clock, events) = (clock.clone(), events.clone());
                 async move {
                     push(&events, Event::ControllersStarted(clock.now()));
-                    if controllers_fail {
+                    if behaviour == Controllers::Fail {
                         return Err("the Job watch failed".to_string());
                     }
                     let stopped = scope.stopped();
@@ -322,13 +337,17 @@ impl Harness {
                     );
                     loop {
                         tokio::select! {
-                            () = &mut stopped => break,
+                            () = &mut stopped, if behaviour != Controllers::Stubborn => break,
                             _ = ticks.tick() => {
-                                if scope.gate().may_write(clock.now()) {
-                                    let patch = Patch::Merge(json!({"spec": {"suspend": false}}));
-                                    jobs.patch("train", &PatchParams::default(), &patch)
-                                        .await
-                                        .map_err(|e| e.to_string())?;
+                                let patch = Patch::Merge(json!({"spec": {"suspend": false}}));
+                                match jobs.patch("train", &PatchParams::default(), &patch).await {
+                                    Ok(_) => {}
+                                    Err(kube::Error::Api(status))
+                                        if status.code == 503 && status.reason == NOT_LEADER_REASON =>
+                                    {
+                                        push(&events, Event::WriteRefused(clock.now()));
+                                    }
+                                    Err(e) => return Err(e.to_string()),
                                 }
                             }
                         }
@@ -803,7 +822,7 @@ async fn without_election_the_controllers_run_at_once_with_an_open_gate() {
 
 #[tokio::test(start_paused = true)]
 async fn controllers_that_stop_on_their_own_are_an_error() {
-    let harness = Harness::start_with(None, true);
+    let harness = Harness::start_with(None, Controllers::Fail);
     harness.run_for(Duration::from_secs(1)).await;
     let metrics = harness.metrics.clone();
     let (result, _) = harness.shutdown().await;
@@ -813,7 +832,7 @@ async fn controllers_that_stop_on_their_own_are_an_error() {
     }
     assert_eq!(metrics.leader.get(), 0);
 
-    let harness = Harness::start_with(Some(Scenario::Free), true);
+    let harness = Harness::start_with(Some(Scenario::Free), Controllers::Fail);
     harness.run_for(Duration::from_secs(5)).await;
     let (result, events) = harness.shutdown().await;
     match result {
@@ -843,4 +862,115 @@ async fn invalid_settings_are_refused_before_anything_starts() {
         matches!(result, Err(LeaderError::InvalidParams(_))),
         "{result:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn controllers_stuck_past_their_cancellation_cannot_write_once_the_gate_closes() {
+    let harness = Harness::start_with(Some(Scenario::FailRenewals), Controllers::Stubborn);
+    harness.run_for(Duration::from_secs(40)).await;
+    assert_eq!(harness.metrics.leader.get(), 0);
+    let (result, events) = harness.shutdown().await;
+    assert!(result.is_ok(), "{result:?}");
+
+    let closed = acquired_at(&events) + seconds(13);
+    let writes = job_writes(&events);
+    // 0.5 s .. 12.5 s reached the API server; nothing after the gate closed did.
+    assert_eq!(writes.len(), 13, "{writes:?}");
+    assert!(writes.iter().all(|at| *at < closed), "{writes:?}");
+    // The stuck controllers kept trying, at 13.5 s .. 22.5 s, until they were aborted 10 s after
+    // being told to stop; every attempt was refused inside the process.
+    let refused: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::WriteRefused(at) => Some(*at),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refused.len(), 10, "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|at| *at > closed && *at < closed + seconds(10))
+    );
+    let (_, stopped) = starts_and_stops(&events);
+    assert!(
+        stopped.is_empty(),
+        "they never noticed the stop: {stopped:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_fenced_client_reads_always_and_writes_only_while_the_gate_allows() {
+    use crate::clock::ManualClock;
+
+    let now = t("2026-05-04T12:00:00Z");
+    let clock = ManualClock::new(now);
+    let gate = LeaderGate::until(now + seconds(10));
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = fenced_client(
+        Client::new(service, "default"),
+        gate.clone(),
+        Arc::new(clock.clone()),
+    );
+    let seen: Arc<Mutex<Vec<(Method, String)>>> = Arc::default();
+    let server = {
+        let seen = seen.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                seen.lock()
+                    .expect("not poisoned")
+                    .push((request.method().clone(), request.uri().path().to_string()));
+                send.send_response(
+                    Response::builder()
+                        .status(StatusCode::OK)
+                        .body(Body::from(
+                            serde_json::to_vec(&json!({
+                                "apiVersion": "batch/v1", "kind": "Job",
+                                "metadata": {"name": "train", "namespace": "default"},
+                            }))
+                            .expect("json"),
+                        ))
+                        .expect("response"),
+                );
+            }
+        })
+    };
+    let jobs: Api<Job> = Api::namespaced(client, "default");
+    let patch = Patch::Merge(json!({"spec": {"suspend": false}}));
+    let params = PatchParams::default();
+    let write = || jobs.patch("train", &params, &patch);
+
+    // Open: reads and writes go through.
+    jobs.get("train").await.expect("read");
+    write().await.expect("write while the gate is open");
+    // At the deadline: writes are refused in the process, reads still go through.
+    clock.set(now + seconds(10));
+    match write().await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(
+                (status.code, status.reason.as_str()),
+                (503, NOT_LEADER_REASON)
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    jobs.get("train").await.expect("read");
+    // Revoked for good.
+    gate.revoke();
+    clock.set(now);
+    assert!(write().await.is_err());
+    let delete = jobs.delete("train", &Default::default()).await;
+    assert!(delete.is_err());
+
+    drop(jobs);
+    let seen = seen.lock().expect("not poisoned").clone();
+    assert_eq!(
+        seen,
+        vec![
+            (Method::GET, JOB_PATH.to_string()),
+            (Method::PATCH, JOB_PATH.to_string()),
+            (Method::GET, JOB_PATH.to_string()),
+        ]
+    );
+    server.abort();
 }

@@ -1,0 +1,777 @@
+//! Tests of the workload controller shell through a mock API server: the exact requests of each
+//! reconcile, and nothing more.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use http::Method;
+use k8s_openapi::api::batch::v1::Job;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector;
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::api::condition::Condition;
+use crate::api::forecast::CarbonForecastStatus;
+use crate::api::{CarbonForecast, CarbonWorkload};
+use crate::controller::OperatorConfig;
+use crate::controller::fixtures::{Expect, Reply, Route, Seen, TestEnv, points, t};
+
+const T0: &str = "2026-05-04T10:00:00Z";
+const JOBS: &str = "/apis/batch/v1/namespaces/ml/jobs";
+const WORKLOADS_PATH: &str = "/apis/carbonshift.dev/v1alpha1/namespaces/ml/carbonworkloads";
+
+fn hour(h: i64) -> DateTime<Utc> {
+    t(T0) + TimeDelta::hours(h)
+}
+
+/// The `default` CarbonForecast, refreshed at `T0`: 48 hourly values, 300 except 200 at 02:00, 50
+/// at 03:00, 60 at 04:00 (after `T0`): a 2-hour Job is best at 03:00–05:00.
+fn forecast() -> CarbonForecast {
+    let mut values = vec![300.0; 48];
+    values[2] = 200.0;
+    values[3] = 50.0;
+    values[4] = 60.0;
+    CarbonForecast::test("default").with_status(Some(CarbonForecastStatus {
+        points: points(t(T0), TimeDelta::hours(1), &values),
+        horizon_end: Some(hour(48)),
+        last_refresh_time: Some(t(T0)),
+        conditions: vec![Condition::new(
+            "Ready",
+            true,
+            "Refreshed",
+            "",
+            Some(1),
+            t(T0),
+        )],
+        ..CarbonForecastStatus::default()
+    }))
+}
+
+/// A held Job `ml/train` (resourceVersion `rv`), deferrable for up to 8h, 2h long, 1 kW.
+fn held_job(rv: &str) -> Value {
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "train",
+            "namespace": "ml",
+            "uid": "job-uid",
+            "resourceVersion": rv,
+            "creationTimestamp": T0,
+            "annotations": {
+                "carbonshift.dev/deferrable": "true",
+                "carbonshift.dev/max-delay": "8h",
+                "carbonshift.dev/duration": "2h",
+                "carbonshift.dev/power": "1kW",
+                "carbonshift.dev/held": "true",
+                "carbonshift.dev/submitted-at": T0,
+            }
+        },
+        "spec": {"suspend": true, "template": {"spec": {"containers": [], "restartPolicy": "Never"}}}
+    })
+}
+
+fn job(value: Value) -> Arc<Job> {
+    Arc::new(serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}")))
+}
+
+/// `held_job` after its release at `at`.
+fn released_job(rv: &str, at: &str) -> Value {
+    let mut j = held_job(rv);
+    j["spec"]["suspend"] = json!(false);
+    j["metadata"]["annotations"]["carbonshift.dev/released-at"] = json!(at);
+    j
+}
+
+/// The workload as the API server holds it: spec from the Job, generation 1, no status yet.
+fn workload_base(job_value: &Value, now: DateTime<Utc>) -> CarbonWorkload {
+    let view = JobView::from_job(
+        &serde_json::from_value(job_value.clone()).unwrap_or_else(|e| panic!("{e}")),
+        &Default::default(),
+        now,
+    );
+    let spec = lifecycle::effective_spec(&view, None).unwrap_or_else(|| panic!("no spec"));
+    let mut w = CarbonWorkload::new("train", spec);
+    w.metadata.namespace = Some("ml".into());
+    w.metadata.uid = Some("workload-uid".into());
+    w.metadata.generation = Some(1);
+    w.metadata.resource_version = Some("10".into());
+    w.metadata.owner_references = Some(vec![owner_reference(&view)]);
+    w
+}
+
+fn with_status(mut w: CarbonWorkload, status: Option<CarbonWorkloadStatus>) -> CarbonWorkload {
+    w.status = status;
+    w
+}
+
+/// The status the controller writes for `job` at `T0` without a workload yet.
+fn planned_status(env: &TestEnv, job_value: &Value) -> CarbonWorkloadStatus {
+    let controller = WorkloadController::new(env.ctx.clone());
+    let job: Job = serde_json::from_value(job_value.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let view = JobView::from_job(&job, &Default::default(), t(T0));
+    let (snapshot, fresh) = controller
+        .forecast("default", t(T0))
+        .unwrap_or_else(|| panic!("no forecast"));
+    let input = Input {
+        job: &view,
+        workload: None,
+        forecast: Some(view_of(&snapshot, fresh)),
+        config: &controller.lifecycle,
+    };
+    let mut decision = lifecycle::decide(&input, t(T0));
+    decision.stamp_generation(Some(1));
+    decision.status.unwrap_or_else(|| panic!("no status"))
+}
+
+fn env() -> TestEnv {
+    let env = TestEnv::new(t(T0));
+    env.ctx.store.apply(&forecast());
+    env
+}
+
+fn get_workload(reply: Reply) -> Expect {
+    Expect::get(format!("{WORKLOADS_PATH}/train")).reply(reply)
+}
+
+fn not_found() -> Reply {
+    Reply::Error(404, "NotFound")
+}
+
+fn events(reason: &str) -> [Expect; 2] {
+    [
+        Expect::event_in("ml", reason)
+            .regarding("train")
+            .body("/regarding/kind", json!("Job")),
+        Expect::event_in("ml", reason)
+            .regarding("train")
+            .body("/regarding/kind", json!("CarbonWorkload")),
+    ]
+}
+
+fn expect_all(env: &TestEnv, expects: impl IntoIterator<Item = Expect>) {
+    for e in expects {
+        env.api.expect(e);
+    }
+}
+
+/// The status the last status apply wrote (from the requests seen).
+fn last_status(seen: &[Seen]) -> CarbonWorkloadStatus {
+    seen.iter()
+        .rev()
+        .find(|s| s.method == Method::PATCH && s.path.ends_with("/status"))
+        .and_then(|s| s.at("/status").cloned())
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_else(|| panic!("no status written"))
+}
+
+fn describe(writes: &[Seen]) -> Vec<String> {
+    writes
+        .iter()
+        .map(|s| {
+            let path = s
+                .path
+                .replace(WORKLOADS_PATH, "workloads")
+                .replace(JOBS, "jobs");
+            format!("{} {path}", s.method)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_the_phases() {
+    let env = env();
+    let controller = WorkloadController::new(env.ctx.clone());
+    let base = workload_base(&held_job("1"), t(T0));
+
+    // 1. First sight at T0: the workload is created and the plan written; requeue at 03:00,
+    // capped at the hourly safety net.
+    expect_all(&env, [get_workload(not_found())]);
+    env.api.expect(
+        Expect::apply(&base)
+            .body("/metadata/ownerReferences/0/uid", json!("job-uid"))
+            .body("/metadata/ownerReferences/0/controller", json!(true))
+            .body(
+                "/metadata/ownerReferences/0/blockOwnerDeletion",
+                json!(true),
+            )
+            .body("/spec/latestStart", json!("2026-05-04T18:00:00Z")),
+    );
+    env.api.expect(
+        Expect::apply_status(&base)
+            .body("/status/phase", json!("Deferred"))
+            .body("/status/plannedStart", json!("2026-05-04T13:00:00Z"))
+            .body("/status/observedGeneration", json!(1)),
+    );
+    expect_all(&env, events("Deferred"));
+    let action = reconcile(job(held_job("1")), controller.clone()).await;
+    assert_eq!(action.ok(), Some(Action::requeue(MAX_REQUEUE)));
+    let mut all = env.api.seen();
+    env.api.verify();
+    let deferred = last_status(&all);
+    assert_eq!(deferred.phase, Some(Phase::Deferred));
+
+    // The hourly safety net at 01:00: a read, no write, and the next look an hour later.
+    env.clock.set(hour(1));
+    let current = with_status(base.clone(), Some(deferred.clone()));
+    env.api.expect(get_workload(Reply::Json(
+        200,
+        serde_json::to_value(&current).unwrap_or_default(),
+    )));
+    let action = reconcile(job(held_job("1")), controller.clone()).await;
+    assert_eq!(action.ok(), Some(Action::requeue(MAX_REQUEUE)));
+    all.extend(env.api.seen());
+    env.api.verify();
+
+    // 2. At 03:00: the guarded release, then the status.
+    env.clock.set(hour(3));
+    let current = with_status(base.clone(), Some(deferred));
+    env.api.expect(get_workload(Reply::Json(
+        200,
+        serde_json::to_value(&current).unwrap_or_default(),
+    )));
+    env.api.expect(
+        Expect::patch(format!("{JOBS}/train"))
+            .body("/0", json!({"op": "test", "path": "/spec/suspend", "value": true}))
+            .body(
+                "/1",
+                json!({"op": "test", "path": "/metadata/annotations/carbonshift.dev~1held", "value": "true"}),
+            )
+            .body(
+                "/2",
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "1"}),
+            )
+            .body("/3", json!({"op": "replace", "path": "/spec/suspend", "value": false}))
+            .body(
+                "/4",
+                json!({"op": "add", "path": "/metadata/annotations/carbonshift.dev~1released-at", "value": "2026-05-04T13:00:00Z"}),
+            )
+            .reply(Reply::Json(200, released_job("2", "2026-05-04T13:00:00Z"))),
+    );
+    env.api.expect(
+        Expect::apply_status(&current)
+            .body("/status/phase", json!("Released"))
+            .body("/status/releasedAt", json!("2026-05-04T13:00:00Z")),
+    );
+    expect_all(&env, events("Released"));
+    let action = reconcile(job(held_job("1")), controller.clone()).await;
+    assert_eq!(action.ok(), Some(Action::requeue(MAX_REQUEUE)));
+    let seen = env.api.seen();
+    env.api.verify();
+    let released = last_status(&seen);
+    all.extend(seen);
+
+    // The watch event of carbonshift's own patch: nothing to write.
+    let current = with_status(base.clone(), Some(released.clone()));
+    let body = serde_json::to_value(&current).unwrap_or_default();
+    env.api.expect(get_workload(Reply::Json(200, body.clone())));
+    let action = reconcile(
+        job(released_job("2", "2026-05-04T13:00:00Z")),
+        controller.clone(),
+    )
+    .await;
+    assert_eq!(action.ok(), Some(Action::requeue(MAX_REQUEUE)));
+    all.extend(env.api.seen());
+    env.api.verify();
+
+    // 3. Pods run: Running.
+    env.clock.set(hour(3) + TimeDelta::minutes(1));
+    let mut running_job = released_job("3", "2026-05-04T13:00:00Z");
+    running_job["status"] = json!({"active": 2, "startTime": "2026-05-04T13:00:05Z"});
+    env.api.expect(get_workload(Reply::Json(200, body)));
+    env.api
+        .expect(Expect::apply_status(&current).body("/status/phase", json!("Running")));
+    let action = reconcile(job(running_job.clone()), controller.clone()).await;
+    assert_eq!(action.ok(), Some(Action::requeue(MAX_REQUEUE)));
+    let seen = env.api.seen();
+    env.api.verify();
+    let running = last_status(&seen);
+    assert_eq!(running.started_at, Some(hour(3) + TimeDelta::minutes(1)));
+    all.extend(seen);
+
+    // 4. Complete at 05:00: Succeeded with its emissions, counted once.
+    env.clock.set(hour(5));
+    let current = with_status(base.clone(), Some(running));
+    let mut done_job = released_job("4", "2026-05-04T13:00:00Z");
+    done_job["status"] = json!({"active": 0, "succeeded": 1, "conditions": [
+        {"type": "Complete", "status": "True", "lastTransitionTime": "2026-05-04T15:00:00Z"}
+    ]});
+    env.api.expect(get_workload(Reply::Json(
+        200,
+        serde_json::to_value(&current).unwrap_or_default(),
+    )));
+    env.api
+        .expect(Expect::apply_status(&current).body("/status/phase", json!("Succeeded")));
+    expect_all(&env, events("Succeeded"));
+    let action = reconcile(job(done_job.clone()), controller.clone()).await;
+    assert_eq!(action.ok(), Some(Action::await_change()));
+    let seen = env.api.seen();
+    env.api.verify();
+    let succeeded = last_status(&seen);
+    all.extend(seen);
+    // 2.4 kWh from 03:01 to 05:00 (1.2 kW): 59 min at 50, 60 min at 60.
+    let emitted = 1.2 * (59.0 * 50.0 + 60.0 * 60.0) / 60.0;
+    let energy = 1.2 * 119.0 / 60.0;
+    let avoided = energy * 300.0 - emitted;
+    let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-6);
+    assert!(
+        close(succeeded.estimated_emissions_grams, emitted),
+        "{succeeded:?}"
+    );
+    assert!(
+        close(succeeded.estimated_avoided_grams, avoided),
+        "{succeeded:?}"
+    );
+
+    // A restart, later: reads, writes nothing, counts nothing again.
+    env.clock.set(hour(30));
+    let current = with_status(base.clone(), Some(succeeded));
+    env.api.expect(get_workload(Reply::Json(
+        200,
+        serde_json::to_value(&current).unwrap_or_default(),
+    )));
+    let action = reconcile(job(done_job), WorkloadController::new(env.ctx.clone())).await;
+    assert_eq!(action.ok(), Some(Action::await_change()));
+    all.extend(env.api.seen());
+    env.api.verify();
+
+    // Exactly these writes to the Job and the workload, Events aside.
+    let writes: Vec<Seen> = all
+        .into_iter()
+        .filter(|s| s.method != Method::GET && !s.path.contains("/events"))
+        .collect();
+    assert_eq!(
+        describe(&writes),
+        [
+            "PATCH workloads/train",
+            "PATCH workloads/train/status",
+            "PATCH jobs/train",
+            "PATCH workloads/train/status",
+            "PATCH workloads/train/status",
+            "PATCH workloads/train/status",
+        ]
+    );
+
+    let metrics = env.ctx.metrics.encode();
+    for line in [
+        "carbonshift_releases_total{reason=\"Released\"} 1".to_string(),
+        "carbonshift_release_lateness_seconds_count 1".to_string(),
+        "carbonshift_release_lateness_seconds_sum 0.0".to_string(),
+        format!("carbonshift_emitted_grams_total {emitted}"),
+        format!("carbonshift_avoided_grams_total {avoided}"),
+    ] {
+        assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");
+    }
+    assert!(
+        metrics
+            .contains("carbonshift_reconcile_duration_seconds_count{controller=\"workloads\"} 7")
+    );
+}
+
+#[tokio::test]
+async fn a_job_changed_meanwhile_is_not_released_and_nothing_else_is_written() {
+    let env = env();
+    let controller = WorkloadController::new(env.ctx.clone());
+    env.clock.set(hour(3));
+    let base = workload_base(&held_job("1"), t(T0));
+    // A Deferred workload whose start has come.
+    let mut status = CarbonWorkloadStatus {
+        phase: Some(Phase::Deferred),
+        planned_start: Some(hour(3)),
+        windows: vec![crate::api::workload::TimeWindow {
+            start: hour(3),
+            end: hour(5),
+        }],
+        forecast_version: env.ctx.store.get("default").map(|s| s.version.clone()),
+        ..CarbonWorkloadStatus::default()
+    };
+    status.reason = Some("LowestIntensity".into());
+    let current = with_status(base, Some(status));
+    env.api.expect(get_workload(Reply::Json(
+        200,
+        serde_json::to_value(&current).unwrap_or_default(),
+    )));
+    env.api
+        .expect(Expect::patch(format!("{JOBS}/train")).reply(Reply::Error(422, "Invalid")));
+    let action = reconcile(job(held_job("1")), controller).await;
+    assert_eq!(action.ok(), Some(Action::requeue(Duration::ZERO)));
+    env.api.verify();
+    let metrics = env.ctx.metrics.encode();
+    assert!(
+        !metrics.contains("carbonshift_releases_total{"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn without_a_forecast_a_held_job_is_released_at_once() {
+    let env = TestEnv::new(t(T0));
+    let controller = WorkloadController::new(env.ctx.clone());
+    let base = workload_base(&held_job("1"), t(T0));
+    env.api.expect(get_workload(not_found()));
+    env.api.expect(Expect::apply(&base));
+    env.api.expect(
+        Expect::patch(format!("{JOBS}/train"))
+            .reply(Reply::Json(200, released_job("2", "2026-05-04T10:00:00Z"))),
+    );
+    env.api.expect(
+        Expect::apply_status(&base)
+            .body("/status/phase", json!("Released"))
+            .body("/status/reason", json!("NoForecast")),
+    );
+    expect_all(&env, events("NoForecast").map(|e| e.kind("Warning")));
+    let action = reconcile(job(held_job("1")), controller.clone()).await;
+    assert_eq!(action.ok(), Some(Action::requeue(MAX_REQUEUE)));
+    env.api.verify();
+    assert!(
+        env.ctx
+            .metrics
+            .encode()
+            .contains("carbonshift_releases_total{reason=\"NoForecast\"} 1")
+    );
+    // The cache still shows the Job as it was before the patch: looked at again shortly, no
+    // request.
+    let action = reconcile(job(held_job("1")), controller).await;
+    assert_eq!(action.ok(), Some(Action::requeue(STALE_RECHECK)));
+    env.api.verify();
+}
+
+#[tokio::test]
+async fn jobs_that_are_not_carbonshifts_cost_no_request() {
+    let env = env();
+    let mut plain = held_job("1");
+    plain["metadata"]["annotations"] = json!({"team": "ml"});
+    let action = reconcile(job(plain), WorkloadController::new(env.ctx.clone())).await;
+    assert_eq!(action.ok(), Some(Action::await_change()));
+    env.api.verify();
+    assert!(env.api.seen().is_empty());
+}
+
+#[tokio::test]
+async fn namespaces_outside_the_allow_list_are_left_alone() {
+    let env = TestEnv::with_config(
+        t(T0),
+        OperatorConfig {
+            namespaces: vec!["research".into()],
+            ..OperatorConfig::default()
+        },
+    );
+    let action = reconcile(job(held_job("1")), WorkloadController::new(env.ctx.clone())).await;
+    assert_eq!(action.ok(), Some(Action::await_change()));
+    env.api.verify();
+    assert!(env.api.seen().is_empty());
+}
+
+#[tokio::test]
+async fn a_held_job_with_unreadable_annotations_and_no_workload_is_released_and_warned_about() {
+    let env = env();
+    let mut bad = held_job("1");
+    bad["metadata"]["annotations"]["carbonshift.dev/duration"] = json!("2x");
+    env.api.expect(get_workload(not_found()));
+    env.api.expect(
+        Expect::patch(format!("{JOBS}/train"))
+            .reply(Reply::Json(200, released_job("2", "2026-05-04T10:00:00Z"))),
+    );
+    for _ in 0..2 {
+        env.api.expect(
+            Expect::event_in("ml", "InvalidAnnotations")
+                .regarding("train")
+                .body("/regarding/kind", json!("Job"))
+                .kind("Warning"),
+        );
+    }
+    let action = reconcile(job(bad), WorkloadController::new(env.ctx.clone())).await;
+    assert_eq!(action.ok(), Some(Action::await_change()));
+    env.api.verify();
+}
+
+#[tokio::test]
+async fn the_workload_of_an_older_job_of_the_same_name_is_deleted_first() {
+    let env = env();
+    let mut old = workload_base(&held_job("1"), t(T0));
+    old.spec.job_ref.uid = "older-job".into();
+    env.api.expect(get_workload(Reply::Json(
+        200,
+        serde_json::to_value(&old).unwrap_or_default(),
+    )));
+    env.api.expect(
+        Expect::delete(format!("{WORKLOADS_PATH}/train"))
+            .body("/preconditions/uid", json!("workload-uid"))
+            .reply(Reply::Json(
+                200,
+                json!({"kind": "Status", "status": "Success"}),
+            )),
+    );
+    let action = reconcile(job(held_job("1")), WorkloadController::new(env.ctx.clone())).await;
+    assert_eq!(action.ok(), Some(Action::requeue(STALE_RECHECK)));
+    env.api.verify();
+}
+
+#[tokio::test]
+async fn api_errors_back_off_and_are_counted() {
+    let env = env();
+    let controller = WorkloadController::new(env.ctx.clone());
+    env.api
+        .expect(get_workload(Reply::Error(500, "InternalError")));
+    let j = job(held_job("1"));
+    let error = match reconcile(j.clone(), controller.clone()).await {
+        Err(e) => e,
+        Ok(action) => panic!("{action:?}"),
+    };
+    env.api.verify();
+    assert_eq!(error.category(), "api");
+    assert_eq!(
+        error_policy(j.clone(), &error, controller.clone()),
+        Action::requeue(API_RETRY_BASE)
+    );
+    assert_eq!(
+        error_policy(j.clone(), &error, controller.clone()),
+        Action::requeue(API_RETRY_BASE * 2)
+    );
+    for _ in 0..10 {
+        error_policy(j.clone(), &error, controller.clone());
+    }
+    assert_eq!(
+        error_policy(j.clone(), &error, controller.clone()),
+        Action::requeue(API_RETRY_MAX)
+    );
+    let invalid = Error::InvalidObject("no name".into());
+    assert_eq!(
+        error_policy(j, &invalid, controller),
+        Action::await_change()
+    );
+    let metrics = env.ctx.metrics.encode();
+    assert!(metrics.contains(
+        "carbonshift_reconcile_errors_total{controller=\"workloads\",category=\"api\"} 13"
+    ));
+    assert!(metrics.contains(
+        "carbonshift_reconcile_errors_total{controller=\"workloads\",category=\"invalid\"} 1"
+    ));
+}
+
+fn store_of(workloads: Vec<CarbonWorkload>) -> Store<CarbonWorkload> {
+    let (reader, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for w in workloads {
+        writer.apply_watcher_event(&watcher::Event::InitApply(w));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    reader
+}
+
+fn named(name: &str, forecast: &str, phase: Option<Phase>) -> CarbonWorkload {
+    let mut w = workload_base(&held_job("1"), t(T0));
+    w.metadata.name = Some(name.into());
+    w.spec.job_ref.name = name.into();
+    w.spec.forecast = forecast.into();
+    w.status = phase.map(|p| CarbonWorkloadStatus {
+        phase: Some(p),
+        ..CarbonWorkloadStatus::default()
+    });
+    w
+}
+
+#[test]
+fn a_forecast_change_reconciles_the_jobs_waiting_on_it() {
+    let mut dry = named("dry", "uk", Some(Phase::Running));
+    dry.spec.dry_run = true;
+    let store = store_of(vec![
+        named("a", "uk", Some(Phase::Deferred)),
+        named("b", "uk", Some(Phase::Running)),
+        named("c", "de", Some(Phase::Pending)),
+        named("d", "uk", None),
+        named("e", "uk", Some(Phase::Paused)),
+        named("f", "uk", Some(Phase::Succeeded)),
+        dry,
+    ]);
+    let mut names: Vec<String> = jobs_waiting_on(&store, Some("uk"))
+        .into_iter()
+        .map(|r| {
+            assert_eq!(r.namespace.as_deref(), Some("ml"));
+            r.name
+        })
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "d", "dry", "e"]);
+    let mut all: Vec<String> = jobs_waiting_on(&store, None)
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    all.sort();
+    assert_eq!(all, ["a", "c", "d", "dry", "e"]);
+}
+
+#[tokio::test]
+async fn the_gauges_count_workloads_by_phase_and_overdue_holds() {
+    let env = env();
+    let store = store_of(vec![
+        named("a", "uk", Some(Phase::Deferred)),
+        named("b", "uk", Some(Phase::Deferred)),
+        named("c", "uk", Some(Phase::Running)),
+    ]);
+    set_gauges(&env.ctx, std::slice::from_ref(&store));
+    let metrics = env.ctx.metrics.encode();
+    assert!(
+        metrics.contains("carbonshift_workloads{phase=\"Deferred\"} 2"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("carbonshift_workloads{phase=\"Running\"} 1"));
+    assert!(metrics.contains("carbonshift_held_past_latest_start 0"));
+    // Past the latest start (18:00) both Deferred ones are overdue: the alert fires.
+    env.clock.set(hour(9));
+    set_gauges(&env.ctx, &[store]);
+    assert!(
+        env.ctx
+            .metrics
+            .encode()
+            .contains("carbonshift_held_past_latest_start 2")
+    );
+}
+
+#[tokio::test]
+async fn run_replans_deferred_jobs_when_their_forecast_changes() {
+    let env = env();
+    let base = workload_base(&held_job("1"), t(T0));
+    // Deferred at 03:00 from the current data, exactly as the controller writes it.
+    let deferred = with_status(base.clone(), Some(planned_status(&env, &held_job("1"))));
+    let workload_json = serde_json::to_value(&deferred).unwrap_or_default();
+    let all_workloads = "/apis/carbonshift.dev/v1alpha1/carbonworkloads";
+    env.api.route(Route::list(
+        "/apis/batch/v1/jobs",
+        "JobList",
+        vec![held_job("1")],
+    ));
+    env.api.route(Route::watch("/apis/batch/v1/jobs"));
+    env.api.route(Route::list(
+        all_workloads,
+        "CarbonWorkloadList",
+        vec![workload_json.clone()],
+    ));
+    env.api.route(Route::watch(all_workloads));
+    env.api.route(Route::new(
+        Method::GET,
+        format!("{WORKLOADS_PATH}/train"),
+        Reply::Json(200, workload_json),
+    ));
+    // The re-plan: 06:00–08:00 at 20 g/kWh is cleaner now.
+    env.api.expect(
+        Expect::apply_status(&deferred)
+            .body("/status/phase", json!("Deferred"))
+            .body("/status/plannedStart", json!("2026-05-04T16:00:00Z")),
+    );
+    expect_all(&env, events("Replanned"));
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(run(env.ctx.clone(), async move {
+        let _ = stopped.await;
+    }));
+    // The first reconcile reads the workload and keeps the plan: nothing written.
+    let api = env.api.clone();
+    env.api
+        .wait_until(move || {
+            api.seen()
+                .iter()
+                .any(|s| s.path == format!("{WORKLOADS_PATH}/train"))
+        })
+        .await;
+    assert!(env.api.writes().is_empty(), "{:?}", env.api.writes());
+
+    // New data in the store: the Job is reconciled and re-planned.
+    let mut values = vec![300.0; 48];
+    values[6] = 20.0;
+    values[7] = 20.0;
+    let mut newer = forecast();
+    if let Some(status) = newer.status.as_mut() {
+        status.points = points(t(T0), TimeDelta::hours(1), &values);
+    }
+    env.ctx.store.apply(&newer);
+    let api = env.api.clone();
+    env.api
+        .wait_until(move || {
+            api.writes()
+                .iter()
+                .filter(|s| s.path.contains("/events"))
+                .count()
+                == 2
+        })
+        .await;
+    let _ = stop.send(());
+    let _ = running.await;
+    env.api.verify();
+}
+
+#[tokio::test]
+async fn an_interruptible_job_is_paused_at_the_end_of_its_window_with_the_guarded_patch() {
+    let env = env();
+    env.clock.set(hour(3));
+    let mut running = released_job("7", "2026-05-04T12:00:00Z");
+    running["metadata"]["annotations"]["carbonshift.dev/interruptible"] = json!("true");
+    running["status"] = json!({"active": 1});
+    let window = |a, b| crate::api::workload::TimeWindow {
+        start: hour(a),
+        end: hour(b),
+    };
+    let base = workload_base(&running, t(T0));
+    let current = with_status(
+        base,
+        Some(CarbonWorkloadStatus {
+            phase: Some(Phase::Running),
+            reason: Some("Released".into()),
+            message: Some("running (Released)".into()),
+            planned_start: Some(hour(2)),
+            windows: vec![window(2, 3), window(4, 5)],
+            released_at: Some(hour(2)),
+            started_at: Some(hour(2)),
+            ..CarbonWorkloadStatus::default()
+        }),
+    );
+    env.api.expect(get_workload(Reply::Json(
+        200,
+        serde_json::to_value(&current).unwrap_or_default(),
+    )));
+    let mut paused = running.clone();
+    paused["spec"]["suspend"] = json!(true);
+    env.api.expect(
+        Expect::patch(format!("{JOBS}/train"))
+            .body("/0", json!({"op": "test", "path": "/spec/suspend", "value": false}))
+            .body(
+                "/1",
+                json!({"op": "test", "path": "/metadata/annotations/carbonshift.dev~1released-at", "value": "2026-05-04T12:00:00Z"}),
+            )
+            .body("/2", json!({"op": "test", "path": "/metadata/resourceVersion", "value": "7"}))
+            .body("/3", json!({"op": "replace", "path": "/spec/suspend", "value": true}))
+            .body(
+                "/4",
+                json!({"op": "remove", "path": "/metadata/annotations/carbonshift.dev~1released-at"}),
+            )
+            .reply(Reply::Json(200, paused)),
+    );
+    env.api.expect(
+        Expect::apply_status(&current)
+            .body("/status/phase", json!("Paused"))
+            .body(
+                "/status/runs",
+                json!([{"start": "2026-05-04T12:00:00Z", "end": "2026-05-04T13:00:00Z"}]),
+            )
+            .body(
+                "/status/windows",
+                json!([{"start": "2026-05-04T14:00:00Z", "end": "2026-05-04T15:00:00Z"}]),
+            ),
+    );
+    expect_all(&env, events("Paused"));
+    let action = reconcile(job(running), WorkloadController::new(env.ctx.clone())).await;
+    assert_eq!(
+        action.ok(),
+        Some(Action::requeue(Duration::from_secs(3600)))
+    );
+    env.api.verify();
+    // A pause is not a release.
+    assert!(
+        !env.ctx
+            .metrics
+            .encode()
+            .contains("carbonshift_releases_total{")
+    );
+}
