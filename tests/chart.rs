@@ -94,10 +94,11 @@ type Grant = (String, String, String, String);
 /// are watched.
 const WORKLOAD_PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("batch", "jobs", &["get", "list", "watch", "patch"]),
+    ("batch", "jobs/finalizers", &["update"]),
     (
         "carbonshift.dev",
         "carbonworkloads",
-        &["get", "list", "watch", "create", "patch"],
+        &["get", "list", "watch", "create", "patch", "delete"],
     ),
     ("carbonshift.dev", "carbonworkloads/status", &["patch"]),
 ];
@@ -1468,11 +1469,19 @@ fn check_release_hook(case: &Case, r: &Rendered, deployment: &Deployment) {
     assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
     assert_eq!(pod.service_account_name.as_deref(), Some(case.fullname));
     let container = &pod.containers[0];
-    assert_eq!(
-        container.args.as_deref(),
-        Some(&["release".to_owned(), "--all".to_owned()][..])
-    );
     let operator = &operator_pod(deployment).containers[0];
+    // Every held Job, or, with a namespace allow-list, every held Job in the watched namespaces
+    // (the only place the operator may patch Jobs).
+    let expected: Vec<String> = match env_map(operator).get("CARBONSHIFT_NAMESPACES") {
+        None => vec!["release".into(), "--all".into()],
+        Some(list) => std::iter::once("release".to_owned())
+            .chain(
+                list.split(',')
+                    .flat_map(|ns| ["--namespace".to_owned(), ns.trim().to_owned()]),
+            )
+            .collect(),
+    };
+    assert_eq!(container.args.as_deref(), Some(&expected[..]));
     assert_eq!(
         container.image, operator.image,
         "the hook runs the operator's image"

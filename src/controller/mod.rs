@@ -44,15 +44,9 @@ pub const REPORTING_CONTROLLER: &str = "carbonshift";
 /// Longest Event note the API accepts (events.k8s.io/v1 `note`: 1 kB).
 pub const MAX_NOTE_BYTES: usize = 1024;
 
-/// What a held Job does when its forecast is missing or stale and it has no plan yet.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum NoForecastPolicy {
-    /// Fail open: release it now (reason `NoForecast`).
-    #[default]
-    Release,
-    /// Keep holding it until fresh data comes or the deadline rule releases it.
-    Hold,
-}
+/// What a held Job does when its forecast is missing or stale and it has no plan yet (the
+/// state machine's own setting, re-exported for the operator configuration).
+pub use crate::lifecycle::NoForecastPolicy;
 
 /// Operator-wide settings, from the command line (`carbonshift run`) or the chart. Plain data;
 /// `Default` gives the chart's defaults with the operator namespace `carbonshift`.

@@ -58,7 +58,7 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, instrument, warn};
 
 use super::release::{self, Guard, Outcome};
-use super::{Context, Error, ForecastSnapshot, NoForecastPolicy, Note, NoteKind, WORKLOADS};
+use super::{Context, Error, ForecastSnapshot, Note, NoteKind, WORKLOADS};
 use crate::api::annotations::{DEFERRABLE, HELD};
 use crate::api::{CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, FIELD_MANAGER, Phase};
 use crate::lifecycle::{self, Decision, EventType, ForecastView, Input, JobAction, JobView};
@@ -109,10 +109,7 @@ impl WorkloadController {
     pub fn new(ctx: Arc<Context>) -> Arc<Self> {
         let lifecycle = lifecycle::Config {
             margin: ctx.config.margin,
-            no_forecast: match ctx.config.no_forecast {
-                NoForecastPolicy::Release => lifecycle::NoForecastPolicy::Release,
-                NoForecastPolicy::Hold => lifecycle::NoForecastPolicy::Hold,
-            },
+            no_forecast: ctx.config.no_forecast,
         };
         Arc::new(Self {
             ctx,
