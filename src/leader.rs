@@ -32,6 +32,7 @@
 //!
 //! `carbonshift_leader` is 1 while the controllers run (always, without election).
 
+use crate::units::from_jiff;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Arc;
@@ -340,12 +341,6 @@ pub fn write_deadline(
     }
     let valid = TimeDelta::from_std(duration).ok()? - TimeDelta::from_std(margin).ok()?;
     renewed.checked_add_signed(valid)
-}
-
-fn from_jiff(t: k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
-    i64::try_from(t.as_nanosecond())
-        .ok()
-        .map(DateTime::from_timestamp_nanos)
 }
 
 /// A client layer that reads every Lease the API server returns for our Lease and sets the gate

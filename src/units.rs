@@ -203,6 +203,19 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     None
 }
 
+/// A Kubernetes timestamp (k8s-openapi uses jiff) as chrono, at the edge between the two: `None`
+/// only outside chrono's range.
+pub fn from_jiff(t: k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
+    let mut seconds = t.as_second();
+    let mut nanos = t.subsec_nanosecond();
+    // jiff gives a negative fraction for instants before the epoch; chrono wants 0..1e9.
+    if nanos < 0 {
+        seconds -= 1;
+        nanos += 1_000_000_000;
+    }
+    DateTime::from_timestamp(seconds, u32::try_from(nanos).ok()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +322,19 @@ mod tests {
             "2023-05-04T25:00Z",
         ] {
             assert_eq!(parse_timestamp(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn jiff_timestamps_convert_exactly_on_both_sides_of_the_epoch() {
+        for text in [
+            "2026-11-29T02:45:58.123456789Z",
+            "1969-12-31T23:59:59.5Z",
+            "1970-01-01T00:00:00Z",
+        ] {
+            let jiff: k8s_openapi::jiff::Timestamp = text.parse().unwrap_or_else(|e| panic!("{e}"));
+            let chrono = DateTime::parse_from_rfc3339(text).map(|t| t.to_utc()).ok();
+            assert_eq!(from_jiff(jiff), chrono, "{text}");
         }
     }
 

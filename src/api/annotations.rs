@@ -22,6 +22,7 @@
 //! the past, or too close to finish in time, is not a parse error either: the Job is valid, just
 //! not worth holding ([`Deferral::is_feasible`]).
 
+use crate::units::from_jiff;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -754,16 +755,6 @@ fn rfc3339(text: &str) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text.trim())
         .ok()
         .map(|t| t.to_utc())
-}
-
-fn from_jiff(t: k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
-    let mut seconds = t.as_second();
-    let mut nanos = t.subsec_nanosecond();
-    if nanos < 0 {
-        seconds -= 1;
-        nanos += 1_000_000_000;
-    }
-    DateTime::from_timestamp(seconds, u32::try_from(nanos).ok()?)
 }
 
 /// Whether `name` is a valid name for a cluster-scoped object: a DNS-1123 subdomain.

@@ -1,6 +1,7 @@
 //! A plain view of a `batch/v1` Job: exactly the facts the state machine decides from, read from
 //! the Job object without any client.
 
+use crate::units::from_jiff;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 
@@ -135,15 +136,4 @@ impl JobView {
             managed_elsewhere,
         }
     }
-}
-
-/// A k8s-openapi (jiff) timestamp as chrono.
-pub(crate) fn from_jiff(t: k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
-    let mut seconds = t.as_second();
-    let mut nanos = t.subsec_nanosecond();
-    if nanos < 0 {
-        seconds -= 1;
-        nanos += 1_000_000_000;
-    }
-    DateTime::from_timestamp(seconds, u32::try_from(nanos).ok()?)
 }
