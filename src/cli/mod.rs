@@ -3,6 +3,7 @@
 
 pub mod crds;
 pub mod forecast;
+pub mod plan;
 
 use std::process::ExitCode;
 
@@ -26,6 +27,8 @@ pub enum Command {
     /// Fetch one carbon-intensity forecast from a provider and print it (check an API key, a zone
     /// or a trace).
     Forecast(Box<forecast::Args>),
+    /// Plan a job's lowest-carbon window on a carbon-intensity trace.
+    Plan(Box<plan::Args>),
 }
 
 impl Cli {
@@ -34,6 +37,7 @@ impl Cli {
         match self.command {
             Command::Crds(args) => crds::run(args),
             Command::Forecast(args) => forecast::run(*args),
+            Command::Plan(args) => plan::run(*args),
         }
     }
 }

@@ -1,0 +1,447 @@
+//! `carbonshift plan`: when should a job run, given a carbon-intensity trace?
+//!
+//! Reads a CSV trace (or a built-in one), plans the job with [`crate::planner::plan`] and prints
+//! the plan as a table for people or as one JSON object for machines. Exit codes: 0 with a plan,
+//! 1 when there is no plan, 2 on bad arguments or input.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, TimeDelta, Timelike, Utc};
+use clap::ArgGroup;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::planner::{
+    self, Constraints, EnergyError, Estimate, Forecast, ForecastError, NoPlan, Plan, Power,
+};
+use crate::trace::{self, TraceError};
+use crate::units::{
+    POWER_FORM, TIMESTAMP_FORM, duration_arg, duration_or_zero_arg, format_duration, parse_power,
+    parse_timestamp,
+};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned text for people.
+    Table,
+    /// One JSON object for machines.
+    Json,
+}
+
+/// Arguments of `carbonshift plan`.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["trace", "builtin"])))]
+#[command(group(ArgGroup::new("limit").required(true).multiple(true).args(["max_delay", "deadline"])))]
+pub struct Args {
+    /// CSV trace: a header line, a timestamp in the first column (RFC 3339, or
+    /// `YYYY-MM-DD HH:MM[:SS]` read as UTC) and the intensity in gCO2eq/kWh.
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// A trace compiled into the binary (gb-2020, de-2020, fr-2020, caiso-north-2023-06).
+    #[arg(long, value_name = "NAME")]
+    pub builtin: Option<String>,
+    /// The intensity column, by header name (default: the second column).
+    #[arg(long, value_name = "NAME")]
+    pub column: Option<String>,
+    /// When the job is submitted and planned ("now").
+    #[arg(long, value_name = "TIME", value_parser = timestamp_arg)]
+    pub at: DateTime<Utc>,
+    /// Run time the job needs, e.g. 3h or 2h30m.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub duration: TimeDelta,
+    /// Longest the start may be delayed after --at, e.g. 12h.
+    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg)]
+    pub max_delay: Option<TimeDelta>,
+    /// When the job must have finished. With --max-delay too, the earlier limit applies.
+    #[arg(long, value_name = "TIME", value_parser = timestamp_arg)]
+    pub deadline: Option<DateTime<Utc>>,
+    /// The job may pause and resume: plan the cheapest pieces of time instead of one window.
+    #[arg(long)]
+    pub interruptible: bool,
+    /// Shortest run between pauses of an interruptible job.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, requires = "interruptible")]
+    pub min_chunk: Option<TimeDelta>,
+    /// Extra run time each resume of an interruptible job costs.
+    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg, requires = "interruptible")]
+    pub resume_overhead: Option<TimeDelta>,
+    /// Safety margin: start at least this long before the latest start.
+    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg)]
+    pub margin: Option<TimeDelta>,
+    /// The job's power draw (e.g. 1400W or 1.4kW), for energy and emissions estimates.
+    #[arg(long, value_name = "POWER", value_parser = power_arg)]
+    pub power: Option<f64>,
+    /// Power usage effectiveness of the facility (at least 1; 1 counts IT power only).
+    #[arg(long, value_name = "RATIO", default_value_t = 1.0, requires = "power")]
+    pub pue: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+fn timestamp_arg(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_timestamp(text).ok_or_else(|| format!("not a timestamp; expected {TIMESTAMP_FORM}"))
+}
+
+fn power_arg(text: &str) -> Result<f64, String> {
+    parse_power(text).map_err(|e| format!("{e}; expected {POWER_FORM}"))
+}
+
+/// Why `plan` could not run (exit code 2).
+#[derive(Debug, Error)]
+pub enum PlanError {
+    /// The trace file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The trace is malformed.
+    #[error("{name}: {error}")]
+    Trace {
+        /// The file or built-in name.
+        name: String,
+        /// What is wrong, with the line number.
+        error: TraceError,
+    },
+    /// Neither --trace nor --builtin.
+    #[error("give a trace with --trace FILE or --builtin NAME")]
+    NoTrace,
+    /// No built-in trace of that name.
+    #[error("no built-in trace named {0:?}; available: {names}", names = trace::builtin_names())]
+    UnknownBuiltin(String),
+    /// The points do not form a forecast.
+    #[error("{name}: {error}")]
+    Forecast {
+        /// The file or built-in name.
+        name: String,
+        /// What is wrong.
+        error: ForecastError,
+    },
+    /// Invalid --power or --pue.
+    #[error("{0}")]
+    Power(#[from] EnergyError),
+    /// The output could not be written or serialised.
+    #[error("cannot write the output: {0}")]
+    Output(String),
+}
+
+/// Plans the job and prints the result.
+pub fn run(args: Args) -> ExitCode {
+    match execute(&args, &mut std::io::stdout().lock()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The whole command, writing to `out`; returns the exit code for a plan (0) or no plan (1).
+pub fn execute(args: &Args, out: &mut impl Write) -> Result<ExitCode, PlanError> {
+    let power = args
+        .power
+        .map(|watts| Power::new(watts, args.pue))
+        .transpose()?;
+    let forecast = load_forecast(args)?;
+    let constraints = Constraints {
+        submitted_at: args.at,
+        duration: args.duration,
+        max_delay: args.max_delay,
+        deadline: args.deadline,
+        interruptible: args.interruptible,
+        min_chunk: args.min_chunk,
+        resume_overhead: args.resume_overhead.unwrap_or_else(TimeDelta::zero),
+        margin: args.margin.unwrap_or_else(TimeDelta::zero),
+    };
+    let write_err = |e: std::io::Error| PlanError::Output(e.to_string());
+    match planner::plan(&forecast, &constraints, args.at) {
+        Ok(plan) => {
+            let estimate = power.map(|p| Estimate::for_plan(&p, &plan, args.duration));
+            let release_by = constraints.release_by().unwrap_or(plan.latest_start);
+            match args.output {
+                Output::Json => {
+                    let json = JsonPlan {
+                        savings_percent: plan.savings_percent(),
+                        release_by,
+                        duration: format_duration(args.duration),
+                        energy: estimate,
+                        plan: &plan,
+                    };
+                    let text = serde_json::to_string_pretty(&json)
+                        .map_err(|e| PlanError::Output(e.to_string()))?;
+                    writeln!(out, "{text}").map_err(write_err)?;
+                }
+                Output::Table => {
+                    let text = table(&plan, args.duration, release_by, estimate.as_ref());
+                    write!(out, "{text}").map_err(write_err)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(no_plan) => {
+            match args.output {
+                Output::Json => {
+                    let json = JsonNoPlan {
+                        no_plan: &no_plan,
+                        message: no_plan.to_string(),
+                    };
+                    let text = serde_json::to_string_pretty(&json)
+                        .map_err(|e| PlanError::Output(e.to_string()))?;
+                    writeln!(out, "{text}").map_err(write_err)?;
+                }
+                Output::Table => eprintln!("no plan: {no_plan}"),
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn load_forecast(args: &Args) -> Result<Forecast, PlanError> {
+    let (name, text) = match (&args.trace, &args.builtin) {
+        (Some(path), _) => (
+            path.display().to_string(),
+            std::borrow::Cow::Owned(std::fs::read_to_string(path).map_err(|source| {
+                PlanError::Read {
+                    path: path.clone(),
+                    source,
+                }
+            })?),
+        ),
+        (None, Some(name)) => {
+            let builtin =
+                trace::builtin(name).ok_or_else(|| PlanError::UnknownBuiltin(name.clone()))?;
+            (name.clone(), std::borrow::Cow::Borrowed(builtin.csv))
+        }
+        // clap requires one of the two; callers building Args by hand get an error, not a panic.
+        (None, None) => return Err(PlanError::NoTrace),
+    };
+    let points = trace::parse(&text, args.column.as_deref()).map_err(|error| PlanError::Trace {
+        name: name.clone(),
+        error,
+    })?;
+    Forecast::new(points).map_err(|error| PlanError::Forecast { name, error })
+}
+
+/// The JSON printed with a plan.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonPlan<'a> {
+    #[serde(flatten)]
+    plan: &'a Plan,
+    savings_percent: Option<f64>,
+    release_by: DateTime<Utc>,
+    duration: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    energy: Option<Estimate>,
+}
+
+/// The JSON printed without a plan.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonNoPlan<'a> {
+    no_plan: &'a NoPlan,
+    message: String,
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    if t.second() == 0 && t.nanosecond() == 0 {
+        t.format("%Y-%m-%d %H:%M UTC").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+    }
+}
+
+fn percent(fraction: f64) -> String {
+    if fraction >= 1.0 {
+        "100 %".to_string()
+    } else {
+        format!("{:.1} %", fraction * 100.0)
+    }
+}
+
+/// The plan as aligned text.
+fn table(
+    plan: &Plan,
+    duration: TimeDelta,
+    release_by: DateTime<Utc>,
+    estimate: Option<&Estimate>,
+) -> String {
+    let mut rows: Vec<(&str, String)> = vec![
+        ("Start", time(plan.start)),
+        ("End", time(plan.end)),
+        ("Duration", format_duration(duration)),
+        ("Latest start", time(plan.latest_start)),
+    ];
+    if release_by != plan.latest_start {
+        rows.push(("Release by", time(release_by)));
+    }
+    for (i, w) in plan.windows.iter().enumerate() {
+        rows.push((
+            if i == 0 { "Windows" } else { "" },
+            format!(
+                "{} - {} ({})",
+                time(w.start),
+                time(w.end),
+                format_duration(w.duration())
+            ),
+        ));
+    }
+    rows.push((
+        "Expected intensity",
+        format!("{:.1} gCO2eq/kWh", plan.expected_intensity),
+    ));
+    rows.push((
+        "Run-now intensity",
+        plan.run_now_intensity
+            .map_or("unknown".to_string(), |i| format!("{i:.1} gCO2eq/kWh")),
+    ));
+    rows.push((
+        "Saving",
+        plan.savings_percent()
+            .map_or("unknown".to_string(), |s| format!("{s:.1} %")),
+    ));
+    rows.push(("Coverage", percent(plan.coverage)));
+    rows.push(("Reason", plan.reason.describe().to_string()));
+    if let Some(e) = estimate {
+        rows.push(("Energy", format!("{:.2} kWh", e.energy_kwh)));
+        rows.push(("Emissions", format!("{:.0} gCO2eq", e.emissions_grams)));
+        if let (Some(now), Some(avoided)) = (e.run_now_emissions_grams, e.avoided_grams) {
+            rows.push(("Run-now emissions", format!("{now:.0} gCO2eq")));
+            rows.push(("Avoided", format!("{avoided:.0} gCO2eq")));
+        }
+    }
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 2;
+    rows.iter()
+        .map(|(k, v)| {
+            let label = if k.is_empty() {
+                String::new()
+            } else {
+                format!("{k}:")
+            };
+            format!("{label:<width$}{v}\n")
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn run_with(argv: &[&str]) -> (Result<ExitCode, PlanError>, String) {
+        let mut full = vec!["plan"];
+        full.extend_from_slice(argv);
+        let cli = Cli::try_parse_from(full).unwrap_or_else(|e| panic!("{e}"));
+        let mut out = Vec::new();
+        let code = execute(&cli.args, &mut out);
+        (code, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    #[test]
+    fn builtin_trace_plans_and_prints_a_table() {
+        let (code, out) = run_with(&[
+            "--builtin",
+            "gb-2020",
+            "--at",
+            "2020-06-01T00:00Z",
+            "--duration",
+            "3h",
+            "--max-delay",
+            "12h",
+            "--power",
+            "1kW",
+        ]);
+        assert!(matches!(code, Ok(c) if c == ExitCode::SUCCESS));
+        for label in [
+            "Start:",
+            "Windows:",
+            "Expected intensity:",
+            "Saving:",
+            "Energy:",
+            "3.00 kWh",
+        ] {
+            assert!(out.contains(label), "{label} in\n{out}");
+        }
+    }
+
+    #[test]
+    fn unknown_builtin_and_bad_pue_are_errors() {
+        let (code, _) = run_with(&[
+            "--builtin",
+            "mars",
+            "--at",
+            "2020-06-01T00:00Z",
+            "--duration",
+            "3h",
+            "--max-delay",
+            "12h",
+        ]);
+        let text = code.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.contains("gb-2020"), "{text}");
+        let (code, _) = run_with(&[
+            "--builtin",
+            "gb-2020",
+            "--at",
+            "2020-06-01T00:00Z",
+            "--duration",
+            "3h",
+            "--max-delay",
+            "12h",
+            "--power",
+            "1kW",
+            "--pue",
+            "0.5",
+        ]);
+        assert!(matches!(code, Err(PlanError::Power(_))));
+    }
+
+    #[test]
+    fn table_lists_every_window() {
+        let t0 = parse_timestamp("2023-01-01T00:00Z").unwrap_or_default();
+        let plan = Plan {
+            start: t0,
+            end: t0 + TimeDelta::hours(3),
+            windows: vec![
+                planner::Window {
+                    start: t0,
+                    end: t0 + TimeDelta::hours(1),
+                },
+                planner::Window {
+                    start: t0 + TimeDelta::hours(2),
+                    end: t0 + TimeDelta::hours(3),
+                },
+            ],
+            expected_intensity: 12.345,
+            run_now_intensity: None,
+            latest_start: t0 + TimeDelta::hours(4),
+            coverage: 0.5,
+            reason: planner::PlanReason::PartialForecast,
+        };
+        let text = table(&plan, TimeDelta::hours(2), plan.latest_start, None);
+        assert_eq!(
+            text,
+            "Start:              2023-01-01 00:00 UTC\n\
+             End:                2023-01-01 03:00 UTC\n\
+             Duration:           2h\n\
+             Latest start:       2023-01-01 04:00 UTC\n\
+             Windows:            2023-01-01 00:00 UTC - 2023-01-01 01:00 UTC (1h)\n\
+             \x20                   2023-01-01 02:00 UTC - 2023-01-01 03:00 UTC (1h)\n\
+             Expected intensity: 12.3 gCO2eq/kWh\n\
+             Run-now intensity:  unknown\n\
+             Saving:             unknown\n\
+             Coverage:           50.0 %\n\
+             Reason:             forecast does not cover the whole job; unknown part valued at the forecast mean\n"
+        );
+    }
+}
