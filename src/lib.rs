@@ -11,6 +11,7 @@ pub mod clock;
 pub mod forecast;
 pub mod metrics;
 pub mod planner;
+pub mod replay;
 pub mod telemetry;
 pub mod trace;
 pub mod units;

@@ -4,6 +4,7 @@
 pub mod crds;
 pub mod forecast;
 pub mod plan;
+pub mod replay;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,9 @@ pub enum Command {
     Forecast(Box<forecast::Args>),
     /// Plan a job's lowest-carbon window on a carbon-intensity trace.
     Plan(Box<plan::Args>),
+    /// Replay the planner over a year of real grid data and a realistic job set, beside running
+    /// at once, a threshold policy and the perfect-foresight optimum.
+    Replay(Box<replay::Args>),
 }
 
 impl Cli {
@@ -38,6 +42,7 @@ impl Cli {
             Command::Crds(args) => crds::run(args),
             Command::Forecast(args) => forecast::run(*args),
             Command::Plan(args) => plan::run(*args),
+            Command::Replay(args) => replay::run(*args),
         }
     }
 }
