@@ -530,6 +530,15 @@ fn bad_input_is_exit_2_with_a_clear_message() {
             "unknown policy \"magic\"",
         ),
         (
+            vec!["--window", "100000000d"],
+            "--window must be between 0 and 366d, not 100000000d",
+        ),
+        (vec!["--plot-days", "0"], "--plot-days"),
+        (
+            vec!["--capacity", "0"],
+            "the capacity limit must be a positive",
+        ),
+        (
             vec!["--trace", &gap_arg, "--scenario", "jobs", "--slack", "6h"],
             "the trace has no data from 2020-01-01 01:30:00 UTC to 2020-01-01 05:00:00 UTC",
         ),

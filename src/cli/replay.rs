@@ -139,8 +139,8 @@ pub struct Args {
     /// First instant of the chart (default: midnight before the first job).
     #[arg(long, value_name = "TIME", value_parser = timestamp_arg)]
     pub plot_from: Option<DateTime<Utc>>,
-    /// Days shown in the chart.
-    #[arg(long, value_name = "DAYS", default_value_t = 7)]
+    /// Days shown in the chart (1 to 400).
+    #[arg(long, value_name = "DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=400))]
     pub plot_days: u32,
     /// Run the whole comparison with the paper (DE, GB, FR; both scenarios; perfect and 5 %
     /// error; re-planning under both error models) and write it as Markdown to FILE.
@@ -519,7 +519,9 @@ fn write_plot(
     let from = args
         .plot_from
         .unwrap_or_else(|| first.date_naive().and_time(NaiveTime::MIN).and_utc());
-    let to = from + TimeDelta::days(i64::from(args.plot_days.max(1)));
+    let to = from
+        .checked_add_signed(TimeDelta::days(i64::from(args.plot_days)))
+        .unwrap_or(from);
     let report = &outcome.report;
     let label = if report.policies.carbonshift.is_some() {
         "carbonshift"

@@ -310,6 +310,9 @@ fn span_of(series: &Series) -> Option<Span> {
     })
 }
 
+/// Longest `--window` and `--slack`: a year either way is already far beyond any deadline.
+pub const MAX_SHIFT: TimeDelta = TimeDelta::days(366);
+
 impl Replay {
     /// Builds the actual trace from `points` (read from `trace_name`) and generates the jobs.
     pub fn prepare(
@@ -319,6 +322,23 @@ impl Replay {
         options: Options,
     ) -> Result<Replay, ReplayError> {
         options.validate()?;
+        let too_long = |flag: &str, d: TimeDelta| {
+            (d > MAX_SHIFT || d < TimeDelta::zero()).then(|| {
+                ReplayError::Option(format!(
+                    "{flag} must be between 0 and {}, not {}",
+                    format_duration(MAX_SHIFT),
+                    format_duration(d)
+                ))
+            })
+        };
+        let shift_error = match spec {
+            ScenarioSpec::Nightly { window, .. } => too_long("--window", *window),
+            ScenarioSpec::Jobs { slack, .. } => too_long("--slack", *slack),
+            ScenarioSpec::Ml { .. } => None,
+        };
+        if let Some(e) = shift_error {
+            return Err(e);
+        }
         let raw = Forecast::new(points.clone())?;
         let raw_series = Series::from_forecast(&raw);
         let raw_span = span_of(&raw_series).ok_or(ReplayError::EmptyTrace(""))?;

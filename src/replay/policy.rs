@@ -270,7 +270,9 @@ pub fn carbonshift(
         let now = at(t);
         let constraints = job.constraints_for(TimeDelta::milliseconds(state.remaining));
         let to = match config.horizon {
-            Some(h) => (now + h).min(job.deadline),
+            Some(h) => now
+                .checked_add_signed(h)
+                .map_or(job.deadline, |t| t.min(job.deadline)),
             None => job.deadline,
         };
         let view: Cow<'_, Forecast> = match source {
