@@ -42,3 +42,11 @@ generate: ## Regenerate the CRD YAML in crds/ and charts/carbonshift/crds/ from 
 .PHONY: verify
 verify: generate ## Regenerate and fail if anything committed differs
 	@git diff --exit-code -- crds charts/carbonshift/crds || { echo "generated files are stale: run 'make generate' and commit" >&2; exit 1; }
+
+.PHONY: demo
+demo: ## Replay a year of German grid data with nightly jobs (built-in trace; no cluster, no keys)
+	$(CARGO) run --release --locked --quiet -- replay --builtin de-2020 --scenario nightly --window 8h --plot target/demo/replay.svg
+
+.PHONY: results
+results: ## Regenerate docs/results.md from real replays beside the paper's figures (release build)
+	$(CARGO) run --release --locked --quiet -- replay --results docs/results.md

@@ -15,6 +15,7 @@ pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
 pub mod planner;
+pub mod replay;
 pub mod telemetry;
 pub mod trace;
 pub mod units;

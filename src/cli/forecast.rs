@@ -340,15 +340,9 @@ pub fn run(args: Args) -> ExitCode {
     };
     // The one read of the wall clock: everything below takes `now` as an input.
     let now = args.now.unwrap_or_else(Utc::now);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(false) {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let result: Result<ForecastData, ProviderError> = runtime.block_on(provider.fetch(now));
     match result {

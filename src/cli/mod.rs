@@ -1,10 +1,12 @@
 //! The `carbonshift` command line: one module per subcommand, each with its clap arguments and a
-//! `run` function returning the process exit code.
+//! `run` function returning the process exit code (0 success, 1 failure, 2 bad arguments or
+//! input).
 
 pub mod crds;
 pub mod forecast;
 pub mod plan;
 pub mod release;
+pub mod replay;
 pub mod run;
 
 use std::process::ExitCode;
@@ -21,19 +23,21 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands.
+/// The subcommands. Large argument structs are boxed (clippy's `large_enum_variant`).
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
-    Crds(crds::Args),
-    /// Fetch one carbon-intensity forecast from a provider and print it (check an API key, a zone
-    /// or a trace).
-    Forecast(Box<forecast::Args>),
-    /// Plan a job's lowest-carbon window on a carbon-intensity trace.
-    Plan(Box<plan::Args>),
     /// Run the operator: the admission webhook and metrics on every replica, the controllers on
     /// the elected leader (what the chart deploys).
     Run(Box<run::Args>),
+    /// Print the CustomResourceDefinitions as YAML, or write them into a directory.
+    Crds(crds::Args),
+    /// Plan a job's lowest-carbon window on a carbon-intensity trace.
+    Plan(Box<plan::Args>),
+    /// Replay real grid traces and a job mix through the planner and compare policies.
+    Replay(Box<replay::Args>),
+    /// Fetch one carbon-intensity forecast from a provider and print it (check an API key, a zone
+    /// or a trace).
+    Forecast(Box<forecast::Args>),
     /// Release held Jobs at once (before uninstalling carbonshift, or in an emergency).
     Release(Box<release::Args>),
 }
@@ -42,11 +46,26 @@ impl Cli {
     /// Runs the chosen subcommand.
     pub fn run(self) -> ExitCode {
         match self.command {
-            Command::Crds(args) => crds::run(args),
-            Command::Forecast(args) => forecast::run(*args),
             Command::Run(args) => run::run(*args),
+            Command::Crds(args) => crds::run(args),
             Command::Plan(args) => plan::run(*args),
+            Command::Replay(args) => replay::run(*args),
+            Command::Forecast(args) => forecast::run(*args),
             Command::Release(args) => release::run(*args),
         }
     }
+}
+
+/// Builds the tokio runtime of a subcommand: one thread for one-shot commands, all cores for the
+/// operator. An error has been printed when this returns `Err`.
+pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        ExitCode::FAILURE
+    })
 }

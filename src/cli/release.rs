@@ -111,15 +111,9 @@ pub fn run(args: Args) -> ExitCode {
     }
     // The one read of the wall clock: the marker time of every release.
     let now = Utc::now();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime(false) {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         // kube's rustls client needs a process-wide crypto provider; another one may be installed

@@ -1,0 +1,575 @@
+//! `carbonshift replay`: replays the planner over a year of real grid data and a realistic job
+//! set, and reports the carbon saved beside running at once, a threshold policy and the
+//! perfect-foresight optimum. No cluster, no keys: the default trace is compiled in.
+//!
+//! The shell only reads files, shows progress on stderr and prints; the replay itself is
+//! [`crate::replay`]. Exit codes: 0, 1 if any job missed its deadline (a bug), 2 on bad
+//! arguments or input.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
+use clap::ArgGroup;
+use thiserror::Error;
+
+use crate::planner::{Capacity, EnergyError, Power};
+use crate::replay::plot::{self, Chart};
+use crate::replay::scenario::{self, DeadlineRule, JobsError, ML_JOBS};
+use crate::replay::{
+    ErrorModel, Options, Outcome, PolicySet, Replay, ReplayError, ScenarioSpec, results,
+};
+use crate::trace::{self, TraceError};
+use crate::units::{
+    POWER_FORM, TIMESTAMP_FORM, duration_arg, duration_or_zero_arg, parse_power, parse_timestamp,
+};
+
+/// The built-in trace used when neither --trace nor --builtin is given.
+pub const DEFAULT_BUILTIN: &str = "de-2020";
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned text for people.
+    Table,
+    /// One JSON object for machines: `{scenario, jobs, policies: {NAME: {...}}, ...}`.
+    Json,
+}
+
+/// The job sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioKind {
+    /// One 30-minute job a day at 01:00, shiftable by --window either way (the paper's Scenario I).
+    Nightly,
+    /// 3,387 ML training jobs of 4-90 h on workdays with --deadline rules (Scenario II).
+    Ml,
+    /// Jobs from a trace (--jobs), each may wait --slack.
+    Jobs,
+}
+
+/// Arguments of `carbonshift replay`.
+#[derive(Debug, clap::Args)]
+#[command(group(ArgGroup::new("source").args(["trace", "builtin"])))]
+pub struct Args {
+    /// CSV carbon-intensity trace (timestamp in the first column, gCO2eq/kWh in the second or in
+    /// --column).
+    #[arg(long, value_name = "FILE")]
+    pub trace: Option<PathBuf>,
+    /// A trace compiled into the binary: gb-2020, de-2020 (default), fr-2020, caiso-north-2023-06.
+    #[arg(long, value_name = "NAME")]
+    pub builtin: Option<String>,
+    /// The intensity column of --trace, by header name.
+    #[arg(long, value_name = "NAME")]
+    pub column: Option<String>,
+    /// The job set (default: nightly, or jobs with --jobs).
+    #[arg(long, value_enum)]
+    pub scenario: Option<ScenarioKind>,
+    /// nightly: how far the 01:00 job may move either way [default: 8h].
+    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg)]
+    pub window: Option<TimeDelta>,
+    /// nightly, ml: the calendar year (default: the first one the trace fully covers).
+    #[arg(long, value_name = "YEAR")]
+    pub year: Option<i32>,
+    /// ml: the deadline rule [default: next-workday].
+    #[arg(long, value_enum)]
+    pub deadline: Option<DeadlineRule>,
+    /// ml, jobs: jobs may pause and resume (planned in pieces).
+    #[arg(long)]
+    pub interruptible: bool,
+    /// jobs: CSV job trace with arrival_time and length in seconds (default: the built-in
+    /// 1,000 jobs of Alibaba's PAI trace).
+    #[arg(long, value_name = "FILE")]
+    pub jobs: Option<PathBuf>,
+    /// jobs: how long a job may wait after arriving [default: 24h].
+    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg)]
+    pub slack: Option<TimeDelta>,
+    /// jobs: when arrival 0 is (default: the trace's first timestamp).
+    #[arg(long, value_name = "TIME", value_parser = timestamp_arg)]
+    pub start: Option<DateTime<Utc>>,
+    /// Seed of the ml job set and of the forecast noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Policies to run besides runNow (comma-separated): threshold, carbonshift,
+    /// carbonshiftReplan, oracle [default: all].
+    #[arg(long, value_name = "LIST", value_parser = PolicySet::parse)]
+    pub policies: Option<PolicySet>,
+    /// threshold: a fixed threshold in g/kWh (default: the 25th percentile of the previous 7
+    /// days).
+    #[arg(long, value_name = "G_PER_KWH")]
+    pub threshold: Option<f64>,
+    /// carbonshiftReplan: re-plan at this interval, as new forecasts arrive.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "30m")]
+    pub replan: TimeDelta,
+    /// Forecast error: Gaussian noise with σ = this fraction of the trace mean (0.05 = 5 %).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
+    pub forecast_error: f64,
+    /// Noise seeds to average over (with --forecast-error).
+    #[arg(long, default_value_t = 10)]
+    pub seeds: u32,
+    /// constant: one noisy trace per seed (the paper's); lead-time: a fresh forecast at every
+    /// planning call, σ growing with lead time up to 24 h.
+    #[arg(long, value_enum, default_value_t = ErrorModel::Constant)]
+    pub error_model: ErrorModel,
+    /// How far ahead the scheduler sees (default: unlimited).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub horizon: Option<TimeDelta>,
+    /// Cap on concurrent jobs for the carbonshift policies (overflow only to keep a deadline).
+    #[arg(long, value_name = "N")]
+    pub capacity: Option<u32>,
+    /// Slot length of the capacity ledger.
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "30m")]
+    pub capacity_slot: TimeDelta,
+    /// IT power per running job, e.g. 1kW or 700W.
+    #[arg(long, value_name = "POWER", value_parser = power_arg, default_value = "1kW")]
+    pub power: f64,
+    /// Power usage effectiveness of the facility (1 counts IT power only).
+    #[arg(long, value_name = "RATIO", default_value_t = 1.0)]
+    pub pue: f64,
+    /// Reproduce the paper's simulator: 30-min samples from 1 January, the first day skipped in
+    /// shifted runs only (nightly), one extra 30-min slot per window and a two-slot baseline (ml).
+    #[arg(long)]
+    pub paper_compat: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Write an SVG chart: the intensity curve with the run-now and the chosen windows.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// First instant of the chart (default: midnight before the first job).
+    #[arg(long, value_name = "TIME", value_parser = timestamp_arg)]
+    pub plot_from: Option<DateTime<Utc>>,
+    /// Days shown in the chart (1 to 400).
+    #[arg(long, value_name = "DAYS", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=400))]
+    pub plot_days: u32,
+    /// Run the whole comparison with the paper (DE, GB, FR; both scenarios; perfect and 5 %
+    /// error; re-planning under both error models) and write it as Markdown to FILE.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["trace", "builtin", "scenario", "jobs", "plot", "output"])]
+    pub results: Option<PathBuf>,
+    /// Threads for noise seeds (default: the available cores; results do not depend on it).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// The threads to use: `--threads`, or the available cores.
+fn threads(args: &Args) -> usize {
+    args.threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
+fn timestamp_arg(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_timestamp(text).ok_or_else(|| format!("not a timestamp; expected {TIMESTAMP_FORM}"))
+}
+
+fn power_arg(text: &str) -> Result<f64, String> {
+    parse_power(text).map_err(|e| format!("{e}; expected {POWER_FORM}"))
+}
+
+/// Why `replay` could not run (exit code 2).
+#[derive(Debug, Error)]
+pub enum ReplayCliError {
+    /// A file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file cannot be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The trace is malformed.
+    #[error("{name}: {error}")]
+    Trace {
+        /// The file or built-in name.
+        name: String,
+        /// What is wrong, with the line number.
+        error: TraceError,
+    },
+    /// No built-in trace of that name.
+    #[error("no built-in trace named {0:?}; available: {names}", names = trace::builtin_names())]
+    UnknownBuiltin(String),
+    /// The job trace is malformed.
+    #[error("{name}: {error}")]
+    Jobs {
+        /// The file.
+        name: String,
+        /// What is wrong, with the line number.
+        error: JobsError,
+    },
+    /// A flag that does not apply to the chosen scenario.
+    #[error("{flag} applies to --scenario {applies}, not {chosen}")]
+    Inapplicable {
+        /// The flag.
+        flag: &'static str,
+        /// Where it applies.
+        applies: &'static str,
+        /// The chosen scenario.
+        chosen: &'static str,
+    },
+    /// Invalid --power or --pue.
+    #[error("{0}")]
+    Power(#[from] EnergyError),
+    /// The replay cannot run.
+    #[error("{0}")]
+    Replay(#[from] ReplayError),
+    /// The output could not be serialised or written.
+    #[error("cannot write the output: {0}")]
+    Output(String),
+}
+
+/// Runs the replay and prints the result.
+pub fn run(args: Args) -> ExitCode {
+    let mut progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
+    let result = match &args.results {
+        Some(path) => write_results(&args, path, &mut progress),
+        None => execute(&args, &mut std::io::stdout().lock(), &mut progress),
+    };
+    progress.clear();
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// A progress bar on stderr (only when stderr is a terminal).
+pub struct Progress {
+    enabled: bool,
+    label: String,
+    total: u64,
+    done: u64,
+    shown: Option<u64>,
+}
+
+impl Progress {
+    /// A bar that draws only when `enabled`.
+    pub fn new(enabled: bool) -> Progress {
+        Progress {
+            enabled,
+            label: String::new(),
+            total: 0,
+            done: 0,
+            shown: None,
+        }
+    }
+
+    /// Starts a new task of `total` units.
+    pub fn start(&mut self, label: &str, total: u64) {
+        self.label = label.to_string();
+        self.total = total.max(1);
+        self.done = 0;
+        self.shown = None;
+        self.advance(0);
+    }
+
+    /// Adds `units` done.
+    pub fn advance(&mut self, units: u64) {
+        self.done = (self.done + units).min(self.total);
+        let percent = self.done * 100 / self.total.max(1);
+        if self.enabled && self.shown != Some(percent) {
+            self.shown = Some(percent);
+            let filled = (percent * 30 / 100) as usize;
+            eprint!(
+                "\r{:<40} [{}{}] {percent:>3} %",
+                self.label.chars().take(40).collect::<String>(),
+                "#".repeat(filled),
+                " ".repeat(30 - filled)
+            );
+            let _ = std::io::stderr().flush();
+        }
+    }
+
+    /// Erases the bar.
+    pub fn clear(&mut self) {
+        if self.enabled && self.shown.is_some() {
+            eprint!("\r{}\r", " ".repeat(80));
+            let _ = std::io::stderr().flush();
+            self.shown = None;
+        }
+    }
+}
+
+impl results::Observer for Progress {
+    fn start(&mut self, label: &str, total: u64) {
+        Progress::start(self, label, total);
+    }
+    fn advance(&mut self, units: u64) {
+        Progress::advance(self, units);
+    }
+}
+
+fn read(path: &Path) -> Result<String, ReplayCliError> {
+    std::fs::read_to_string(path).map_err(|source| ReplayCliError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn load_trace(args: &Args) -> Result<(String, Vec<crate::planner::Point>), ReplayCliError> {
+    let (name, text) = match (&args.trace, &args.builtin) {
+        (Some(path), _) => (
+            path.display().to_string(),
+            std::borrow::Cow::Owned(read(path)?),
+        ),
+        (None, name) => {
+            let name = name.as_deref().unwrap_or(DEFAULT_BUILTIN);
+            let builtin = trace::builtin(name)
+                .ok_or_else(|| ReplayCliError::UnknownBuiltin(name.to_string()))?;
+            (name.to_string(), std::borrow::Cow::Borrowed(builtin.csv))
+        }
+    };
+    let points =
+        trace::parse(&text, args.column.as_deref()).map_err(|error| ReplayCliError::Trace {
+            name: name.clone(),
+            error,
+        })?;
+    Ok((name, points))
+}
+
+/// The scenario the arguments ask for; flags of other scenarios are errors.
+pub fn scenario_spec(args: &Args) -> Result<ScenarioSpec, ReplayCliError> {
+    let kind = args.scenario.unwrap_or(if args.jobs.is_some() {
+        ScenarioKind::Jobs
+    } else {
+        ScenarioKind::Nightly
+    });
+    let chosen = match kind {
+        ScenarioKind::Nightly => "nightly",
+        ScenarioKind::Ml => "ml",
+        ScenarioKind::Jobs => "jobs",
+    };
+    let only = |present: bool, flag: &'static str, applies: &'static str, ok: bool| {
+        if present && !ok {
+            Err(ReplayCliError::Inapplicable {
+                flag,
+                applies,
+                chosen,
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let is = |k: ScenarioKind| kind == k;
+    only(
+        args.window.is_some(),
+        "--window",
+        "nightly",
+        is(ScenarioKind::Nightly),
+    )?;
+    only(
+        args.deadline.is_some(),
+        "--deadline",
+        "ml",
+        is(ScenarioKind::Ml),
+    )?;
+    only(
+        args.jobs.is_some(),
+        "--jobs",
+        "jobs",
+        is(ScenarioKind::Jobs),
+    )?;
+    only(
+        args.slack.is_some(),
+        "--slack",
+        "jobs",
+        is(ScenarioKind::Jobs),
+    )?;
+    only(
+        args.start.is_some(),
+        "--start",
+        "jobs",
+        is(ScenarioKind::Jobs),
+    )?;
+    only(
+        args.year.is_some(),
+        "--year",
+        "nightly or ml",
+        !is(ScenarioKind::Jobs),
+    )?;
+    only(
+        args.interruptible,
+        "--interruptible",
+        "ml or jobs",
+        !is(ScenarioKind::Nightly),
+    )?;
+    Ok(match kind {
+        ScenarioKind::Nightly => ScenarioSpec::Nightly {
+            window: args.window.unwrap_or(TimeDelta::hours(8)),
+            year: args.year,
+        },
+        ScenarioKind::Ml => ScenarioSpec::Ml {
+            rule: args.deadline.unwrap_or(DeadlineRule::NextWorkday),
+            interruptible: args.interruptible,
+            year: args.year,
+            count: ML_JOBS,
+            seed: args.seed,
+        },
+        ScenarioKind::Jobs => {
+            let (source, text) = match &args.jobs {
+                Some(path) => (path.display().to_string(), read(path)?),
+                None => (
+                    scenario::BUILTIN_JOBS_NAME.to_string(),
+                    scenario::BUILTIN_JOBS.to_string(),
+                ),
+            };
+            let jobs = scenario::parse_jobs(&text).map_err(|error| ReplayCliError::Jobs {
+                name: source.clone(),
+                error,
+            })?;
+            ScenarioSpec::Jobs {
+                jobs,
+                source,
+                slack: args.slack.unwrap_or(TimeDelta::hours(24)),
+                start: args.start,
+                interruptible: args.interruptible,
+            }
+        }
+    })
+}
+
+/// The replay options the arguments ask for.
+pub fn options(args: &Args) -> Result<Options, ReplayCliError> {
+    let mut o = Options::new(Power::new(args.power, args.pue)?);
+    o.policies = args.policies.unwrap_or(PolicySet::ALL);
+    o.threshold = args.threshold;
+    o.replan = args.replan;
+    o.error = args.forecast_error;
+    o.error_model = args.error_model;
+    o.seeds = args.seeds;
+    o.seed = args.seed;
+    o.horizon = args.horizon;
+    o.capacity = args.capacity.map(|n| Capacity {
+        limit: f64::from(n),
+        slot: args.capacity_slot,
+    });
+    o.paper_compat = args.paper_compat;
+    o.threads = threads(args);
+    Ok(o)
+}
+
+/// The whole command, writing the report to `out`; returns 0, or 1 if any job missed its
+/// deadline.
+pub fn execute(
+    args: &Args,
+    out: &mut impl Write,
+    progress: &mut Progress,
+) -> Result<ExitCode, ReplayCliError> {
+    let spec = scenario_spec(args)?;
+    let options = options(args)?;
+    let (name, points) = load_trace(args)?;
+    let replay = Replay::prepare(&name, points, &spec, options)?;
+    progress.start("replaying", replay.work());
+    let outcome = replay.run(&mut |n| progress.advance(n))?;
+    progress.clear();
+    let write_err = |e: std::io::Error| ReplayCliError::Output(e.to_string());
+    if let Some(path) = &args.plot {
+        write_plot(&replay, &outcome, args, path)?;
+    }
+    match args.output {
+        Output::Json => {
+            let text = serde_json::to_string_pretty(&outcome.report)
+                .map_err(|e| ReplayCliError::Output(e.to_string()))?;
+            writeln!(out, "{text}").map_err(write_err)?;
+        }
+        Output::Table => {
+            write!(out, "{}", outcome.report.table()).map_err(write_err)?;
+            if let Some(path) = &args.plot {
+                writeln!(out, "Chart: {}", path.display()).map_err(write_err)?;
+            }
+        }
+    }
+    let misses: usize = outcome
+        .report
+        .policies
+        .iter()
+        .map(|(_, p)| p.deadline_misses)
+        .sum();
+    if misses > 0 {
+        eprintln!("error: {misses} deadline miss(es): this is a bug, please report it");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_plot(
+    replay: &Replay,
+    outcome: &Outcome,
+    args: &Args,
+    path: &Path,
+) -> Result<(), ReplayCliError> {
+    let first = replay
+        .jobs()
+        .iter()
+        .map(|j| j.submitted_at.min(j.run_now))
+        .min()
+        .unwrap_or(replay.trace.from);
+    let from = args
+        .plot_from
+        .unwrap_or_else(|| first.date_naive().and_time(NaiveTime::MIN).and_utc());
+    let to = from
+        .checked_add_signed(TimeDelta::days(i64::from(args.plot_days)))
+        .unwrap_or(from);
+    let report = &outcome.report;
+    let label = if report.policies.carbonshift.is_some() {
+        "carbonshift"
+    } else {
+        "carbonshiftReplan"
+    };
+    let chart = Chart {
+        series: &replay.series,
+        from,
+        to,
+        title: format!("{} — {}", report.trace.name, report.scenario.description),
+        subtitle: report
+            .headline()
+            .unwrap_or_else(|| "runNow only".to_string()),
+        run_now: &outcome.run_now,
+        planned: outcome.planned.as_ref().map(|r| (label, r)),
+    };
+    let svg = plot::render(&chart);
+    let write = |source| ReplayCliError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(write)?;
+    }
+    std::fs::write(path, svg).map_err(write)
+}
+
+fn write_results(
+    args: &Args,
+    path: &Path,
+    progress: &mut Progress,
+) -> Result<ExitCode, ReplayCliError> {
+    let power = Power::new(args.power, args.pue)?;
+    let markdown = results::generate(power, threads(args), progress, &std::time::Instant::now)?;
+    let write = |source| ReplayCliError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(write)?;
+    }
+    std::fs::write(path, markdown.text).map_err(write)?;
+    progress.clear();
+    println!("wrote {} ({})", path.display(), markdown.summary);
+    Ok(if markdown.misses > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

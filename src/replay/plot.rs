@@ -1,0 +1,351 @@
+//! `--plot FILE.svg`: the intensity curve over a stretch of the replay with, below it, when each
+//! job ran with no shifting and when the planner ran it — so a reader sees where the work moved.
+//!
+//! Plain SVG 1.1 written by hand (no dependency): a step path for the curve (`class="curve"`), one
+//! `rect` per run in two lanes (`class="runnow"`, `class="carbonshift"`), jobs stacked in rows so
+//! that concurrent jobs stay visible, time ticks and a legend. When few jobs are in view
+//! ([`DETAIL_JOBS`]), each run is also shaded on the curve with a dot at its mean intensity, and a
+//! line links each job's run-now slot to its shifted slot (`class="moved"`).
+
+use std::fmt::Write;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::policy::Runs;
+use super::series::{Series, at, ms};
+
+/// What to draw.
+#[derive(Debug, Clone)]
+pub struct Chart<'a> {
+    /// The actual trace.
+    pub series: &'a Series,
+    /// First instant shown.
+    pub from: DateTime<Utc>,
+    /// First instant not shown.
+    pub to: DateTime<Utc>,
+    /// Title line.
+    pub title: String,
+    /// Second line (e.g. the headline saving).
+    pub subtitle: String,
+    /// Runs without shifting.
+    pub run_now: &'a Runs,
+    /// Runs the planner chose, with the lane label.
+    pub planned: Option<(&'a str, &'a Runs)>,
+}
+
+const W: f64 = 1000.0;
+const H: f64 = 520.0;
+const LEFT: f64 = 92.0;
+const RIGHT: f64 = 20.0;
+const CURVE_TOP: f64 = 70.0;
+const CURVE_BOTTOM: f64 = 320.0;
+const LANE_H: f64 = 70.0;
+const LANE1: f64 = 340.0;
+const LANE2: f64 = 420.0;
+
+/// Most jobs in view for which runs are shaded on the curve and linked across the lanes.
+pub const DETAIL_JOBS: usize = 40;
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A round upper bound for the y axis and its tick step.
+fn y_scale(max: f64) -> (f64, f64) {
+    let max = max.max(1.0);
+    let raw = max / 5.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|&s| s >= raw)
+        .unwrap_or(10.0 * magnitude);
+    ((max / step).ceil() * step, step)
+}
+
+/// A tick step giving at most about 14 ticks over `span`.
+fn x_step(span: TimeDelta) -> TimeDelta {
+    let hours = [1, 2, 3, 6, 12, 24, 48, 168, 336, 720, 1440, 2160];
+    hours
+        .iter()
+        .map(|&h| TimeDelta::hours(h))
+        .find(|&s| span.num_milliseconds() / s.num_milliseconds().max(1) <= 14)
+        .unwrap_or(TimeDelta::days(90))
+}
+
+/// Assigns each run (of a job) a row so that overlapping jobs get different rows; returns
+/// `(row, start, end)` per run and the number of rows.
+fn rows(runs: &Runs, from: i64, to: i64) -> (Vec<(usize, i64, i64)>, usize) {
+    type Job<'a> = (i64, i64, &'a [(i64, i64)]);
+    let mut jobs: Vec<Job<'_>> = runs
+        .iter()
+        .flatten()
+        .filter_map(|r| {
+            let first = r.first()?.0;
+            let last = r.last()?.1;
+            (last > from && first < to).then_some((first, last, r.as_slice()))
+        })
+        .collect();
+    jobs.sort_by_key(|j| (j.0, j.1));
+    let mut row_ends: Vec<i64> = Vec::new();
+    let mut out = Vec::new();
+    for (first, last, r) in jobs {
+        let row = match row_ends.iter().position(|&e| e <= first) {
+            Some(row) => row,
+            None => {
+                row_ends.push(i64::MIN);
+                row_ends.len() - 1
+            }
+        };
+        row_ends[row] = last;
+        for &(a, b) in r {
+            let (a, b) = (a.max(from), b.min(to));
+            if b > a {
+                out.push((row, a, b));
+            }
+        }
+    }
+    (out, row_ends.len())
+}
+
+/// Renders the chart as an SVG document.
+pub fn render(chart: &Chart<'_>) -> String {
+    let (from, to) = (ms(chart.from), ms(chart.to).max(ms(chart.from) + 1));
+    let x = |t: i64| LEFT + (t - from) as f64 / (to - from) as f64 * (W - LEFT - RIGHT);
+    let pieces: Vec<(i64, i64, f64)> = chart.series.pieces(from, to).collect();
+    let max = pieces.iter().map(|p| p.2).fold(0.0, f64::max);
+    let (ymax, ystep) = y_scale(max);
+    let y = |v: f64| CURVE_BOTTOM - v / ymax * (CURVE_BOTTOM - CURVE_TOP);
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="0" y="0" width="{W}" height="{H}" fill="#ffffff"/>"##
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"#,
+        escape(&chart.title)
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="42">{}</text>"#,
+        escape(&chart.subtitle)
+    );
+    // Y grid and labels.
+    let mut v = 0.0;
+    while v <= ymax + ystep / 2.0 {
+        let yy = y(v);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/>"##,
+            W - RIGHT
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v}</text>"#,
+            LEFT - 6.0,
+            yy + 4.0
+        );
+        v += ystep;
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">gCO2eq/kWh</text>"#,
+        (CURVE_TOP + CURVE_BOTTOM) / 2.0,
+        (CURVE_TOP + CURVE_BOTTOM) / 2.0
+    );
+    // X ticks at multiples of the step (UTC).
+    let step = x_step(TimeDelta::milliseconds(to - from)).num_milliseconds();
+    let mut tick = (from + step - 1).div_euclid(step) * step;
+    while tick <= to {
+        let xx = x(tick);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{xx:.1}" y1="{CURVE_TOP}" x2="{xx:.1}" y2="{:.1}" stroke="#eeeeee"/>"##,
+            LANE2 + LANE_H
+        );
+        // Dates at midnight, times of day in between.
+        let label = if tick.rem_euclid(86_400_000) == 0 {
+            at(tick).format("%b %d").to_string()
+        } else {
+            at(tick).format("%H:%M").to_string()
+        };
+        let _ = writeln!(
+            svg,
+            r#"<text x="{xx:.1}" y="{:.1}" text-anchor="middle">{label}</text>"#,
+            LANE2 + LANE_H + 18.0
+        );
+        tick += step;
+    }
+    // The curve as a step path.
+    let mut path = String::new();
+    let mut last_end = None;
+    for &(a, b, v) in &pieces {
+        if last_end == Some(a) {
+            let _ = write!(path, " V{:.1} H{:.1}", y(v), x(b));
+        } else {
+            let _ = write!(path, " M{:.1},{:.1} H{:.1}", x(a), y(v), x(b));
+        }
+        last_end = Some(b);
+    }
+    let _ = writeln!(
+        svg,
+        r##"<path class="curve" d="{}" fill="none" stroke="#1f4e79" stroke-width="1.2"/>"##,
+        path.trim()
+    );
+    // Detail for few jobs: shaded runs with their mean intensity, and where each job moved.
+    let in_view = |r: &Option<Vec<(i64, i64)>>| {
+        r.as_ref()
+            .is_some_and(|r| r.iter().any(|&(a, b)| b > from && a < to))
+    };
+    let shown = chart.run_now.iter().filter(|r| in_view(r)).count();
+    if shown <= DETAIL_JOBS {
+        let mut shade = |runs: &Runs, color: &str, class: &str| {
+            for r in runs.iter().flatten() {
+                let mut sum = 0.0;
+                let mut len = 0i64;
+                for &(a, b) in r {
+                    let (a, b) = (a.max(from), b.min(to));
+                    if b > a {
+                        let _ = writeln!(
+                            svg,
+                            r#"<rect x="{:.2}" y="{CURVE_TOP}" width="{:.2}" height="{:.1}" fill="{color}" fill-opacity="0.18"/>"#,
+                            x(a),
+                            (x(b) - x(a)).max(0.8),
+                            CURVE_BOTTOM - CURVE_TOP
+                        );
+                        sum += chart.series.integral(a, b);
+                        len += b - a;
+                    }
+                }
+                if len > 0 {
+                    let (first, last) = (r[0].0.max(from), r[r.len() - 1].1.min(to));
+                    let _ = writeln!(
+                        svg,
+                        r#"<circle class="{class}" cx="{:.2}" cy="{:.2}" r="3.5" fill="{color}"/>"#,
+                        (x(first) + x(last)) / 2.0,
+                        y(sum / len as f64)
+                    );
+                }
+            }
+        };
+        shade(chart.run_now, "#757575", "runnow-mean");
+        if let Some((_, planned)) = chart.planned {
+            shade(planned, "#2e7d32", "carbonshift-mean");
+            for (before, after) in chart.run_now.iter().zip(planned) {
+                if let (Some(b), Some(a)) = (before, after)
+                    && let (Some(&(b0, _)), Some(&(a0, _))) = (b.first(), a.first())
+                    && a0 != b0
+                    && (from..to).contains(&b0)
+                    && (from..to).contains(&a0)
+                {
+                    let _ = writeln!(
+                        svg,
+                        r##"<line class="moved" x1="{:.2}" y1="{:.1}" x2="{:.2}" y2="{LANE2}" stroke="#2e7d32" stroke-width="1" stroke-dasharray="3,2"/>"##,
+                        x(b0),
+                        LANE1 + LANE_H,
+                        x(a0)
+                    );
+                }
+            }
+        }
+    }
+    // Lanes.
+    let mut lane = |label: &str, class: &str, color: &str, top: f64, runs: &Runs| {
+        let _ = writeln!(
+            svg,
+            r##"<rect x="{LEFT}" y="{top}" width="{:.1}" height="{LANE_H}" fill="#fafafa" stroke="#dddddd"/>"##,
+            W - LEFT - RIGHT
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT - 6.0,
+            top + LANE_H / 2.0 + 4.0,
+            escape(label)
+        );
+        let (placed, n) = rows(runs, from, to);
+        let row_h = LANE_H / n.max(1) as f64;
+        for (row, a, b) in placed {
+            let _ = writeln!(
+                svg,
+                r#"<rect class="{class}" x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{color}"><title>{} – {}</title></rect>"#,
+                x(a),
+                top + row as f64 * row_h,
+                (x(b) - x(a)).max(0.8),
+                (row_h - 0.5).max(0.5),
+                at(a).format("%Y-%m-%d %H:%M"),
+                at(b).format("%Y-%m-%d %H:%M")
+            );
+        }
+    };
+    lane("run now", "runnow", "#9e9e9e", LANE1, chart.run_now);
+    if let Some((label, runs)) = chart.planned {
+        lane(label, "carbonshift", "#2e7d32", LANE2, runs);
+    }
+    // Legend.
+    let lx = W - RIGHT - 330.0;
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{lx}" y1="56" x2="{:.1}" y2="56" stroke="#1f4e79" stroke-width="2"/><text x="{:.1}" y="60">intensity</text>"##,
+        lx + 20.0,
+        lx + 26.0
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{:.1}" y="50" width="14" height="10" fill="#9e9e9e"/><text x="{:.1}" y="60">no shifting</text>"##,
+        lx + 95.0,
+        lx + 113.0
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="{:.1}" y="50" width="14" height="10" fill="#2e7d32"/><text x="{:.1}" y="60">carbonshift</text>"##,
+        lx + 200.0,
+        lx + 218.0
+    );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_are_round() {
+        assert_eq!(y_scale(593.3), (600.0, 200.0));
+        assert_eq!(y_scale(116.4), (125.0, 25.0));
+        assert_eq!(y_scale(0.0), (1.0, 0.2));
+        assert_eq!(x_step(TimeDelta::days(7)), TimeDelta::hours(12));
+        assert_eq!(x_step(TimeDelta::days(366)), TimeDelta::days(30));
+    }
+
+    #[test]
+    fn overlapping_jobs_get_their_own_rows() {
+        let runs: Runs = vec![
+            Some(vec![(0, 10)]),
+            Some(vec![(5, 15)]),
+            Some(vec![(10, 20)]),
+            None,
+            Some(vec![(30, 40)]),
+        ];
+        let (placed, n) = rows(&runs, 0, 35);
+        assert_eq!(n, 2);
+        assert_eq!(
+            placed,
+            vec![(0, 0, 10), (1, 5, 15), (0, 10, 20), (0, 30, 35)]
+        );
+    }
+
+    #[test]
+    fn escapes_text() {
+        assert_eq!(escape("a<b & \"c\">"), "a&lt;b &amp; &quot;c&quot;&gt;");
+    }
+}
