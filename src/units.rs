@@ -1,8 +1,8 @@
-//! Human units used in annotations, flags and the custom resources: durations such as `2h30m` and
-//! electrical power such as `1.4kW`.
+//! Human units used in annotations, flags and the custom resources: durations such as `2h30m`,
+//! electrical power such as `1.4kW` and timestamps such as `2026-05-04T12:30Z`.
 //!
 //! Pure parsing and formatting with precise errors; the callers add the name of the field that
-//! held the value.
+//! held the value. The `*_arg` functions are the clap value parsers every subcommand shares.
 
 use chrono::{DateTime, NaiveDateTime, TimeDelta, Utc};
 use thiserror::Error;
@@ -168,6 +168,16 @@ pub fn duration_or_zero_arg(text: &str) -> Result<TimeDelta, String> {
     }
 }
 
+/// A clap value parser for power flags (`--power 1.4kW`); returns watts.
+pub fn power_arg(text: &str) -> Result<f64, String> {
+    parse_power(text).map_err(|e| format!("{e}; expected {POWER_FORM}"))
+}
+
+/// A clap value parser for time flags (`--at 2026-05-04T12:30Z`), read by [`parse_timestamp`].
+pub fn timestamp_arg(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_timestamp(text).ok_or_else(|| format!("not a timestamp; expected {TIMESTAMP_FORM}"))
+}
+
 /// The timestamp forms [`parse_timestamp`] reads, for error messages.
 pub const TIMESTAMP_FORM: &str = "an RFC 3339 time such as 2026-05-04T12:30:00Z (seconds optional), or YYYY-MM-DD HH:MM[:SS] read as UTC";
 
@@ -323,6 +333,23 @@ mod tests {
         ] {
             assert_eq!(parse_timestamp(text), None, "{text}");
         }
+    }
+
+    #[test]
+    fn value_parsers_name_the_expected_form() {
+        assert_eq!(power_arg("1.4kW"), Ok(1_400.0));
+        assert_eq!(
+            power_arg("1400"),
+            Err(format!("power without a unit; expected {POWER_FORM}"))
+        );
+        assert_eq!(
+            timestamp_arg("2023-05-04 12:30"),
+            Ok(parse_timestamp("2023-05-04T12:30:00Z").unwrap_or_default())
+        );
+        assert_eq!(
+            timestamp_arg("noon"),
+            Err(format!("not a timestamp; expected {TIMESTAMP_FORM}"))
+        );
     }
 
     #[test]

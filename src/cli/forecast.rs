@@ -21,7 +21,7 @@ use crate::forecast::{
     ENV_WATTTIME_USERNAME, ForecastData, Provider, ProviderError, RetryPolicy, Shared, stamp,
 };
 use crate::planner::Point;
-use crate::units::{TIMESTAMP_FORM, duration_arg, parse_timestamp};
+use crate::units::{duration_arg, timestamp_arg};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -133,10 +133,6 @@ fn builtin_parser() -> PossibleValuesParser {
             .iter()
             .map(|b| PossibleValue::new(b.name).help(b.description)),
     )
-}
-
-fn timestamp_arg(text: &str) -> Result<DateTime<Utc>, String> {
-    parse_timestamp(text).ok_or_else(|| format!("expected {TIMESTAMP_FORM}"))
 }
 
 fn point_arg(text: &str) -> Result<Point, String> {
@@ -422,7 +418,7 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        parse_timestamp(s).unwrap_or_default()
+        crate::units::parse_timestamp(s).unwrap_or_default()
     }
 
     #[test]

@@ -17,10 +17,7 @@ use crate::planner::{
     self, Constraints, EnergyError, Estimate, Forecast, ForecastError, NoPlan, Plan, Power,
 };
 use crate::trace::{self, TraceError};
-use crate::units::{
-    POWER_FORM, TIMESTAMP_FORM, duration_arg, duration_or_zero_arg, format_duration, parse_power,
-    parse_timestamp,
-};
+use crate::units::{duration_arg, duration_or_zero_arg, format_duration, power_arg, timestamp_arg};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,14 +76,6 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
-}
-
-fn timestamp_arg(text: &str) -> Result<DateTime<Utc>, String> {
-    parse_timestamp(text).ok_or_else(|| format!("not a timestamp; expected {TIMESTAMP_FORM}"))
-}
-
-fn power_arg(text: &str) -> Result<f64, String> {
-    parse_power(text).map_err(|e| format!("{e}; expected {POWER_FORM}"))
 }
 
 /// Why `plan` could not run (exit code 2).
@@ -408,7 +397,7 @@ mod tests {
 
     #[test]
     fn table_lists_every_window() {
-        let t0 = parse_timestamp("2023-01-01T00:00Z").unwrap_or_default();
+        let t0 = crate::units::parse_timestamp("2023-01-01T00:00Z").unwrap_or_default();
         let plan = Plan {
             start: t0,
             end: t0 + TimeDelta::hours(3),

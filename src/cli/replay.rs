@@ -21,9 +21,7 @@ use crate::replay::{
     ErrorModel, Options, Outcome, PolicySet, Replay, ReplayError, ScenarioSpec, results,
 };
 use crate::trace::{self, TraceError};
-use crate::units::{
-    POWER_FORM, TIMESTAMP_FORM, duration_arg, duration_or_zero_arg, parse_power, parse_timestamp,
-};
+use crate::units::{duration_arg, duration_or_zero_arg, power_arg, timestamp_arg};
 
 /// The built-in trace used when neither --trace nor --builtin is given.
 pub const DEFAULT_BUILTIN: &str = "de-2020";
@@ -159,14 +157,6 @@ fn threads(args: &Args) -> usize {
     args.threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1)
-}
-
-fn timestamp_arg(text: &str) -> Result<DateTime<Utc>, String> {
-    parse_timestamp(text).ok_or_else(|| format!("not a timestamp; expected {TIMESTAMP_FORM}"))
-}
-
-fn power_arg(text: &str) -> Result<f64, String> {
-    parse_power(text).map_err(|e| format!("{e}; expected {POWER_FORM}"))
 }
 
 /// Why `replay` could not run (exit code 2).
