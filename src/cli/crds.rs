@@ -18,10 +18,7 @@ pub struct Args {
 pub fn run(args: Args) -> ExitCode {
     let rendered = match crd::render_all() {
         Ok(rendered) => rendered,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return super::failure(e),
     };
     match args.dir {
         None => {
@@ -33,8 +30,7 @@ pub fn run(args: Args) -> ExitCode {
             for (file, yaml) in rendered {
                 let path = dir.join(file);
                 if let Err(e) = std::fs::write(&path, yaml) {
-                    eprintln!("error: cannot write {}: {e}", path.display());
-                    return ExitCode::FAILURE;
+                    return super::failure(format!("cannot write {}: {e}", path.display()));
                 }
                 println!("wrote {}", path.display());
             }

@@ -23,6 +23,8 @@ use crate::forecast::{
 use crate::planner::Point;
 use crate::units::{duration_arg, timestamp_arg};
 
+use super::{failure, one_line, usage_error};
+
 const EXAMPLES: &str = "\
 Examples:
   carbonshift forecast --provider uk
@@ -315,20 +317,14 @@ fn options(args: &Args) -> Result<ClientOptions, String> {
 
 /// Fetches and prints the forecast.
 pub fn run(args: Args) -> ExitCode {
-    let usage = |message: String| {
-        eprintln!("error: {}", one_line(&message));
-        ExitCode::from(2)
-    };
+    let usage = |message: String| usage_error(one_line(&message));
     let options = match options(&args) {
         Ok(options) => options,
         Err(message) => return usage(message),
     };
     let shared = match Shared::new(options) {
         Ok(shared) => shared,
-        Err(e) => {
-            eprintln!("error: {}", one_line(&e.to_string()));
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return failure(one_line(&e.to_string())),
     };
     let provider = match provider(&args, &shared) {
         Ok(provider) => provider,
@@ -350,15 +346,8 @@ pub fn run(args: Args) -> ExitCode {
             println!("{text}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: {}", one_line(&e.to_string()));
-            ExitCode::FAILURE
-        }
+        Err(e) => failure(one_line(&e.to_string())),
     }
-}
-
-fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The JSON output: a list of `{"start", "intensity"}`.

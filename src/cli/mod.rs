@@ -1,6 +1,6 @@
 //! The `carbonshift` command line: one module per subcommand, each with its clap arguments and a
 //! `run` function returning the process exit code (0 success, 1 failure, 2 bad arguments or
-//! input).
+//! input; [`failure`] and [`usage_error`] print the message and give the code).
 
 pub mod crds;
 pub mod forecast;
@@ -9,6 +9,7 @@ pub mod release;
 pub mod replay;
 pub mod run;
 
+use std::fmt::Display;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -64,8 +65,25 @@ pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Exi
     } else {
         tokio::runtime::Builder::new_current_thread()
     };
-    builder.enable_all().build().map_err(|e| {
-        eprintln!("error: cannot start the async runtime: {e}");
-        ExitCode::FAILURE
-    })
+    builder
+        .enable_all()
+        .build()
+        .map_err(|e| failure(format!("cannot start the async runtime: {e}")))
+}
+
+/// Prints `error: MESSAGE` on stderr and returns exit code 1: the command failed.
+pub(crate) fn failure(message: impl Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+/// Prints `error: MESSAGE` on stderr and returns exit code 2: bad arguments or input.
+pub(crate) fn usage_error(message: impl Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+/// `text` on one line: every run of whitespace, line breaks included, becomes one space.
+pub(crate) fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

@@ -121,13 +121,7 @@ pub enum PlanError {
 
 /// Plans the job and prints the result.
 pub fn run(args: Args) -> ExitCode {
-    match execute(&args, &mut std::io::stdout().lock()) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    execute(&args, &mut std::io::stdout().lock()).unwrap_or_else(super::usage_error)
 }
 
 /// The whole command, writing to `out`; returns the exit code for a plan (0) or no plan (1).

@@ -25,6 +25,8 @@ use crate::api::{CarbonWorkload, FIELD_MANAGER};
 use crate::controller::release::{self as guarded, Guard, Outcome};
 use crate::lifecycle::ReleaseReason;
 
+use super::{failure, usage_error};
+
 const EXAMPLES: &str = "\
 Examples:
   carbonshift release finetune-llama -n ml     # one Job
@@ -106,8 +108,7 @@ pub enum ReleaseError {
 /// Runs the subcommand.
 pub fn run(args: Args) -> ExitCode {
     if let Err(message) = target(&args, "default") {
-        eprintln!("error: {message}");
-        return ExitCode::from(2);
+        return usage_error(message);
     }
     // The one read of the wall clock: the marker time of every release.
     let now = Utc::now();
@@ -122,25 +123,20 @@ pub fn run(args: Args) -> ExitCode {
         let client = match Client::try_default().await {
             Ok(client) => client,
             Err(e) => {
-                eprintln!("error: cannot reach the cluster (in-cluster config or kubeconfig): {e}");
-                return ExitCode::FAILURE;
+                return failure(format!(
+                    "cannot reach the cluster (in-cluster config or kubeconfig): {e}"
+                ));
             }
         };
         let target = match target(&args, client.default_namespace()) {
             Ok(target) => target,
-            Err(message) => {
-                eprintln!("error: {message}");
-                return ExitCode::from(2);
-            }
+            Err(message) => return usage_error(message),
         };
         let mut out = std::io::stdout();
         match release_jobs(client, &target, args.dry_run, now, &mut out).await {
             Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
             Ok(_) => ExitCode::FAILURE,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
+            Err(e) => failure(e),
         }
     })
 }

@@ -226,13 +226,7 @@ pub fn run(args: Args) -> ExitCode {
         None => execute(&args, &mut std::io::stdout().lock(), &mut progress),
     };
     progress.clear();
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
-    }
+    result.unwrap_or_else(super::usage_error)
 }
 
 /// A progress bar on stderr (only when stderr is a terminal).

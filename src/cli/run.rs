@@ -36,6 +36,8 @@ use crate::telemetry::{self, LogFormat};
 use crate::units::{duration_arg, duration_or_zero_arg};
 use crate::webhook::{self, CertReloader, TlsConfigPaths, WebhookState};
 
+use super::one_line;
+
 /// Where Kubernetes mounts the pod's namespace.
 pub const IN_CLUSTER_NAMESPACE_FILE: &str =
     "/var/run/secrets/kubernetes.io/serviceaccount/namespace";
@@ -354,10 +356,7 @@ pub fn run(args: Args) -> ExitCode {
     let in_cluster = std::fs::read_to_string(IN_CLUSTER_NAMESPACE_FILE).ok();
     let settings = match args.settings(in_cluster.as_deref(), hostname().as_deref()) {
         Ok(settings) => settings,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
+        Err(message) => return super::usage_error(message),
     };
     let runtime = match super::runtime(true) {
         Ok(runtime) => runtime,
@@ -365,10 +364,7 @@ pub fn run(args: Args) -> ExitCode {
     };
     match runtime.block_on(operate(settings, shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
+        Err(message) => super::failure(message),
     }
 }
 
@@ -638,10 +634,6 @@ async fn run_controllers(
         forecasts.await;
     }
     Ok(())
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]
