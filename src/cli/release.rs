@@ -117,9 +117,8 @@ pub fn run(args: Args) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        // kube's rustls client needs a process-wide crypto provider; another one may be installed
-        // already, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // kube's rustls client needs a process-wide crypto provider.
+        crate::forecast::install_crypto_provider();
         let client = match Client::try_default().await {
             Ok(client) => client,
             Err(e) => {
