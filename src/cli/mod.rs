@@ -10,6 +10,7 @@ pub mod replay;
 pub mod run;
 
 use std::fmt::Display;
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -81,6 +82,15 @@ pub(crate) fn failure(message: impl Display) -> ExitCode {
 pub(crate) fn usage_error(message: impl Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(2)
+}
+
+/// Writes `value` as pretty JSON and a newline: the `--output json` of the subcommands.
+pub(crate) fn write_json(
+    out: &mut impl Write,
+    value: &impl serde::Serialize,
+) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    writeln!(out, "{text}").map_err(|e| e.to_string())
 }
 
 /// `text` on one line: every run of whitespace, line breaks included, becomes one space.

@@ -19,6 +19,8 @@ use crate::planner::{
 use crate::trace::{self, TraceError};
 use crate::units::{duration_arg, duration_or_zero_arg, format_duration, power_arg, timestamp_arg};
 
+use super::write_json;
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
@@ -141,7 +143,6 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<ExitCode, PlanError>
         resume_overhead: args.resume_overhead.unwrap_or_else(TimeDelta::zero),
         margin: args.margin.unwrap_or_else(TimeDelta::zero),
     };
-    let write_err = |e: std::io::Error| PlanError::Output(e.to_string());
     match planner::plan(&forecast, &constraints, args.at) {
         Ok(plan) => {
             let estimate = power.map(|p| Estimate::for_plan(&p, &plan, args.duration));
@@ -155,13 +156,11 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<ExitCode, PlanError>
                         energy: estimate,
                         plan: &plan,
                     };
-                    let text = serde_json::to_string_pretty(&json)
-                        .map_err(|e| PlanError::Output(e.to_string()))?;
-                    writeln!(out, "{text}").map_err(write_err)?;
+                    write_json(out, &json).map_err(PlanError::Output)?;
                 }
                 Output::Table => {
                     let text = table(&plan, args.duration, release_by, estimate.as_ref());
-                    write!(out, "{text}").map_err(write_err)?;
+                    write!(out, "{text}").map_err(|e| PlanError::Output(e.to_string()))?;
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -173,9 +172,7 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<ExitCode, PlanError>
                         no_plan: &no_plan,
                         message: no_plan.to_string(),
                     };
-                    let text = serde_json::to_string_pretty(&json)
-                        .map_err(|e| PlanError::Output(e.to_string()))?;
-                    writeln!(out, "{text}").map_err(write_err)?;
+                    write_json(out, &json).map_err(PlanError::Output)?;
                 }
                 Output::Table => eprintln!("no plan: {no_plan}"),
             }

@@ -23,6 +23,8 @@ use crate::replay::{
 use crate::trace::{self, TraceError};
 use crate::units::{duration_arg, duration_or_zero_arg, power_arg, timestamp_arg};
 
+use super::write_json;
+
 /// The built-in trace used when neither --trace nor --builtin is given.
 pub const DEFAULT_BUILTIN: &str = "de-2020";
 
@@ -464,9 +466,7 @@ pub fn execute(
     }
     match args.output {
         Output::Json => {
-            let text = serde_json::to_string_pretty(&outcome.report)
-                .map_err(|e| ReplayCliError::Output(e.to_string()))?;
-            writeln!(out, "{text}").map_err(write_err)?;
+            write_json(out, &outcome.report).map_err(ReplayCliError::Output)?;
         }
         Output::Table => {
             write!(out, "{}", outcome.report.table()).map_err(write_err)?;
