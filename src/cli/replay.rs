@@ -523,7 +523,11 @@ fn write_plot(
         run_now: &outcome.run_now,
         planned: outcome.planned.as_ref().map(|r| (label, r)),
     };
-    let svg = plot::render(&chart);
+    write_file(path, plot::render(&chart))
+}
+
+/// Writes `contents` to `path`, creating its directory first.
+fn write_file(path: &Path, contents: String) -> Result<(), ReplayCliError> {
     let write = |source| ReplayCliError::Write {
         path: path.to_path_buf(),
         source,
@@ -531,7 +535,7 @@ fn write_plot(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write)?;
     }
-    std::fs::write(path, svg).map_err(write)
+    std::fs::write(path, contents).map_err(write)
 }
 
 fn write_results(
@@ -541,14 +545,7 @@ fn write_results(
 ) -> Result<ExitCode, ReplayCliError> {
     let power = Power::new(args.power, args.pue)?;
     let markdown = results::generate(power, threads(args), progress, &std::time::Instant::now)?;
-    let write = |source| ReplayCliError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(write)?;
-    }
-    std::fs::write(path, markdown.text).map_err(write)?;
+    write_file(path, markdown.text)?;
     progress.clear();
     println!("wrote {} ({})", path.display(), markdown.summary);
     Ok(if markdown.misses > 0 {
