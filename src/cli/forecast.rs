@@ -23,7 +23,7 @@ use crate::forecast::{
 use crate::planner::Point;
 use crate::units::{duration_arg, timestamp_arg};
 
-use super::{failure, one_line, usage_error};
+use super::{TraceSource, failure, load_trace, one_line, usage_error};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -257,9 +257,9 @@ fn provider(args: &Args, shared: &Shared) -> Result<Box<dyn Provider>, String> {
                 }
                 (None, false) => args.points.clone(),
                 (Some(file), true) => {
-                    let text = read(file)?;
-                    crate::trace::parse(&text, args.column.as_deref())
-                        .map_err(|e| format!("{}: {e}", file.display()))?
+                    load_trace(TraceSource::File(file), args.column.as_deref())
+                        .map_err(|e| e.to_string())?
+                        .1
                 }
             };
             let provider = StaticProvider::new(points, "points").map_err(|e| e.to_string())?;

@@ -11,9 +11,13 @@ pub mod run;
 
 use std::fmt::Display;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::planner::Point;
+use crate::trace::{self, TraceError};
 
 /// carbonshift holds deferrable Kubernetes Jobs until the lowest-carbon window that still meets
 /// their deadline.
@@ -72,6 +76,65 @@ pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, Exi
         .map_err(|e| failure(format!("cannot start the async runtime: {e}")))
 }
 
+/// Where a subcommand reads a carbon-intensity trace from.
+#[derive(Debug, Clone, Copy)]
+pub enum TraceSource<'a> {
+    /// A CSV file.
+    File(&'a Path),
+    /// A trace compiled into the binary, by name.
+    Builtin(&'a str),
+}
+
+/// Why a trace could not be loaded (a bad input: exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum TraceLoadError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The trace is malformed.
+    #[error("{name}: {error}")]
+    Trace {
+        /// The file or built-in name.
+        name: String,
+        /// What is wrong, with the line number.
+        error: TraceError,
+    },
+    /// No built-in trace of that name.
+    #[error("no built-in trace named {0:?}; available: {names}", names = trace::builtin_names())]
+    UnknownBuiltin(String),
+}
+
+/// Reads and parses a trace (`column`: the intensity column, by default the second). Returns the
+/// name errors and reports call it by (the file as given, or the built-in name) and the points.
+pub fn load_trace(
+    source: TraceSource<'_>,
+    column: Option<&str>,
+) -> Result<(String, Vec<Point>), TraceLoadError> {
+    let (name, parsed) = match source {
+        TraceSource::File(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| TraceLoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            (path.display().to_string(), trace::parse(&text, column))
+        }
+        TraceSource::Builtin(name) => {
+            let builtin = trace::builtin(name)
+                .ok_or_else(|| TraceLoadError::UnknownBuiltin(name.to_string()))?;
+            (name.to_string(), trace::parse(builtin.csv, column))
+        }
+    };
+    match parsed {
+        Ok(points) => Ok((name, points)),
+        Err(error) => Err(TraceLoadError::Trace { name, error }),
+    }
+}
+
 /// Prints `error: MESSAGE` on stderr and returns exit code 1: the command failed.
 pub(crate) fn failure(message: impl Display) -> ExitCode {
     eprintln!("error: {message}");
@@ -96,4 +159,45 @@ pub(crate) fn write_json(
 /// `text` on one line: every run of whitespace, line breaks included, becomes one space.
 pub(crate) fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(source: TraceSource<'_>) -> String {
+        match load_trace(source, None) {
+            Ok((name, points)) => format!("{name}: {} points", points.len()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn traces_load_from_files_and_builtins_with_errors_naming_the_source() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let file = PathBuf::from(format!("{dir}/tests/fixtures/traces/bad-timestamp.csv"));
+        assert_eq!(
+            message(TraceSource::File(&file)),
+            format!(
+                "{}: line 4: \"2024-03-01 half past one\" is not a timestamp; expected {}",
+                file.display(),
+                crate::units::TIMESTAMP_FORM
+            )
+        );
+        assert_eq!(
+            message(TraceSource::File(Path::new("/nonexistent/trace.csv"))),
+            "cannot read /nonexistent/trace.csv: No such file or directory (os error 2)"
+        );
+        assert_eq!(
+            message(TraceSource::Builtin("mars")),
+            "no built-in trace named \"mars\"; available: gb-2020, de-2020, fr-2020, caiso-north-2023-06"
+        );
+        let (name, points) =
+            load_trace(TraceSource::Builtin("fr-2020"), None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(name, "fr-2020");
+        assert_eq!(
+            points,
+            trace::parse(trace::BUILTINS[2].csv, None).unwrap_or_default()
+        );
+    }
 }

@@ -16,10 +16,9 @@ use thiserror::Error;
 use crate::planner::{
     self, Constraints, EnergyError, Estimate, Forecast, ForecastError, NoPlan, Plan, Power,
 };
-use crate::trace::{self, TraceError};
 use crate::units::{duration_arg, duration_or_zero_arg, format_duration, power_arg, timestamp_arg};
 
-use super::write_json;
+use super::{TraceLoadError, TraceSource, load_trace, write_json};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,28 +82,12 @@ pub struct Args {
 /// Why `plan` could not run (exit code 2).
 #[derive(Debug, Error)]
 pub enum PlanError {
-    /// The trace file cannot be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The trace is malformed.
-    #[error("{name}: {error}")]
-    Trace {
-        /// The file or built-in name.
-        name: String,
-        /// What is wrong, with the line number.
-        error: TraceError,
-    },
+    /// The trace cannot be read, is malformed or is no built-in trace.
+    #[error(transparent)]
+    Trace(#[from] TraceLoadError),
     /// Neither --trace nor --builtin.
     #[error("give a trace with --trace FILE or --builtin NAME")]
     NoTrace,
-    /// No built-in trace of that name.
-    #[error("no built-in trace named {0:?}; available: {names}", names = trace::builtin_names())]
-    UnknownBuiltin(String),
     /// The points do not form a forecast.
     #[error("{name}: {error}")]
     Forecast {
@@ -182,28 +165,13 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<ExitCode, PlanError>
 }
 
 fn load_forecast(args: &Args) -> Result<Forecast, PlanError> {
-    let (name, text) = match (&args.trace, &args.builtin) {
-        (Some(path), _) => (
-            path.display().to_string(),
-            std::borrow::Cow::Owned(std::fs::read_to_string(path).map_err(|source| {
-                PlanError::Read {
-                    path: path.clone(),
-                    source,
-                }
-            })?),
-        ),
-        (None, Some(name)) => {
-            let builtin =
-                trace::builtin(name).ok_or_else(|| PlanError::UnknownBuiltin(name.clone()))?;
-            (name.clone(), std::borrow::Cow::Borrowed(builtin.csv))
-        }
+    let source = match (&args.trace, &args.builtin) {
+        (Some(path), _) => TraceSource::File(path),
+        (None, Some(name)) => TraceSource::Builtin(name),
         // clap requires one of the two; callers building Args by hand get an error, not a panic.
         (None, None) => return Err(PlanError::NoTrace),
     };
-    let points = trace::parse(&text, args.column.as_deref()).map_err(|error| PlanError::Trace {
-        name: name.clone(),
-        error,
-    })?;
+    let (name, points) = load_trace(source, args.column.as_deref())?;
     Forecast::new(points).map_err(|error| PlanError::Forecast { name, error })
 }
 

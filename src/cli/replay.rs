@@ -20,10 +20,9 @@ use crate::replay::scenario::{self, DeadlineRule, JobsError, ML_JOBS};
 use crate::replay::{
     ErrorModel, Options, Outcome, PolicySet, Replay, ReplayError, ScenarioSpec, results,
 };
-use crate::trace::{self, TraceError};
 use crate::units::{duration_arg, duration_or_zero_arg, power_arg, timestamp_arg};
 
-use super::write_json;
+use super::{TraceLoadError, TraceSource, load_trace, write_json};
 
 /// The built-in trace used when neither --trace nor --builtin is given.
 pub const DEFAULT_BUILTIN: &str = "de-2020";
@@ -180,17 +179,9 @@ pub enum ReplayCliError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The trace is malformed.
-    #[error("{name}: {error}")]
-    Trace {
-        /// The file or built-in name.
-        name: String,
-        /// What is wrong, with the line number.
-        error: TraceError,
-    },
-    /// No built-in trace of that name.
-    #[error("no built-in trace named {0:?}; available: {names}", names = trace::builtin_names())]
-    UnknownBuiltin(String),
+    /// The trace cannot be read, is malformed or is no built-in trace.
+    #[error(transparent)]
+    Trace(#[from] TraceLoadError),
     /// The job trace is malformed.
     #[error("{name}: {error}")]
     Jobs {
@@ -302,27 +293,6 @@ fn read(path: &Path) -> Result<String, ReplayCliError> {
         path: path.to_path_buf(),
         source,
     })
-}
-
-fn load_trace(args: &Args) -> Result<(String, Vec<crate::planner::Point>), ReplayCliError> {
-    let (name, text) = match (&args.trace, &args.builtin) {
-        (Some(path), _) => (
-            path.display().to_string(),
-            std::borrow::Cow::Owned(read(path)?),
-        ),
-        (None, name) => {
-            let name = name.as_deref().unwrap_or(DEFAULT_BUILTIN);
-            let builtin = trace::builtin(name)
-                .ok_or_else(|| ReplayCliError::UnknownBuiltin(name.to_string()))?;
-            (name.to_string(), std::borrow::Cow::Borrowed(builtin.csv))
-        }
-    };
-    let points =
-        trace::parse(&text, args.column.as_deref()).map_err(|error| ReplayCliError::Trace {
-            name: name.clone(),
-            error,
-        })?;
-    Ok((name, points))
 }
 
 /// The scenario the arguments ask for; flags of other scenarios are errors.
@@ -455,7 +425,11 @@ pub fn execute(
 ) -> Result<ExitCode, ReplayCliError> {
     let spec = scenario_spec(args)?;
     let options = options(args)?;
-    let (name, points) = load_trace(args)?;
+    let source = match &args.trace {
+        Some(path) => TraceSource::File(path),
+        None => TraceSource::Builtin(args.builtin.as_deref().unwrap_or(DEFAULT_BUILTIN)),
+    };
+    let (name, points) = load_trace(source, args.column.as_deref())?;
     let replay = Replay::prepare(&name, points, &spec, options)?;
     progress.start("replaying", replay.work());
     let outcome = replay.run(&mut |n| progress.advance(n))?;
