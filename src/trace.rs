@@ -13,6 +13,12 @@ use crate::units::{TIMESTAMP_FORM, parse_timestamp};
 /// Largest intensity accepted from any source, gCO2eq/kWh; no grid comes near it.
 pub const MAX_INTENSITY: f64 = 5_000.0;
 
+/// Whether `value` is an intensity carbonshift accepts from any source: within
+/// 0..=[`MAX_INTENSITY`] gCO2eq/kWh, so never NaN or infinite.
+pub fn intensity_in_range(value: f64) -> bool {
+    (0.0..=MAX_INTENSITY).contains(&value)
+}
+
 /// Why a trace could not be read. Line numbers count from 1 and include the header.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum TraceError {
@@ -132,7 +138,7 @@ pub fn parse(text: &str, column: Option<&str>) -> Result<Vec<Point>, TraceError>
             line,
             value: value.to_string(),
         })?;
-        if !(0.0..=MAX_INTENSITY).contains(&intensity) {
+        if !intensity_in_range(intensity) {
             return Err(TraceError::OutOfRange {
                 line,
                 value: intensity,
@@ -334,6 +340,22 @@ mod tests {
         ];
         for (csv, column, error) in cases {
             assert_eq!(parse(csv, column), Err(error), "{csv:?}");
+        }
+    }
+
+    #[test]
+    fn the_intensity_range_is_closed_and_excludes_nan_and_infinity() {
+        for ok in [0.0, -0.0, 0.5, MAX_INTENSITY] {
+            assert!(intensity_in_range(ok), "{ok}");
+        }
+        for bad in [
+            -0.001,
+            5_000.001,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            assert!(!intensity_in_range(bad), "{bad}");
         }
     }
 

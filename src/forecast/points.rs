@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use thiserror::Error;
 
 use crate::planner::Point;
-use crate::trace::MAX_INTENSITY;
+use crate::trace::{MAX_INTENSITY, intensity_in_range};
 use crate::units::parse_timestamp;
 
 /// What is wrong with a list of points. Indexes count from 0, like the JSON arrays they come from.
@@ -83,7 +83,7 @@ pub fn validate(list: &str, points: &[Point]) -> Result<(), PointError> {
 pub fn validate_allow_empty(list: &str, points: &[Point]) -> Result<(), PointError> {
     let mut previous: Option<DateTime<Utc>> = None;
     for (index, p) in points.iter().enumerate() {
-        if !p.intensity.is_finite() || !(0.0..=MAX_INTENSITY).contains(&p.intensity) {
+        if !intensity_in_range(p.intensity) {
             return Err(PointError::OutOfRange {
                 list: list.into(),
                 index,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::Point;
-use crate::trace::MAX_INTENSITY;
+use crate::trace::{MAX_INTENSITY, intensity_in_range};
 
 /// How long the value of a forecast with a single point holds when no step is given
 /// ([`Forecast::with_step`]): one hour, the coarsest resolution of common providers.
@@ -314,7 +314,7 @@ impl Forecast {
     fn build(points: Vec<Point>, step_ms: Option<i64>) -> Result<Forecast, ForecastError> {
         let mut ms = Vec::with_capacity(points.len());
         for (index, p) in points.iter().enumerate() {
-            if !p.intensity.is_finite() || !(0.0..=MAX_INTENSITY).contains(&p.intensity) {
+            if !intensity_in_range(p.intensity) {
                 return Err(ForecastError::BadIntensity {
                     index,
                     value: p.intensity,
