@@ -97,11 +97,7 @@ pub enum TraceError {
 
 /// Parses a CSV trace. `column` names the intensity column; by default the second.
 pub fn parse(text: &str, column: Option<&str>) -> Result<Vec<Point>, TraceError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_start_matches('\u{feff}').trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
+    let mut lines = csv_lines(text);
     let (_, header) = lines.next().ok_or(TraceError::Empty)?;
     let names: Vec<&str> = split(header).collect();
     let index = match column {
@@ -164,6 +160,16 @@ pub fn parse(text: &str, column: Option<&str>) -> Result<Vec<Point>, TraceError>
         return Err(TraceError::NoRows);
     }
     Ok(points)
+}
+
+/// The lines of a CSV text that carry a header or data, with their 1-based line numbers: a
+/// byte-order mark and surrounding whitespace removed, blank lines and `#` comments skipped.
+/// Shared with the job traces of [`crate::replay::scenario::parse_jobs`].
+pub(crate) fn csv_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_start_matches('\u{feff}').trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
 }
 
 fn split(line: &str) -> impl Iterator<Item = &str> {

@@ -357,11 +357,7 @@ pub enum JobsError {
 /// Parses a job trace: CSV with a header naming `arrival_time` and `length` (seconds; other
 /// columns are ignored). Blank lines and `#` comments are skipped.
 pub fn parse_jobs(text: &str) -> Result<Vec<TraceJob>, JobsError> {
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim_start_matches('\u{feff}').trim()))
-        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
+    let mut lines = crate::trace::csv_lines(text);
     let (_, header) = lines.next().ok_or(JobsError::Empty)?;
     let names: Vec<&str> = header
         .split(',')
