@@ -263,12 +263,11 @@ impl Options {
 /// A replay ready to run: the actual trace, the jobs and the options.
 #[derive(Debug, Clone)]
 pub struct Replay {
-    /// The trace as the scheduler would see it with perfect forecasts.
+    /// The trace as the scheduler would see it with perfect forecasts (its points are what
+    /// constant noise perturbs).
     pub actual: Forecast,
     /// The actual trace, for scoring.
     pub series: Series,
-    /// The points of `actual` (for constant noise).
-    pub points: Vec<Point>,
     /// The jobs.
     pub jobs: JobSet,
     /// What was replayed.
@@ -339,7 +338,7 @@ impl Replay {
         if let Some(e) = shift_error {
             return Err(e);
         }
-        let raw = Forecast::new(points.clone())?;
+        let raw = Forecast::new(points)?;
         let raw_series = Series::from_forecast(&raw);
         let raw_span = span_of(&raw_series).ok_or(ReplayError::EmptyTrace(""))?;
         let no_full_year = || ReplayError::NoFullYear {
@@ -353,17 +352,17 @@ impl Replay {
             ),
             ScenarioSpec::Jobs { .. } => None,
         };
-        let (actual, points) = match (options.paper_compat, year) {
-            (false, _) => (raw, points),
+        let actual = match (options.paper_compat, year) {
+            (false, _) => raw,
             (true, None) => return Err(ReplayError::PaperCompatScenario),
             (true, Some(year)) => {
-                let sampled = scenario::paper_sampling(&points, year);
+                let sampled = scenario::paper_sampling(raw.points(), year);
                 if sampled.is_empty() {
                     return Err(ReplayError::EmptyTrace(
                         " at :00 or :30 from 1 January of the year (--paper-compat)",
                     ));
                 }
-                (Forecast::new(sampled.clone())?, sampled)
+                Forecast::new(sampled)?
             }
         };
         let series = Series::from_forecast(&actual);
@@ -481,7 +480,6 @@ impl Replay {
         Ok(Replay {
             actual,
             series,
-            points,
             jobs,
             scenario: info,
             trace,
@@ -670,7 +668,7 @@ impl Replay {
             match o.error_model {
                 ErrorModel::Constant => {
                     noisy_forecast = noise::constant(
-                        &self.points,
+                        self.actual.points(),
                         sigma,
                         &mut noise::rng(o.seed, 1 + u64::from(k)),
                     )?;
