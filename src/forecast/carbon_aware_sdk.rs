@@ -126,11 +126,7 @@ impl CarbonAwareSdkProvider {
             ),
         };
         let body = check_status(NAME, reply, &hints, &[])?;
-        let mut data = parse_forecast(&body)?;
-        if data.region.is_empty() {
-            data.region = self.location.clone();
-        }
-        Ok(data)
+        Ok(parse_forecast(&body)?.or_region(&self.location))
     }
 }
 

@@ -211,11 +211,7 @@ impl ElectricityMapsProvider {
         let reply = self.get("forecast", now).await?;
         if reply.status != 403 {
             let body = check_status(NAME, reply, &self.hints("forecast"), &secrets)?;
-            let mut data = parse_forecast(&body)?;
-            if data.region.is_empty() {
-                data.region = self.zone.clone();
-            }
-            return Ok(data);
+            return Ok(parse_forecast(&body)?.or_region(&self.zone));
         }
         tracing::info!(
             provider = KIND_ELECTRICITY_MAPS,
@@ -224,13 +220,8 @@ impl ElectricityMapsProvider {
         );
         let reply = self.get("latest", now).await?;
         let body = check_status(NAME, reply, &self.hints("latest"), &secrets)?;
-        let mut data = parse_latest(&body)?;
-        let zone = if data.region.is_empty() {
-            &self.zone
-        } else {
-            &data.region
-        };
-        data.region = format!("{zone} ({LATEST_ONLY})");
+        let mut data = parse_latest(&body)?.or_region(&self.zone);
+        data.region = format!("{} ({LATEST_ONLY})", data.region);
         Ok(data)
     }
 }

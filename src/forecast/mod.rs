@@ -88,6 +88,15 @@ impl ForecastData {
         validate_allow_empty("actuals", &self.actuals).map_err(invalid)?;
         Ok(self)
     }
+
+    /// The same data, with `region` (what the client asked for) as the region when the payload
+    /// names none.
+    pub(crate) fn or_region(mut self, region: &str) -> Self {
+        if self.region.is_empty() {
+            self.region = region.to_string();
+        }
+        self
+    }
 }
 
 /// A source of forecasts. Object-safe: the controller holds `Box<dyn Provider>` or
@@ -196,3 +205,20 @@ pub fn install_crypto_provider() {
 
 #[cfg(test)]
 mod fuzz;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_asked_region_fills_in_only_when_the_payload_names_none() {
+        let data = |region: &str| ForecastData {
+            points: Vec::new(),
+            actuals: Vec::new(),
+            region: region.into(),
+            generated_at: None,
+        };
+        assert_eq!(data("").or_region("DE").region, "DE");
+        assert_eq!(data("DE-LU").or_region("DE").region, "DE-LU");
+    }
+}

@@ -347,11 +347,7 @@ impl WattTimeProvider {
         };
         let secrets = [self.username.as_str(), self.password.as_str(), &token];
         let body = check_status(NAME, reply, &hints, &secrets)?;
-        let mut data = parse_forecast(&body)?;
-        if data.region.is_empty() {
-            data.region = self.region.clone();
-        }
-        Ok(data)
+        Ok(parse_forecast(&body)?.or_region(&self.region))
     }
 }
 
