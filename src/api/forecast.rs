@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Condition;
 use super::crd::{DNS1123_SUBDOMAIN, DURATION_PATTERN, known_formats_only};
+use crate::planner::Point;
 
 /// The most forecast points a CarbonForecast holds, in `spec.provider.static.points` and in
 /// `status.points`: one week at 5-minute resolution. Providers keep the earliest points ahead
@@ -206,6 +207,24 @@ pub struct IntensityPoint {
     /// Carbon intensity in gCO2eq/kWh.
     #[schemars(range(min = 0.0, max = 5000.0))]
     pub intensity: f64,
+}
+
+impl From<IntensityPoint> for Point {
+    fn from(p: IntensityPoint) -> Point {
+        Point {
+            start: p.start,
+            intensity: p.intensity,
+        }
+    }
+}
+
+impl From<Point> for IntensityPoint {
+    fn from(p: Point) -> IntensityPoint {
+        IntensityPoint {
+            start: p.start,
+            intensity: p.intensity,
+        }
+    }
 }
 
 /// What the operator last learned from the provider. Written by carbonshift only.
@@ -425,6 +444,17 @@ spec:
         assert!(serde_json::from_value::<CarbonForecastSpec>(none).is_err());
         let unknown = serde_json::json!({"provider": {"solarPanel": {}}});
         assert!(serde_json::from_value::<CarbonForecastSpec>(unknown).is_err());
+    }
+
+    #[test]
+    fn intensity_points_convert_to_planner_points_and_back() {
+        let api = IntensityPoint {
+            start: DateTime::<Utc>::UNIX_EPOCH,
+            intensity: 80.5,
+        };
+        let point = Point::from(api);
+        assert_eq!((point.start, point.intensity), (api.start, 80.5));
+        assert_eq!(IntensityPoint::from(point), api);
     }
 
     #[test]

@@ -174,20 +174,10 @@ pub fn build(
                 &sdk.location,
             )?)
         }
-        ProviderSpec::Static(points) => {
-            let points: Vec<Point> = points
-                .points
-                .iter()
-                .map(|p| Point {
-                    start: p.start,
-                    intensity: p.intensity,
-                })
-                .collect();
-            Box::new(fixed::StaticProvider::new(
-                points,
-                "spec.provider.static.points",
-            )?)
-        }
+        ProviderSpec::Static(points) => Box::new(fixed::StaticProvider::new(
+            points.points.iter().copied().map(Point::from).collect(),
+            "spec.provider.static.points",
+        )?),
         ProviderSpec::Trace(trace) => Box::new(fixed::TraceProvider::from_spec(trace, trace_csv)?),
     })
 }
