@@ -149,8 +149,8 @@ pub struct TraceProvider {
     period: TimeDelta,
 }
 
-/// Replay windows of the built-in traces parsed so far, by name.
-type BuiltinCache = Mutex<HashMap<&'static str, Arc<[Point]>>>;
+/// The built-in traces parsed so far (window and period), by name.
+type BuiltinCache = Mutex<HashMap<&'static str, TraceProvider>>;
 
 fn builtin_cache() -> &'static BuiltinCache {
     static CACHE: OnceLock<BuiltinCache> = OnceLock::new();
@@ -199,19 +199,14 @@ impl TraceProvider {
             .unwrap_or_else(PoisonError::into_inner)
             .get(builtin.name)
             .cloned();
-        if let Some(window) = cached {
-            let period = trace_period(&window).map_err(|e| config(&label, &e))?;
-            return Ok(Self {
-                label,
-                window,
-                period,
-            });
+        if let Some(provider) = cached {
+            return Ok(provider);
         }
         let provider = Self::from_csv(builtin.csv, None, label)?;
         builtin_cache()
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(builtin.name, provider.window.clone());
+            .insert(builtin.name, provider.clone());
         Ok(provider)
     }
 
@@ -382,6 +377,10 @@ mod tests {
             // Twice: the second comes from the cache.
             let again = TraceProvider::builtin(b.name, None).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(again.window, provider.window);
+            assert_eq!(
+                (&again.label, again.period),
+                (&provider.label, provider.period)
+            );
         }
         let gb = TraceProvider::builtin("gb-2020", None).unwrap_or_else(|e| panic!("{e}"));
         // 2019-12-20..2021-01-09 is 386 days: 55 weeks.
