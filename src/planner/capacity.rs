@@ -243,7 +243,14 @@ impl CapacityLedger {
         self.loads = self.loads.split_off(&first_kept);
     }
 
+    /// Loads within this of each other (or of zero) are equal: reserve/release pairs may leave
+    /// rounding dust.
+    fn tolerance(&self) -> f64 {
+        1e-9 * self.limit.max(1.0)
+    }
+
     fn apply(&mut self, windows: &[Window], delta: f64) {
+        let tolerance = self.tolerance();
         let mut last_slot = None;
         for w in windows {
             let (a, b) = (ms_floor(w.start), ms_floor(w.end));
@@ -256,8 +263,8 @@ impl CapacityLedger {
             for slot in first..=last {
                 let entry = self.loads.entry(slot).or_insert(0.0);
                 *entry += delta;
-                // Reserve/release pairs may leave rounding dust; drop empty slots.
-                if entry.abs() <= 1e-9 * self.limit.max(1.0) {
+                // Drop slots that are empty but for rounding dust.
+                if entry.abs() <= tolerance {
                     self.loads.remove(&slot);
                 }
             }
@@ -267,7 +274,7 @@ impl CapacityLedger {
 
     /// The full slots overlapping `[from, to)` for `load`, as merged intervals.
     fn blocked(&self, from: i64, to: i64, load: f64) -> Blocked {
-        let tolerance = 1e-9 * self.limit.max(1.0);
+        let tolerance = self.tolerance();
         let all = load > self.limit + tolerance;
         let mut intervals: Vec<(i64, i64)> = Vec::new();
         if !all && from < to {
