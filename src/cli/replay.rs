@@ -449,12 +449,7 @@ pub fn execute(
             }
         }
     }
-    let misses: usize = outcome
-        .report
-        .policies
-        .iter()
-        .map(|(_, p)| p.deadline_misses)
-        .sum();
+    let misses = outcome.report.deadline_misses();
     if misses > 0 {
         eprintln!("error: {misses} deadline miss(es): this is a bug, please report it");
         return Ok(ExitCode::from(1));

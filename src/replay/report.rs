@@ -293,6 +293,11 @@ pub fn mass(grams: f64) -> String {
 }
 
 impl Report {
+    /// Deadline misses of all policies together: 0 unless something is wrong.
+    pub fn deadline_misses(&self) -> usize {
+        self.policies.iter().map(|(_, p)| p.deadline_misses).sum()
+    }
+
     /// The headline: what carbonshift saves, beside the optimum and the threshold policy.
     pub fn headline(&self) -> Option<String> {
         let p = &self.policies;

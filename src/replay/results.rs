@@ -140,12 +140,7 @@ impl Runner<'_> {
         let outcome = replay.run(&mut |n| observer.advance(n))?;
         let elapsed = (self.now)().saturating_duration_since(started);
         self.runs += 1;
-        self.misses += outcome
-            .report
-            .policies
-            .iter()
-            .map(|(_, p)| p.deadline_misses)
-            .sum::<usize>();
+        self.misses += outcome.report.deadline_misses();
         Ok((outcome.report, elapsed))
     }
 
