@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, ResourceRequirements};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use thiserror::Error;
 
@@ -637,18 +637,13 @@ pub fn estimate_power(job: &Job, defaults: &AnnotationDefaults) -> Result<Power,
                 gpus_per_pod = gpus_per_pod.saturating_add(count);
             }
         }
-        container_cores += cpu(container, &base)?;
+        container_cores += cpu(container.resources.as_ref(), &base)?.unwrap_or(0.0);
     }
-    let cores_per_pod = match pod.and_then(|p| request_or_limit(p.resources.as_ref(), "cpu")) {
-        Some((field, value)) => {
-            parse_quantity(&value.0).map_err(|reason| AnnotationError::BadCpuQuantity {
-                field: format!("spec.template.spec.resources.{field}[cpu]"),
-                value: value.0.clone(),
-                reason,
-            })?
-        }
-        None => container_cores,
-    };
+    let pod_cores = cpu(
+        pod.and_then(|p| p.resources.as_ref()),
+        "spec.template.spec.resources",
+    )?;
+    let cores_per_pod = pod_cores.unwrap_or(container_cores);
 
     let parallelism = spec.and_then(|s| s.parallelism).unwrap_or(1);
     let parallelism = match spec.and_then(|s| s.completions) {
@@ -670,17 +665,21 @@ pub fn estimate_power(job: &Job, defaults: &AnnotationDefaults) -> Result<Power,
     })
 }
 
-fn cpu(container: &Container, base: &str) -> Result<f64, AnnotationError> {
-    match request_or_limit(container.resources.as_ref(), "cpu") {
-        Some((field, value)) => {
+/// The CPU request (else limit) in `resources`, in cores; `base` is the path of `resources`,
+/// for the error.
+fn cpu(
+    resources: Option<&ResourceRequirements>,
+    base: &str,
+) -> Result<Option<f64>, AnnotationError> {
+    request_or_limit(resources, "cpu")
+        .map(|(field, value)| {
             parse_quantity(&value.0).map_err(|reason| AnnotationError::BadCpuQuantity {
                 field: format!("{base}.{field}[cpu]"),
                 value: value.0.clone(),
                 reason,
             })
-        }
-        None => Ok(0.0),
-    }
+        })
+        .transpose()
 }
 
 fn gpu_count(value: &Quantity) -> Result<u64, QuantityError> {
