@@ -52,26 +52,24 @@ const KNOWN_FORMATS: &[&str] = &["date-time"];
 /// A schemars transform that removes every `format` but [`KNOWN_FORMATS`] from a schema and
 /// everything below it; used on the top-level spec and status types.
 pub fn known_formats_only(schema: &mut schemars::Schema) {
+    fn strip(map: &mut serde_json::Map<String, serde_json::Value>) {
+        if map
+            .get("format")
+            .and_then(|f| f.as_str())
+            .is_some_and(|f| !KNOWN_FORMATS.contains(&f))
+        {
+            map.remove("format");
+        }
+        map.values_mut().for_each(walk);
+    }
     fn walk(value: &mut serde_json::Value) {
         match value {
-            serde_json::Value::Object(map) => {
-                if map
-                    .get("format")
-                    .and_then(|f| f.as_str())
-                    .is_some_and(|f| !KNOWN_FORMATS.contains(&f))
-                {
-                    map.remove("format");
-                }
-                map.values_mut().for_each(walk);
-            }
+            serde_json::Value::Object(map) => strip(map),
             serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
             _ => {}
         }
     }
     if let Some(map) = schema.as_object_mut() {
-        map.remove("format")
-            .filter(|f| f.as_str().is_some_and(|f| KNOWN_FORMATS.contains(&f)))
-            .map(|f| map.insert("format".to_string(), f));
-        map.values_mut().for_each(walk);
+        strip(map);
     }
 }
