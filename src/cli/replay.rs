@@ -297,6 +297,7 @@ fn read(path: &Path) -> Result<String, ReplayCliError> {
 
 /// The scenario the arguments ask for; flags of other scenarios are errors.
 pub fn scenario_spec(args: &Args) -> Result<ScenarioSpec, ReplayCliError> {
+    use ScenarioKind::{Jobs, Ml, Nightly};
     let kind = args.scenario.unwrap_or(if args.jobs.is_some() {
         ScenarioKind::Jobs
     } else {
@@ -307,60 +308,33 @@ pub fn scenario_spec(args: &Args) -> Result<ScenarioSpec, ReplayCliError> {
         ScenarioKind::Ml => "ml",
         ScenarioKind::Jobs => "jobs",
     };
-    let only = |present: bool, flag: &'static str, applies: &'static str, ok: bool| {
-        if present && !ok {
-            Err(ReplayCliError::Inapplicable {
-                flag,
-                applies,
-                chosen,
-            })
-        } else {
-            Ok(())
-        }
-    };
-    let is = |k: ScenarioKind| kind == k;
-    only(
-        args.window.is_some(),
-        "--window",
-        "nightly",
-        is(ScenarioKind::Nightly),
-    )?;
-    only(
-        args.deadline.is_some(),
-        "--deadline",
-        "ml",
-        is(ScenarioKind::Ml),
-    )?;
-    only(
-        args.jobs.is_some(),
-        "--jobs",
-        "jobs",
-        is(ScenarioKind::Jobs),
-    )?;
-    only(
-        args.slack.is_some(),
-        "--slack",
-        "jobs",
-        is(ScenarioKind::Jobs),
-    )?;
-    only(
-        args.start.is_some(),
-        "--start",
-        "jobs",
-        is(ScenarioKind::Jobs),
-    )?;
-    only(
-        args.year.is_some(),
-        "--year",
-        "nightly or ml",
-        !is(ScenarioKind::Jobs),
-    )?;
-    only(
-        args.interruptible,
-        "--interruptible",
-        "ml or jobs",
-        !is(ScenarioKind::Nightly),
-    )?;
+    // (flag set?, flag, the scenarios it applies to, does it apply to the chosen one?)
+    let checks: [(bool, &'static str, &'static str, bool); 7] = [
+        (
+            args.window.is_some(),
+            "--window",
+            "nightly",
+            kind == Nightly,
+        ),
+        (args.deadline.is_some(), "--deadline", "ml", kind == Ml),
+        (args.jobs.is_some(), "--jobs", "jobs", kind == Jobs),
+        (args.slack.is_some(), "--slack", "jobs", kind == Jobs),
+        (args.start.is_some(), "--start", "jobs", kind == Jobs),
+        (args.year.is_some(), "--year", "nightly or ml", kind != Jobs),
+        (
+            args.interruptible,
+            "--interruptible",
+            "ml or jobs",
+            kind != Nightly,
+        ),
+    ];
+    if let Some(&(_, flag, applies, _)) = checks.iter().find(|(set, _, _, ok)| *set && !ok) {
+        return Err(ReplayCliError::Inapplicable {
+            flag,
+            applies,
+            chosen,
+        });
+    }
     Ok(match kind {
         ScenarioKind::Nightly => ScenarioSpec::Nightly {
             window: args.window.unwrap_or(TimeDelta::hours(8)),
