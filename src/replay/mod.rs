@@ -352,8 +352,8 @@ impl Replay {
             ),
             ScenarioSpec::Jobs { .. } => None,
         };
-        let actual = match (options.paper_compat, year) {
-            (false, _) => raw,
+        let (actual, series) = match (options.paper_compat, year) {
+            (false, _) => (raw, raw_series),
             (true, None) => return Err(ReplayError::PaperCompatScenario),
             (true, Some(year)) => {
                 let sampled = scenario::paper_sampling(raw.points(), year);
@@ -362,10 +362,11 @@ impl Replay {
                         " at :00 or :30 from 1 January of the year (--paper-compat)",
                     ));
                 }
-                Forecast::new(sampled)?
+                let sampled = Forecast::new(sampled)?;
+                let series = Series::from_forecast(&sampled);
+                (sampled, series)
             }
         };
-        let series = Series::from_forecast(&actual);
         let span = span_of(&series).ok_or(ReplayError::EmptyTrace(""))?;
         let compat = options.paper_compat;
         let base_info = |name: &'static str, description: String| ScenarioInfo {
