@@ -1,6 +1,6 @@
 //! The `carbonshift` command line: one module per subcommand, each with its clap arguments and a
 //! `run` function returning the process exit code (0 success, 1 failure, 2 bad arguments or
-//! input; [`failure`] and [`usage_error`] print the message and give the code).
+//! input; `failure` and `usage_error` print the message and give the code).
 
 pub mod crds;
 pub mod forecast;
