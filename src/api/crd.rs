@@ -49,8 +49,8 @@ pub const DNS1123_SUBDOMAIN: &str =
 /// CRD and make API servers from 1.34 warn `unrecognized format` on every apply.
 const KNOWN_FORMATS: &[&str] = &["date-time"];
 
-/// A schemars transform that removes every `format` but `date-time` (`KNOWN_FORMATS`) from a schema and
-/// everything below it; used on the top-level spec and status types.
+/// A schemars transform that removes every `format` but `date-time` (`KNOWN_FORMATS`) from a
+/// schema and everything below it; used on the top-level spec and status types.
 pub fn known_formats_only(schema: &mut schemars::Schema) {
     fn strip(map: &mut serde_json::Map<String, serde_json::Value>) {
         if map
