@@ -327,20 +327,16 @@ pub fn bound(data: ForecastData, now: DateTime<Utc>) -> Result<Bounded, String> 
     let horizon_end = kept.horizon_end().unwrap_or(horizon);
     let points: Vec<IntensityPoint> = data.points[first..end]
         .iter()
-        .map(|p| IntensityPoint {
-            start: p.start,
-            intensity: p.intensity,
-        })
+        .copied()
+        .map(IntensityPoint::from)
         .collect();
     let oldest = now - MAX_ACTUALS_AGE;
     let mut actuals: Vec<IntensityPoint> = data
         .actuals
         .iter()
         .filter(|p| p.start >= oldest)
-        .map(|p| IntensityPoint {
-            start: p.start,
-            intensity: p.intensity,
-        })
+        .copied()
+        .map(IntensityPoint::from)
         .collect();
     if actuals.len() > MAX_POINTS {
         actuals.drain(..actuals.len() - MAX_POINTS);
@@ -355,16 +351,7 @@ pub fn bound(data: ForecastData, now: DateTime<Utc>) -> Result<Bounded, String> 
 
 /// Builds the planner's view of stored points (validated when they were stored).
 pub fn forecast_of(points: &[IntensityPoint]) -> Option<Forecast> {
-    Forecast::new(
-        points
-            .iter()
-            .map(|p| Point {
-                start: p.start,
-                intensity: p.intensity,
-            })
-            .collect(),
-    )
-    .ok()
+    Forecast::new(points.iter().copied().map(Point::from).collect()).ok()
 }
 
 /// Where the data stands in time.

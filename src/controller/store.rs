@@ -85,13 +85,7 @@ pub enum SnapshotError {
 }
 
 fn to_points(points: &[IntensityPoint]) -> Vec<Point> {
-    points
-        .iter()
-        .map(|p| Point {
-            start: p.start,
-            intensity: p.intensity,
-        })
-        .collect()
+    points.iter().copied().map(Point::from).collect()
 }
 
 /// FNV-1a 64 over the canonical bytes of the points and the horizon.

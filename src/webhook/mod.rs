@@ -1,5 +1,5 @@
 //! The mutating admission webhook: an HTTPS server (`POST /mutate`, port 9443 in the chart) around
-//! the pure decision in [`mutate`].
+//! the pure decision in [`mod@mutate`].
 //!
 //! The server reads no cluster state and writes nothing: it parses the `AdmissionReview`, asks
 //! [`mutate::mutate`] what to do at the [`Clock`]'s `now`, counts the outcome, and answers. Every
