@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use carbonshift::planner::{Point, Power};
-use carbonshift::replay::scenario::{DeadlineRule, ML_JOBS};
+use carbonshift::replay::scenario::DeadlineRule;
 use carbonshift::replay::{Options, PolicySet, Replay, ScenarioSpec};
 use carbonshift::trace;
 use chrono::TimeDelta;
@@ -38,16 +38,6 @@ fn run(points: &[Point], spec: &ScenarioSpec, policies: PolicySet) -> f64 {
     outcome.report.policies.run_now.emissions_grams
 }
 
-fn ml(rule: DeadlineRule, interruptible: bool) -> ScenarioSpec {
-    ScenarioSpec::Ml {
-        rule,
-        interruptible,
-        year: None,
-        count: ML_JOBS,
-        seed: 0,
-    }
-}
-
 fn benches(c: &mut Criterion) {
     let de = points("de-2020");
     let only_planner = PolicySet {
@@ -64,7 +54,7 @@ fn benches(c: &mut Criterion) {
         ("next_workday_block", DeadlineRule::NextWorkday, false),
         ("semi_weekly_interruptible", DeadlineRule::SemiWeekly, true),
     ] {
-        let spec = ml(rule, interruptible);
+        let spec = ScenarioSpec::paper_ml(rule, interruptible, 0);
         g.bench_function(format!("{label}/all_policies"), |b| {
             b.iter(|| black_box(run(&de, &spec, PolicySet::ALL)))
         });

@@ -128,6 +128,20 @@ pub enum ScenarioSpec {
     },
 }
 
+impl ScenarioSpec {
+    /// The paper's Scenario II: [`scenario::ML_JOBS`] jobs drawn with `seed`, in the first year the
+    /// trace fully covers.
+    pub fn paper_ml(rule: DeadlineRule, interruptible: bool, seed: u64) -> Self {
+        Self::Ml {
+            rule,
+            interruptible,
+            year: None,
+            count: scenario::ML_JOBS,
+            seed,
+        }
+    }
+}
+
 /// Which policies to run besides `runNow`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PolicySet {

@@ -15,7 +15,7 @@ use crate::planner::{Capacity, Point, Power};
 use crate::trace;
 
 use super::report::Report;
-use super::scenario::{self, DeadlineRule, ML_JOBS};
+use super::scenario::{self, DeadlineRule};
 use super::{ErrorModel, Options, PolicySet, Replay, ReplayError, ScenarioSpec};
 
 /// Receives progress while the document is generated.
@@ -177,16 +177,6 @@ fn nightly(window: i64) -> ScenarioSpec {
     }
 }
 
-fn ml(rule: DeadlineRule, interruptible: bool) -> ScenarioSpec {
-    ScenarioSpec::Ml {
-        rule,
-        interruptible,
-        year: None,
-        count: ML_JOBS,
-        seed: 0,
-    }
-}
-
 /// Figures of one region and one scenario column, for the comparison tables.
 #[derive(Debug, Clone, Copy, Default)]
 struct Column {
@@ -245,7 +235,7 @@ pub fn generate(
             one[region][c] = compare(&mut r, region, &spec, "nightly ±2..8 h")?;
         }
         for (c, &(rule, interruptible, _)) in ML_VARIANTS.iter().enumerate() {
-            let spec = ml(rule, interruptible);
+            let spec = ScenarioSpec::paper_ml(rule, interruptible, 0);
             two[region][c] = compare(&mut r, region, &spec, "ml, 4 variants")?;
         }
     }
@@ -256,13 +246,7 @@ pub fn generate(
         for (c, &(rule, interruptible, _)) in ML_VARIANTS.iter().enumerate() {
             let mut sum = 0.0;
             for seed in 0..JOB_SETS {
-                let spec = ScenarioSpec::Ml {
-                    rule,
-                    interruptible,
-                    year: None,
-                    count: ML_JOBS,
-                    seed,
-                };
+                let spec = ScenarioSpec::paper_ml(rule, interruptible, seed);
                 let mut o = r.options(only(false, true, false, false));
                 o.paper_compat = true;
                 let (report, _) = r.run(region, &spec, o)?;
@@ -278,10 +262,13 @@ pub fn generate(
     // Re-planning versus planning once.
     let replan_specs: [(&str, ScenarioSpec); 3] = [
         ("nightly ±8 h", nightly(8)),
-        ("ml semi-weekly, block", ml(DeadlineRule::SemiWeekly, false)),
+        (
+            "ml semi-weekly, block",
+            ScenarioSpec::paper_ml(DeadlineRule::SemiWeekly, false, 0),
+        ),
         (
             "ml semi-weekly, interruptible",
-            ml(DeadlineRule::SemiWeekly, true),
+            ScenarioSpec::paper_ml(DeadlineRule::SemiWeekly, true, 0),
         ),
     ];
     let models: [(&str, f64, ErrorModel); 3] = [
@@ -337,10 +324,13 @@ pub fn generate(
     // A capacity cap: no more jobs at once than without shifting.
     let mut capacity_rows = Vec::new();
     let capacity_specs: [(&str, ScenarioSpec); 3] = [
-        ("ml semi-weekly, block", ml(DeadlineRule::SemiWeekly, false)),
+        (
+            "ml semi-weekly, block",
+            ScenarioSpec::paper_ml(DeadlineRule::SemiWeekly, false, 0),
+        ),
         (
             "ml semi-weekly, interruptible",
-            ml(DeadlineRule::SemiWeekly, true),
+            ScenarioSpec::paper_ml(DeadlineRule::SemiWeekly, true, 0),
         ),
         (
             "jobs trace, block, slack 24 h",
@@ -373,7 +363,7 @@ pub fn generate(
         (DeadlineRule::NextWorkday, false, "next workday, block"),
         (DeadlineRule::SemiWeekly, true, "semi-weekly, interruptible"),
     ] {
-        let spec = ml(rule, interruptible);
+        let spec = ScenarioSpec::paper_ml(rule, interruptible, 0);
         let mut row = Vec::new();
         for (name, set) in [
             ("runNow + threshold", only(true, false, false, false)),
