@@ -270,6 +270,7 @@ impl Provider for TraceProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::planner::hourly_points;
     use chrono::{Datelike, Timelike};
     use proptest::prelude::*;
 
@@ -278,14 +279,7 @@ mod tests {
     }
 
     fn hourly(start: &str, values: &[f64]) -> Vec<Point> {
-        values
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| Point {
-                start: t(start) + TimeDelta::hours(i as i64),
-                intensity: v,
-            })
-            .collect()
+        hourly_points(t(start), values)
     }
 
     #[test]

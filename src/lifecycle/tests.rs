@@ -14,7 +14,7 @@ use crate::api::annotations::{
     AnnotationDefaults, DEADLINE, DEFERRABLE, DRY_RUN, DURATION, HELD, INTERRUPTIBLE, MAX_DELAY,
     POWER, RELEASED_AT, RUN_NOW, SUBMITTED_AT,
 };
-use crate::planner::Point;
+use crate::planner::{Point, hourly_points};
 
 const T0: &str = "2026-05-04T10:00:00Z";
 
@@ -48,15 +48,7 @@ fn jiff(t: DateTime<Utc>) -> Time {
 
 /// Hourly points from `T0`.
 fn hourly(values: &[f64]) -> Forecast {
-    let points = values
-        .iter()
-        .enumerate()
-        .map(|(i, &intensity)| Point {
-            start: hour(i as i64),
-            intensity,
-        })
-        .collect();
-    match Forecast::new(points) {
+    match Forecast::new(hourly_points(t0(), values)) {
         Ok(f) => f,
         Err(e) => panic!("{e}"),
     }

@@ -360,5 +360,17 @@ pub(crate) fn build_plan(
     }
 }
 
+/// Test fixture for every module's tests: one point an hour from `start`, with these values.
+#[cfg(test)]
+pub(crate) fn hourly_points(start: DateTime<Utc>, values: &[f64]) -> Vec<Point> {
+    (0..)
+        .zip(values)
+        .map(|(h, &intensity)| Point {
+            start: start + TimeDelta::hours(h),
+            intensity,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -114,6 +114,7 @@ pub fn lead_time(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::planner::hourly_points;
     use crate::units::parse_timestamp;
 
     fn t(s: &str) -> DateTime<Utc> {
@@ -121,12 +122,7 @@ mod tests {
     }
 
     fn hourly(n: usize, value: f64) -> Vec<Point> {
-        (0..n)
-            .map(|h| Point {
-                start: t("2023-01-01T00:00Z") + TimeDelta::hours(h as i64),
-                intensity: value,
-            })
-            .collect()
+        hourly_points(t("2023-01-01T00:00Z"), &vec![value; n])
     }
 
     #[test]

@@ -107,23 +107,14 @@ pub fn cheapest_time(series: &Series, lo: i64, end: i64, need: i64) -> Vec<(i64,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::{Forecast, Point};
+    use crate::planner::{Forecast, hourly_points};
     use crate::units::parse_timestamp;
-    use chrono::TimeDelta;
 
     const M: i64 = 60_000;
 
     fn hourly(values: &[f64]) -> (Series, i64) {
         let t0 = parse_timestamp("2023-01-01T00:00Z").unwrap_or_default();
-        let points = values
-            .iter()
-            .enumerate()
-            .map(|(h, &intensity)| Point {
-                start: t0 + TimeDelta::hours(h as i64),
-                intensity,
-            })
-            .collect();
-        let f = Forecast::new(points).unwrap_or_else(|e| panic!("{e}"));
+        let f = Forecast::new(hourly_points(t0, values)).unwrap_or_else(|e| panic!("{e}"));
         (Series::from_forecast(&f), t0.timestamp_millis())
     }
 

@@ -376,7 +376,7 @@ pub fn carbonshift(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::planner::Point;
+    use crate::planner::hourly_points;
     use crate::units::parse_timestamp;
     use chrono::{DateTime, Utc};
 
@@ -390,15 +390,7 @@ mod tests {
     /// Hourly values from 2023-01-01 00:00.
     fn hourly(values: &[f64]) -> (Forecast, Series, i64) {
         let t0 = t("2023-01-01T00:00Z");
-        let points = values
-            .iter()
-            .enumerate()
-            .map(|(h, &intensity)| Point {
-                start: t0 + TimeDelta::hours(h as i64),
-                intensity,
-            })
-            .collect();
-        let f = Forecast::new(points).unwrap_or_else(|e| panic!("{e}"));
+        let f = Forecast::new(hourly_points(t0, values)).unwrap_or_else(|e| panic!("{e}"));
         let s = Series::from_forecast(&f);
         (f, s, t0.timestamp_millis())
     }
