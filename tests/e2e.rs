@@ -1141,6 +1141,25 @@ fn the_generated_certificate_verifies_for_the_webhook_host_and_can_be_served() {
     }
 }
 
+/// The AdmissionReview an API server sends for creating `job` in `namespace`.
+fn create_review(job: &Job, namespace: &str, dry_run: bool) -> serde_json::Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "b3e5a9d2-0c41-4f57-9a55-1f7e2c3d4e5f",
+            "kind": {"group": "batch", "version": "v1", "kind": "Job"},
+            "resource": {"group": "batch", "version": "v1", "resource": "jobs"},
+            "name": job.metadata.name,
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "e2e"},
+            "object": job,
+            "dryRun": dry_run,
+        }
+    })
+}
+
 #[test]
 fn the_test_job_is_held_by_the_webhook() {
     use carbonshift::webhook::{Outcome, mutate};
@@ -1156,22 +1175,9 @@ fn the_test_job_is_held_by_the_webhook() {
         "carbonshift-e2e-0",
         "busybox:1.36",
     );
-    let review: AdmissionReview<DynamicObject> = serde_json::from_value(json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "b3e5a9d2-0c41-4f57-9a55-1f7e2c3d4e5f",
-            "kind": {"group": "batch", "version": "v1", "kind": "Job"},
-            "resource": {"group": "batch", "version": "v1", "resource": "jobs"},
-            "name": JOB,
-            "namespace": "carbonshift-e2e-0",
-            "operation": "CREATE",
-            "userInfo": {"username": "e2e"},
-            "object": job,
-            "dryRun": true,
-        }
-    }))
-    .expect("AdmissionReview");
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_value(create_review(&job, "carbonshift-e2e-0", true))
+            .expect("AdmissionReview");
     let request: AdmissionRequest<DynamicObject> = review.try_into().expect("a request");
     let defaults = carbonshift::api::annotations::AnnotationDefaults {
         forecast: "carbonshift-e2e-0".to_string(),
@@ -1455,20 +1461,7 @@ fn run_serves_the_webhook_and_metrics_and_stops_gracefully_on_sigterm() {
         assert!(metrics.contains("carbonshift_leader 1\n"), "{metrics}");
 
         let job = deferrable_job("ml", JOB, "default", "busybox:1.36");
-        let review = json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "0f6c7d0e-9a4b-4e35-8d1f-6f1e2a3b4c5d",
-                "kind": {"group": "batch", "version": "v1", "kind": "Job"},
-                "resource": {"group": "batch", "version": "v1", "resource": "jobs"},
-                "name": JOB,
-                "namespace": "ml",
-                "operation": "CREATE",
-                "userInfo": {"username": "alice"},
-                "object": job,
-            }
-        });
+        let review = create_review(&job, "ml", false);
         let answer: serde_json::Value = http
             .post(format!("https://127.0.0.1:{webhook_port}/mutate"))
             .json(&review)
