@@ -59,6 +59,8 @@ const RUN_ENV: &[&str] = &[
     "CARBONSHIFT_PUE",
     "CARBONSHIFT_GPU_RESOURCES",
     "CARBONSHIFT_NO_FORECAST",
+    "CARBONSHIFT_FORECAST_WAIT",
+    "CARBONSHIFT_FORECAST_SELECTOR",
     "CARBONSHIFT_OPERATOR_NAMESPACE",
     "CARBONSHIFT_LEADER_ELECTION",
     "CARBONSHIFT_LEASE_NAME",
@@ -984,6 +986,8 @@ fn check_deployment(case: &Case, r: &Rendered) -> Deployment {
         "release"
     };
     assert_eq!(env["CARBONSHIFT_NO_FORECAST"], expected_policy);
+    assert_eq!(env["CARBONSHIFT_FORECAST_WAIT"], "2m");
+    assert_eq!(env["CARBONSHIFT_FORECAST_SELECTOR"], "");
     assert!(["json", "text"].contains(&env["CARBONSHIFT_LOG_FORMAT"].as_str()));
     if case.watched.is_empty() {
         assert!(!env.contains_key("CARBONSHIFT_NAMESPACES"));

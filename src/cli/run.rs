@@ -27,7 +27,9 @@ use tokio::task::JoinHandle;
 
 use crate::api::annotations::{AnnotationDefaults, is_dns1123_subdomain};
 use crate::clock::{Clock, SystemClock};
-use crate::controller::{self, Context, ForecastStore, NoForecastPolicy, OperatorConfig};
+use crate::controller::{
+    self, Context, ForecastSelector, ForecastStore, NoForecastPolicy, OperatorConfig,
+};
 use crate::forecast::{self, ClientOptions, Shared};
 use crate::http::{self, HttpState, Readiness};
 use crate::leader::{self, Election, ElectionParams, Scope};
@@ -167,6 +169,21 @@ pub struct Args {
         default_value = "release"
     )]
     pub no_forecast: NoForecastArg,
+    /// How long a held Job waits for the first data of a CarbonForecast that exists but has not
+    /// produced any yet (just created, first refresh on its way) before that counts as no
+    /// forecast.
+    #[arg(long, env = "CARBONSHIFT_FORECAST_WAIT", default_value = "2m", value_parser = duration_or_zero_arg)]
+    pub forecast_wait: TimeDelta,
+    /// Refresh and plan with only the CarbonForecasts carrying these labels (`key=value`, comma
+    /// separated; default: all). Jobs naming another forecast find none. Shards one cluster's
+    /// forecasts between operators, or keeps a test's operator to its own.
+    #[arg(
+        long,
+        env = "CARBONSHIFT_FORECAST_SELECTOR",
+        value_name = "KEY=VALUE,...",
+        default_value = ""
+    )]
+    pub forecast_selector: ForecastSelector,
     /// Namespace the operator runs in: credential Secrets, trace ConfigMaps and the Lease live
     /// there. Default: the pod's namespace in a cluster, else `carbonshift`.
     #[arg(long, env = "CARBONSHIFT_OPERATOR_NAMESPACE", value_name = "NS")]
@@ -329,6 +346,8 @@ impl Args {
                 },
                 margin: self.margin,
                 no_forecast: self.no_forecast.into(),
+                forecast_wait: self.forecast_wait,
+                forecast_selector: self.forecast_selector.clone(),
             },
             election,
             identity,
@@ -584,7 +603,7 @@ async fn run_controllers(
     let providers = Shared::new(ClientOptions::default()).map_err(|e| e.to_string())?;
     let mut retry = FILL_RETRY_MIN;
     let store: ForecastStore = loop {
-        let attempt = ForecastStore::fill_from_api(client.clone());
+        let attempt = ForecastStore::fill_from_api(client.clone(), &config.forecast_selector);
         tokio::select! {
             () = scope.stopped() => return Ok(()),
             result = attempt => match result {

@@ -133,7 +133,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     let this = ForecastController::new(ctx.clone());
     let api = Api::<CarbonForecast>::all(ctx.client.clone());
     info!(controller = FORECASTS, "starting");
-    let controller = Controller::new(api.clone(), watcher::Config::default())
+    let selected = ctx.config.forecast_selector.watcher_config();
+    let controller = Controller::new(api.clone(), selected.clone())
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, this.clone())
         .for_each(|result| async move {
@@ -147,7 +148,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
                 Err(error) => warn!(%error, "CarbonForecast controller"),
             }
         });
-    let feed = feed(this.clone(), api, shutdown);
+    let feed = feed(this.clone(), api, selected, shutdown);
     futures::join!(controller, feed);
     info!(controller = FORECASTS, "stopped");
 }
@@ -156,11 +157,12 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 async fn feed(
     this: Arc<ForecastController>,
     api: Api<CarbonForecast>,
+    selected: watcher::Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let ctx = &this.ctx;
     let mut feeder = StoreFeeder::new(ctx.store.clone());
-    let events = watcher(api, watcher::Config::default())
+    let events = watcher(api, selected)
         .default_backoff()
         .take_until(shutdown);
     let mut events = std::pin::pin!(events);

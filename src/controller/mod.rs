@@ -63,6 +63,89 @@ pub struct OperatorConfig {
     pub margin: TimeDelta,
     /// What to do without a usable forecast. Default [`NoForecastPolicy::Release`].
     pub no_forecast: NoForecastPolicy,
+    /// How long a held Job without a plan waits for the first data of a CarbonForecast that
+    /// exists but has produced none yet. Default 2m.
+    pub forecast_wait: TimeDelta,
+    /// The CarbonForecasts this operator refreshes and plans with: those carrying every one of
+    /// these labels (empty: all). Others count as absent.
+    pub forecast_selector: ForecastSelector,
+}
+
+/// An equality label selector for CarbonForecasts (`key=value,key=value`), as
+/// `--forecast-selector` takes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForecastSelector(Vec<(String, String)>);
+
+/// Why a `--forecast-selector` value cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "forecast selector {text:?}: {problem}; expected key=value pairs separated by commas, for example carbonshift.dev/shard=a"
+)]
+pub struct SelectorError {
+    /// The value given.
+    pub text: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl std::str::FromStr for ForecastSelector {
+    type Err = SelectorError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let error = |problem: String| SelectorError {
+            text: text.to_string(),
+            problem,
+        };
+        let mut pairs = Vec::new();
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| error(format!("{part:?} has no '='")))?;
+            let (key, value) = (key.trim(), value.trim().trim_start_matches('='));
+            let label_char = |c: char| c.is_ascii_alphanumeric() || "-_./".contains(c);
+            if key.is_empty() || !key.chars().all(label_char) {
+                return Err(error(format!("{key:?} is not a label key")));
+            }
+            if value.len() > 63 || !value.chars().all(|c| label_char(c) && c != '/') {
+                return Err(error(format!("{value:?} is not a label value")));
+            }
+            pairs.push((key.to_string(), value.to_string()));
+        }
+        Ok(Self(pairs))
+    }
+}
+
+impl std::fmt::Display for ForecastSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+impl ForecastSelector {
+    /// Whether it selects every CarbonForecast.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether an object with these labels is selected.
+    pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {
+        self.0.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    /// The selector in the API's `labelSelector` form, `None` when empty.
+    pub fn label_selector(&self) -> Option<String> {
+        (!self.is_empty()).then(|| self.to_string())
+    }
+
+    /// A watcher configuration limited to the selected objects.
+    pub fn watcher_config(&self) -> kube::runtime::watcher::Config {
+        let config = kube::runtime::watcher::Config::default();
+        match self.label_selector() {
+            Some(selector) => config.labels(&selector),
+            None => config,
+        }
+    }
 }
 
 impl Default for OperatorConfig {
@@ -73,6 +156,8 @@ impl Default for OperatorConfig {
             annotation_defaults: AnnotationDefaults::default(),
             margin: TimeDelta::minutes(5),
             no_forecast: NoForecastPolicy::Release,
+            forecast_wait: crate::lifecycle::DEFAULT_FORECAST_WAIT,
+            forecast_selector: ForecastSelector::default(),
         }
     }
 }
@@ -98,6 +183,10 @@ pub struct Context {
     pub providers: forecast::Shared,
     /// Publishes Events (events.k8s.io/v1); repeats within a few minutes become a series.
     pub recorder: Recorder,
+    /// When this context was made (the start of this replica's leadership): a forecast that has
+    /// not produced data yet is waited for from then at the earliest, because nothing refreshed
+    /// it before.
+    pub started: chrono::DateTime<chrono::Utc>,
 }
 
 impl std::fmt::Debug for Context {
@@ -124,6 +213,7 @@ impl Context {
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            started: clock.now(),
             client,
             clock,
             metrics,

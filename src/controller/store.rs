@@ -28,6 +28,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::broadcast;
 use tracing::warn;
 
+use super::ForecastSelector;
 use super::status::{self, reason};
 use crate::api::CarbonForecast;
 use crate::api::forecast::IntensityPoint;
@@ -313,12 +314,17 @@ impl ForecastStore {
         }
     }
 
-    /// Lists every CarbonForecast and builds a store from their status. Call it at start-up,
-    /// before the workload controller starts.
-    pub async fn fill_from_api(client: Client) -> Result<ForecastStore, kube::Error> {
-        let list = Api::<CarbonForecast>::all(client)
-            .list(&ListParams::default())
-            .await?;
+    /// Lists every CarbonForecast that `selector` selects and builds a store from their status.
+    /// Call it at start-up, before the workload controller starts.
+    pub async fn fill_from_api(
+        client: Client,
+        selector: &ForecastSelector,
+    ) -> Result<ForecastStore, kube::Error> {
+        let params = match selector.label_selector() {
+            Some(s) => ListParams::default().labels(&s),
+            None => ListParams::default(),
+        };
+        let list = Api::<CarbonForecast>::all(client).list(&params).await?;
         let store = ForecastStore::new();
         store.fill(&list.items);
         Ok(store)
@@ -615,7 +621,7 @@ mod tests {
                 object("new", None).to_json(),
             ],
         ));
-        let store = ForecastStore::fill_from_api(client)
+        let store = ForecastStore::fill_from_api(client, &ForecastSelector::default())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         api.verify();

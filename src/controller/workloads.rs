@@ -58,10 +58,14 @@ use tokio::sync::broadcast;
 use tracing::{debug, info, instrument, warn};
 
 use super::release::{self, Guard, Outcome};
-use super::{Context, Error, ForecastSnapshot, Note, NoteKind, WORKLOADS};
+use super::{Context, Error, ForecastSelector, ForecastSnapshot, Note, NoteKind, WORKLOADS};
 use crate::api::annotations::{DEFERRABLE, HELD};
-use crate::api::{CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, FIELD_MANAGER, Phase};
-use crate::lifecycle::{self, Decision, EventType, ForecastView, Input, JobAction, JobView};
+use crate::api::{
+    CarbonForecast, CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, FIELD_MANAGER, Phase,
+};
+use crate::lifecycle::{
+    self, Decision, EventType, ForecastInput, ForecastView, Input, JobAction, JobView,
+};
 use crate::metrics::ControllerLabels;
 
 /// The longest a reconcile waits for its next look at a Job that is not finished, whatever the
@@ -87,6 +91,79 @@ struct Memory {
     api_failures: u32,
 }
 
+/// What the shell found out about a workload's forecast; [`KnownForecast::input`] lends it to the
+/// state machine.
+#[derive(Debug, Clone)]
+pub enum KnownForecast {
+    /// Parsed data and whether it is fresh.
+    Data(Arc<ForecastSnapshot>, bool),
+    /// The object exists without data and without a failure, waited for since then.
+    Awaiting(DateTime<Utc>),
+    /// The object exists without data; its `Ready` condition is false for this reason.
+    Failed(String),
+    /// No such object, or one outside this operator's forecast selector.
+    Missing,
+}
+
+impl KnownForecast {
+    /// Classifies a CarbonForecast read from the API (`None`: it does not exist). The wait for a
+    /// forecast without data starts at its creation, or at `started` (this replica's
+    /// leadership) when that is later: nobody refreshed it before.
+    pub fn of(
+        object: Option<&CarbonForecast>,
+        selector: &ForecastSelector,
+        started: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> KnownForecast {
+        let Some(object) = object.filter(|o| selector.matches(o.labels())) else {
+            return KnownForecast::Missing;
+        };
+        let snapshot = match ForecastSnapshot::from_object(object) {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                warn!(%error, "the CarbonForecast's status is not a usable forecast");
+                return KnownForecast::Failed("InvalidStatus".to_string());
+            }
+        };
+        if !snapshot.forecast.is_empty() {
+            let fresh = snapshot.is_fresh(now);
+            return KnownForecast::Data(Arc::new(snapshot), fresh);
+        }
+        let ready = object
+            .status
+            .as_ref()
+            .and_then(crate::controller::status::ready_condition);
+        match ready {
+            Some(condition) if condition.status == "False" => {
+                KnownForecast::Failed(condition.reason.clone())
+            }
+            _ => {
+                let created = object
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+                    .unwrap_or(started);
+                KnownForecast::Awaiting(created.max(started))
+            }
+        }
+    }
+
+    /// The state machine's view.
+    pub fn input(&self) -> ForecastInput<'_> {
+        match self {
+            KnownForecast::Data(snapshot, fresh) => ForecastInput::Data(view_of(snapshot, *fresh)),
+            KnownForecast::Awaiting(since) => ForecastInput::Awaiting { since: *since },
+            KnownForecast::Failed(reason) => ForecastInput::Failed { reason },
+            KnownForecast::Missing => ForecastInput::Missing,
+        }
+    }
+}
+
+/// How often one reconcile decides again after its guarded patch was refused because the Job
+/// changed (each time from the Job read afresh) before it leaves the Job to the next reconcile.
+pub const MAX_REDECISIONS: usize = 3;
+
 /// The reconciler's state: the shared [`Context`], the lifecycle settings and per-Job memory.
 #[derive(Debug)]
 pub struct WorkloadController {
@@ -110,6 +187,7 @@ impl WorkloadController {
         let lifecycle = lifecycle::Config {
             margin: ctx.config.margin,
             no_forecast: ctx.config.no_forecast,
+            forecast_wait: ctx.config.forecast_wait,
         };
         Arc::new(Self {
             ctx,
@@ -123,15 +201,28 @@ impl WorkloadController {
         &self.ctx
     }
 
-    /// The named forecast and whether it is fresh at `now`; `None` when the store has no data
-    /// for it.
-    fn forecast(&self, name: &str, now: DateTime<Utc>) -> Option<(Arc<ForecastSnapshot>, bool)> {
-        let snapshot = self.ctx.store.get(name)?;
-        if snapshot.forecast.is_empty() {
-            return None;
+    /// What is known of the named forecast at `now`. The store answers when it has data; when
+    /// it has none (the watch may not have delivered the forecast, or its first status, yet) the
+    /// CarbonForecast is read from the API, so that "no forecast" is decided from the truth and
+    /// never from a cache that has not caught up.
+    async fn forecast(&self, name: &str, now: DateTime<Utc>) -> Result<KnownForecast, Error> {
+        if let Some(snapshot) = self.ctx.store.get(name)
+            && !snapshot.forecast.is_empty()
+        {
+            let fresh = snapshot.is_fresh(now);
+            return Ok(KnownForecast::Data(snapshot, fresh));
         }
-        let fresh = snapshot.is_fresh(now);
-        Some((snapshot, fresh))
+        let api: Api<CarbonForecast> = Api::all(self.ctx.client.clone());
+        let object = api
+            .get_opt(name)
+            .await
+            .map_err(Error::api(format!("reading CarbonForecast {name}")))?;
+        Ok(KnownForecast::of(
+            object.as_ref(),
+            &self.ctx.config.forecast_selector,
+            self.ctx.started,
+            now,
+        ))
     }
 
     /// Whether the cache shows `job` as it was before carbonshift's own last patch.
@@ -222,7 +313,6 @@ pub fn error_policy(job: Arc<Job>, error: &Error, this: Arc<WorkloadController>)
 
 #[instrument(skip_all, fields(job = %job.name_any(), namespace = job.namespace().unwrap_or_default()))]
 async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, Error> {
-    let ctx = &this.ctx;
     if !concerns_carbonshift(job) {
         return Ok(Action::await_change());
     }
@@ -231,6 +321,7 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
             "a Job without a namespace or a name".to_string(),
         ));
     };
+    let ctx = &this.ctx;
     if !ctx.config.namespaces.is_empty() && !ctx.config.namespaces.contains(&namespace) {
         return Ok(Action::await_change());
     }
@@ -238,25 +329,68 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
         debug!("the cache has not seen carbonshift's last patch yet");
         return Ok(Action::requeue(STALE_RECHECK));
     }
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let mut current = std::borrow::Cow::Borrowed(job);
+    for _ in 0..MAX_REDECISIONS {
+        match decide_and_apply(&current, &namespace, &name, this).await? {
+            Step::Done(action) => return Ok(action),
+            Step::Changed => {
+                // The guarded patch was refused (409/422): the Job changed since it was read.
+                // Decide again from the Job as it is now, not from the cache that may still
+                // show the old one, and with every other fact read afresh too.
+                match jobs
+                    .get_opt(&name)
+                    .await
+                    .map_err(Error::api(format!("reading Job {namespace}/{name}")))?
+                {
+                    Some(fresh) if concerns_carbonshift(&fresh) => {
+                        current = std::borrow::Cow::Owned(fresh);
+                    }
+                    _ => return Ok(Action::await_change()),
+                }
+            }
+        }
+    }
+    info!("the Job kept changing under carbonshift's patch; deciding again shortly");
+    Ok(Action::requeue(STALE_RECHECK))
+}
+
+/// How one decision ended.
+enum Step {
+    /// Everything applied; look again then.
+    Done(Action),
+    /// The guarded patch was refused because the Job changed; nothing else was written.
+    Changed,
+}
+
+/// One pass of fetch → decide → apply → record → requeue (module documentation) for `job` as
+/// read.
+async fn decide_and_apply(
+    job: &Job,
+    namespace: &str,
+    name: &str,
+    this: &WorkloadController,
+) -> Result<Step, Error> {
+    let ctx = &this.ctx;
 
     // 1. fetch
     let now = ctx.clock.now();
-    let workloads: Api<CarbonWorkload> = Api::namespaced(ctx.client.clone(), &namespace);
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
-    let workload = workloads.get_opt(&name).await.map_err(Error::api(format!(
+    let workloads: Api<CarbonWorkload> = Api::namespaced(ctx.client.clone(), namespace);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let workload = workloads.get_opt(name).await.map_err(Error::api(format!(
         "reading CarbonWorkload {namespace}/{name}"
     )))?;
     let view = JobView::from_job(job, &ctx.config.annotation_defaults, now);
-    let forecast = lifecycle::effective_spec(&view, workload.as_ref())
-        .and_then(|spec| this.forecast(&spec.forecast, now));
+    let forecast = match lifecycle::effective_spec(&view, workload.as_ref()) {
+        Some(spec) => this.forecast(&spec.forecast, now).await?,
+        None => KnownForecast::Missing,
+    };
 
     // 2. decide
     let input = Input {
         job: &view,
         workload: workload.as_ref(),
-        forecast: forecast
-            .as_ref()
-            .map(|(snapshot, fresh)| view_of(snapshot, *fresh)),
+        forecast: forecast.input(),
         config: &this.lifecycle,
     };
     let mut decision = lifecycle::decide(&input, now);
@@ -266,7 +400,7 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
         if let Some(old) = &workload {
             delete_stale(&workloads, old).await?;
         }
-        return Ok(Action::requeue(STALE_RECHECK));
+        return Ok(Step::Done(Action::requeue(STALE_RECHECK)));
     }
     let workload = match (&decision.spec, workload) {
         (Some(spec), current) if needs_apply(current.as_ref(), spec, &view) => {
@@ -280,11 +414,11 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
         Some(action) => {
             let outcome = match action {
                 JobAction::Release { .. } => {
-                    release::release(&jobs, &name, &Guard::for_job(job), now).await
+                    release::release(&jobs, name, &Guard::for_job(job), now).await
                 }
                 JobAction::Pause => {
                     let marker = view.released_marker.as_deref().unwrap_or_default();
-                    release::pause(&jobs, &name, view.resource_version.as_deref(), marker).await
+                    release::pause(&jobs, name, view.resource_version.as_deref(), marker).await
                 }
             }
             .map_err(Error::api(format!("patching Job {namespace}/{name}")))?;
@@ -295,9 +429,9 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
                 }
                 Outcome::Changed(message) => {
                     info!(%message, "the Job changed since it was read; deciding again");
-                    return Ok(Action::requeue(Duration::ZERO));
+                    return Ok(Step::Changed);
                 }
-                Outcome::Gone => return Ok(Action::await_change()),
+                Outcome::Gone => return Ok(Step::Done(Action::await_change())),
             }
         }
     }
@@ -305,12 +439,12 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
         // No workload (the Job's annotations never could be read): only the Job is recorded.
         publish(ctx, job, None, &decision).await;
         record_release(ctx, released.as_ref(), now);
-        return Ok(Action::await_change());
+        return Ok(Step::Done(Action::await_change()));
     };
     decision.stamp_generation(workload.metadata.generation);
     let status_written = match &decision.status {
         Some(status) if Some(status) != workload.status.as_ref() => {
-            apply_status(&workloads, &name, status).await?;
+            apply_status(&workloads, name, status).await?;
             true
         }
         _ => false,
@@ -331,7 +465,7 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
     publish(ctx, job, Some(&workload), &decision).await;
 
     // 5. requeue
-    Ok(requeue(&decision, now))
+    Ok(Step::Done(requeue(&decision, now)))
 }
 
 /// The lifecycle's view of a stored forecast.

@@ -30,10 +30,16 @@
 //!    reason `Released` (`Resumed` for a paused Job). With a fresh forecast, the plan is made, or
 //!    remade when the forecast version, the constraints or the remaining run time changed
 //!    (`Replanned` when the windows move); a start in the future keeps the Job `Deferred`.
-//! 4. No fresh forecast and no plan from before → release now, reason `NoForecast` (or, with
-//!    [`NoForecastPolicy::Hold`], stay `Pending` until the deadline rule). A plan made before the
-//!    forecast went stale is kept.
-//! 5. The forecast covers no part of the allowed range → stay `Pending` until the deadline rule,
+//! 4. No plan from before and the named CarbonForecast exists but has produced no data yet (its
+//!    first refresh is on its way: [`ForecastInput::Awaiting`]) → stay `Pending`, reason
+//!    `AwaitingForecast`, until data arrives or [`Config::forecast_wait`] has passed since the
+//!    later of the Job's submission and the forecast's appearance. "No forecast" is a fact, never
+//!    a guess from a cache that has not caught up.
+//! 5. No fresh forecast and no plan from before, and the forecast is known to be unusable (it does
+//!    not exist, its provider failed before producing data, its data is stale, or the first-data
+//!    wait ran out) → release now, reason `NoForecast` (or, with [`NoForecastPolicy::Hold`], stay
+//!    `Pending` until the deadline rule). A plan made before the forecast went stale is kept.
+//! 6. The forecast covers no part of the allowed range → stay `Pending` until the deadline rule,
 //!    re-planning whenever the forecast changes.
 //!
 //! Every Decision for a held Job either releases it or has `requeue_at <= latest_start − margin`.
@@ -96,13 +102,57 @@ pub struct Config {
     pub margin: TimeDelta,
     /// What to do without a fresh forecast.
     pub no_forecast: NoForecastPolicy,
+    /// How long a held Job without a plan waits for the first data of a CarbonForecast that
+    /// exists but has not produced any yet, before that counts as no forecast.
+    pub forecast_wait: TimeDelta,
 }
+
+/// The default of [`Config::forecast_wait`].
+pub const DEFAULT_FORECAST_WAIT: TimeDelta = TimeDelta::minutes(2);
+
+/// How soon a Job awaiting its forecast's first data is looked at again, at the latest: the
+/// forecast store announces new data, but an announcement can come before the Job's workload is
+/// in the controller's cache, and then only this look finds it.
+pub const AWAIT_RECHECK: TimeDelta = TimeDelta::seconds(5);
 
 impl Default for Config {
     fn default() -> Self {
         Self {
             margin: TimeDelta::minutes(5),
             no_forecast: NoForecastPolicy::Release,
+            forecast_wait: DEFAULT_FORECAST_WAIT,
+        }
+    }
+}
+
+/// What is known about the CarbonForecast a workload is planned against.
+#[derive(Debug, Clone, Copy)]
+pub enum ForecastInput<'a> {
+    /// It has data (fresh or stale).
+    Data(ForecastView<'a>),
+    /// It exists but has produced no data yet and reported no failure: its first refresh is on
+    /// its way. `since` is when the wait for it began (its creation, or the operator's start when
+    /// that is later).
+    Awaiting {
+        /// When the wait began.
+        since: DateTime<Utc>,
+    },
+    /// It exists, has no data, and its provider or spec failed (`Ready=False`).
+    Failed {
+        /// The `Ready` condition's reason, for example `RefreshFailed`.
+        reason: &'a str,
+    },
+    /// No CarbonForecast of that name exists (confirmed with the API, not guessed from a cache),
+    /// or this operator does not serve it.
+    Missing,
+}
+
+impl<'a> ForecastInput<'a> {
+    /// The data, when there is any.
+    pub fn data(&self) -> Option<ForecastView<'a>> {
+        match self {
+            ForecastInput::Data(view) => Some(*view),
+            _ => None,
         }
     }
 }
@@ -128,8 +178,8 @@ pub struct Input<'a> {
     pub job: &'a JobView,
     /// Its CarbonWorkload, if one exists.
     pub workload: Option<&'a CarbonWorkload>,
-    /// The forecast named by the workload's constraints ([`effective_spec`]), if the store has it.
-    pub forecast: Option<ForecastView<'a>>,
+    /// What is known of the forecast named by the workload's constraints ([`effective_spec`]).
+    pub forecast: ForecastInput<'a>,
     /// Operator settings.
     pub config: &'a Config,
 }
@@ -284,6 +334,8 @@ pub mod reason {
     pub const NOT_DEFERRABLE: &str = "NotDeferrable";
     /// No fresh forecast and no plan.
     pub const NO_FORECAST: &str = "NoForecast";
+    /// The forecast exists but its first data has not arrived yet.
+    pub const AWAITING_FORECAST: &str = "AwaitingForecast";
     /// The forecast covers none of the allowed time.
     pub const NO_COVERAGE: &str = "NoCoverage";
     /// Paused between windows.
@@ -294,7 +346,7 @@ pub mod reason {
     pub const SUSPENDED_BY_OWNER: &str = "SuspendedByOwner";
 
     /// Every reason above and every release reason.
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         DRY_RUN,
         RUN_NOW,
         INFEASIBLE,
@@ -304,6 +356,7 @@ pub mod reason {
         INVALID_ANNOTATIONS,
         NOT_DEFERRABLE,
         NO_FORECAST,
+        AWAITING_FORECAST,
         NO_COVERAGE,
         PAUSED,
         RELEASED_BY_OWNER,
@@ -643,7 +696,7 @@ struct Machine<'a> {
     old: Option<&'a CarbonWorkloadStatus>,
     old_phase: Option<Phase>,
     status: CarbonWorkloadStatus,
-    forecast: Option<ForecastView<'a>>,
+    forecast: ForecastInput<'a>,
     config: &'a Config,
     now: DateTime<Utc>,
     decision: Decision,
@@ -898,7 +951,7 @@ impl Machine<'_> {
             return self.planned_release(start);
         }
 
-        let fresh = self.forecast.filter(|f| f.fresh);
+        let fresh = self.forecast.data().filter(|f| f.fresh);
         let needs_plan = match &existing {
             None => true,
             Some(windows) => {
@@ -966,36 +1019,76 @@ impl Machine<'_> {
                 self.status.phase = Some(phase);
                 self.decision.requeue_at = Some(start.min(release_by));
             }
-            None => match self.config.no_forecast {
-                NoForecastPolicy::Release => {
-                    let why = if self.forecast.is_some() {
-                        format!("the CarbonForecast {:?} is stale", self.spec.forecast)
-                    } else {
-                        format!("no CarbonForecast {:?} with data", self.spec.forecast)
-                    };
-                    self.release(
+            None => {
+                if let ForecastInput::Awaiting { since } = self.forecast {
+                    let until = since.max(self.spec.submitted_at) + self.config.forecast_wait;
+                    if self.now < until {
+                        return self.await_forecast(until, release_by);
+                    }
+                }
+                let why = self.why_no_forecast();
+                match self.config.no_forecast {
+                    NoForecastPolicy::Release => self.release(
                         ReleaseReason::NoForecast,
                         self.now,
                         format!("released at once (fail open): {why}"),
-                    );
-                }
-                NoForecastPolicy::Hold => {
-                    let why = if self.forecast.is_some() {
-                        format!("the CarbonForecast {:?} is stale", self.spec.forecast)
-                    } else {
-                        format!("no CarbonForecast {:?} with data", self.spec.forecast)
-                    };
-                    self.hold_unplanned(
+                    ),
+                    NoForecastPolicy::Hold => self.hold_unplanned(
                         reason::NO_FORECAST,
                         format!(
                             "held without a plan: {why}; released by {} at the latest",
                             fmt_time(release_by)
                         ),
                         release_by,
-                    );
+                    ),
                 }
-            },
+            }
         }
+    }
+
+    /// Why the forecast cannot be used, for the `NoForecast` message.
+    fn why_no_forecast(&self) -> String {
+        let name = &self.spec.forecast;
+        match self.forecast {
+            ForecastInput::Data(_) => format!("the CarbonForecast {name:?} is stale"),
+            ForecastInput::Missing => format!("no CarbonForecast {name:?} exists"),
+            ForecastInput::Failed { reason } => {
+                format!("the CarbonForecast {name:?} has no data (Ready=False, reason {reason})")
+            }
+            ForecastInput::Awaiting { .. } => format!(
+                "the CarbonForecast {name:?} produced no data within the {} first-data wait",
+                format_duration(self.config.forecast_wait)
+            ),
+        }
+    }
+
+    /// Held without a plan while the forecast's first data is on its way: `Pending`, reason
+    /// `AwaitingForecast`, looked at again soon (and at once when the data arrives).
+    fn await_forecast(&mut self, until: DateTime<Utc>, release_by: DateTime<Utc>) {
+        let why = reason::AWAITING_FORECAST;
+        let changed = self.status.reason.as_deref() != Some(why);
+        self.status.windows.clear();
+        self.status.planned_start = None;
+        let message = format!(
+            "held: the CarbonForecast {:?} has no data yet; waiting for it until {}, released by {} at the latest",
+            self.spec.forecast,
+            fmt_time(until),
+            fmt_time(release_by)
+        );
+        let paused = self.ran() > TimeDelta::zero();
+        self.set(
+            if paused {
+                Phase::Paused
+            } else {
+                Phase::Pending
+            },
+            why,
+            message.clone(),
+        );
+        if changed {
+            self.event(EventType::Normal, why, "Plan", message);
+        }
+        self.decision.requeue_at = Some((self.now + AWAIT_RECHECK).min(until).min(release_by));
     }
 
     /// Held without a plan until the forecast changes or the deadline rule.
@@ -1338,7 +1431,7 @@ impl Machine<'_> {
     /// The plan a dry run would have had, made once (again if the constraints change) from the
     /// submission time.
     fn dry_run_plan(&mut self) {
-        let Some(f) = self.forecast.filter(|f| f.fresh) else {
+        let Some(f) = self.forecast.data().filter(|f| f.fresh) else {
             return;
         };
         let planned = self.old.is_some_and(|s| s.forecast_version.is_some());
@@ -1408,6 +1501,7 @@ impl Machine<'_> {
         let held_by_us = job.held_marker || job.released_marker.is_some();
         let outcome = self
             .forecast
+            .data()
             .and_then(|fc| emissions::outcome(self.spec, &runs, fc.forecast, fc.actuals));
         let (phase, verb) = match f {
             Finished::Succeeded(_) => (Phase::Succeeded, "succeeded"),

@@ -186,6 +186,14 @@ fn margin() -> TimeDelta {
     TimeDelta::minutes(5)
 }
 
+/// What the shell knows of a forecast without data.
+#[derive(Debug, Clone)]
+enum Absent {
+    Missing,
+    Awaiting(DateTime<Utc>),
+    Failed(String),
+}
+
 /// Applies Decisions to a Job and its workload the way the controller does.
 struct Sim {
     job: Job,
@@ -194,6 +202,8 @@ struct Sim {
     actuals: Option<Forecast>,
     version: String,
     fresh: bool,
+    /// What the shell knows when `forecast` is `None`.
+    absent: Absent,
     config: Config,
     defaults: AnnotationDefaults,
     releases: Vec<(DateTime<Utc>, ReleaseReason, DateTime<Utc>)>,
@@ -210,9 +220,11 @@ impl Sim {
             actuals: None,
             version: "100".into(),
             fresh: true,
+            absent: Absent::Missing,
             config: Config {
                 margin: margin(),
                 no_forecast: NoForecastPolicy::Release,
+                forecast_wait: DEFAULT_FORECAST_WAIT,
             },
             defaults: AnnotationDefaults::default(),
             releases: vec![],
@@ -227,12 +239,17 @@ impl Sim {
 
     fn decide(&self, now: DateTime<Utc>) -> Decision {
         let view = self.view(now);
-        let forecast = self.forecast.as_ref().map(|f| ForecastView {
-            forecast: f,
-            actuals: self.actuals.as_ref(),
-            version: &self.version,
-            fresh: self.fresh,
-        });
+        let forecast = match (&self.forecast, &self.absent) {
+            (Some(f), _) => ForecastInput::Data(ForecastView {
+                forecast: f,
+                actuals: self.actuals.as_ref(),
+                version: &self.version,
+                fresh: self.fresh,
+            }),
+            (None, Absent::Missing) => ForecastInput::Missing,
+            (None, Absent::Awaiting(since)) => ForecastInput::Awaiting { since: *since },
+            (None, Absent::Failed(reason)) => ForecastInput::Failed { reason },
+        };
         let input = Input {
             job: &view,
             workload: self.workload.as_ref(),
@@ -587,6 +604,76 @@ fn run_now_wins_over_an_invalid_annotation_and_a_missing_forecast() {
     let d = sim.step(at(10));
     assert_eq!(release_of(&d), Some(ReleaseReason::ManualRelease));
     assert_eq!(reasons(&d), ["InvalidAnnotations", "ManualRelease"]);
+}
+
+#[test]
+fn a_forecast_awaiting_its_first_data_keeps_the_job_pending_then_plans_with_it() {
+    let mut sim = Sim::new(job().held().build());
+    sim.forecast = None;
+    sim.absent = Absent::Awaiting(t0());
+    let d = sim.step(t0());
+    assert_eq!(d.job_action, None);
+    assert_eq!(sim.phase(), Some(Phase::Pending));
+    assert_eq!(sim.status().reason.as_deref(), Some("AwaitingForecast"));
+    assert_eq!(reasons(&d), ["AwaitingForecast"]);
+    assert_eq!(d.events[0].type_, EventType::Normal);
+    assert_eq!(d.requeue_at, Some(t0() + AWAIT_RECHECK));
+    // Looked at again: still waiting, no second Event.
+    let d = sim.step(t0() + AWAIT_RECHECK);
+    assert_eq!(d.job_action, None);
+    assert!(d.events.is_empty(), "{:?}", d.events);
+    // The data arrives: planned as if it had been there from the start.
+    sim.forecast = Some(main_forecast());
+    let d = sim.step(at(1));
+    assert_eq!(d.job_action, None);
+    assert_eq!(sim.phase(), Some(Phase::Deferred));
+    assert!(sim.status().planned_start.is_some());
+}
+
+#[test]
+fn the_first_data_wait_runs_from_the_later_of_submission_and_the_forecasts_appearance() {
+    for (since, wait_ends) in [(t0() - TimeDelta::hours(1), t0()), (at(1), at(1))] {
+        let mut sim = Sim::new(job().held().build());
+        sim.forecast = None;
+        sim.absent = Absent::Awaiting(since);
+        let until = wait_ends + DEFAULT_FORECAST_WAIT;
+        let d = sim.step(until - TimeDelta::seconds(1));
+        assert_eq!(d.job_action, None, "waiting since {since}");
+        assert_eq!(d.requeue_at, Some(until));
+        let d = sim.step(until);
+        assert_eq!(release_of(&d), Some(ReleaseReason::NoForecast));
+        assert_eq!(
+            sim.status().message.as_deref(),
+            Some(
+                "released at once (fail open): the CarbonForecast \"default\" produced no data within the 2m first-data wait"
+            )
+        );
+    }
+}
+
+#[test]
+fn a_forecast_known_unusable_is_no_forecast_at_once_and_hold_keeps_the_deadline() {
+    let mut sim = Sim::new(job().held().build());
+    sim.forecast = None;
+    sim.absent = Absent::Failed("RefreshFailed".into());
+    let d = sim.step(t0());
+    assert_eq!(release_of(&d), Some(ReleaseReason::NoForecast));
+    assert_eq!(
+        sim.status().message.as_deref(),
+        Some(
+            "released at once (fail open): the CarbonForecast \"default\" has no data (Ready=False, reason RefreshFailed)"
+        )
+    );
+    let mut sim = Sim::new(job().held().build());
+    sim.forecast = None;
+    sim.absent = Absent::Awaiting(t0());
+    sim.config.forecast_wait = TimeDelta::hours(100);
+    sim.config.no_forecast = NoForecastPolicy::Hold;
+    // Awaiting never outlasts the deadline rule: the last look is at latest start − margin.
+    let d = sim.step(at(8 * 60 - 5) - TimeDelta::seconds(2));
+    assert_eq!(d.requeue_at, Some(at(8 * 60 - 5)));
+    let d = sim.step(at(8 * 60 - 5));
+    assert_eq!(release_of(&d), Some(ReleaseReason::DeadlineRelease));
 }
 
 #[test]
@@ -1457,6 +1544,9 @@ enum Happening {
     Duration(i64),
     /// The operator restarts and loses the last status write.
     LoseStatus,
+    /// The forecast is replaced by one that exists without data yet, created that many minutes
+    /// before now.
+    ForecastAwaiting(i64),
 }
 
 fn happening() -> impl Strategy<Value = Happening> {
@@ -1470,6 +1560,7 @@ fn happening() -> impl Strategy<Value = Happening> {
         1 => Just(Happening::RunNow),
         1 => (0i64..5).prop_map(Happening::Duration),
         1 => Just(Happening::LoseStatus),
+        1 => (0i64..10).prop_map(Happening::ForecastAwaiting),
     ]
 }
 
@@ -1533,7 +1624,14 @@ proptest! {
                     sim.forecast = Some(seeded_forecast(seed));
                 }
                 Happening::Freshness(fresh) => sim.fresh = fresh,
-                Happening::ForecastGone => sim.forecast = None,
+                Happening::ForecastGone => {
+                    sim.forecast = None;
+                    sim.absent = Absent::Missing;
+                }
+                Happening::ForecastAwaiting(ago) => {
+                    sim.forecast = None;
+                    sim.absent = Absent::Awaiting(now - TimeDelta::minutes(ago));
+                }
                 Happening::Start => {
                     if sim.job.spec.as_ref().and_then(|s| s.suspend) == Some(false) && !completed {
                         sim.edit(|j| set_active(j, 1));

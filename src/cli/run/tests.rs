@@ -57,6 +57,8 @@ fn the_defaults_are_the_charts() {
             annotation_defaults: AnnotationDefaults::default(),
             margin: TimeDelta::minutes(5),
             no_forecast: NoForecastPolicy::Release,
+            forecast_wait: TimeDelta::minutes(2),
+            forecast_selector: Default::default(),
         }
     );
     assert_eq!(
@@ -87,6 +89,8 @@ fn every_setting_has_a_flag() {
         "--pue=1.5",
         "--gpu-resources=nvidia.com/gpu",
         "--no-forecast=hold",
+        "--forecast-wait=30s",
+        "--forecast-selector=team=ml, carbonshift.dev/shard=a",
         "--operator-namespace=ops",
         "--lease-name=cs-leader",
         "--pod-name=cs-1",
@@ -118,6 +122,8 @@ fn every_setting_has_a_flag() {
             },
             margin: TimeDelta::zero(),
             no_forecast: NoForecastPolicy::Hold,
+            forecast_wait: TimeDelta::seconds(30),
+            forecast_selector: "team=ml,carbonshift.dev/shard=a".parse().expect("selector"),
         }
     );
     assert_eq!(s.identity, "cs-1");
@@ -217,6 +223,15 @@ fn malformed_values_are_refused_with_the_expected_form() {
         (&["--watts-per-core=NaN"][..], "0 or more"),
         (&["--webhook-addr=localhost"][..], "--webhook-addr"),
         (&["--metrics-addr=:8080"][..], "--metrics-addr"),
+        (&["--forecast-wait=2x"][..], "--forecast-wait"),
+        (
+            &["--forecast-selector=team"][..],
+            "\"team\" has no '='; expected key=value pairs separated by commas",
+        ),
+        (
+            &["--forecast-selector=a b=c"][..],
+            "\"a b\" is not a label key",
+        ),
     ] {
         let message = rejected(args);
         assert!(message.contains(expected), "{args:?}: {message}");

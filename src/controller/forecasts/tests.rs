@@ -418,7 +418,7 @@ async fn the_store_is_filled_from_status_before_any_refresh() {
         "CarbonForecastList",
         vec![object.to_json()],
     ));
-    let store = ForecastStore::fill_from_api(env.ctx.client.clone())
+    let store = ForecastStore::fill_from_api(env.ctx.client.clone(), &Default::default())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let snapshot = store

@@ -16,7 +16,7 @@ use crate::api::condition::Condition;
 use crate::api::forecast::CarbonForecastStatus;
 use crate::api::{CarbonForecast, CarbonWorkload};
 use crate::controller::OperatorConfig;
-use crate::controller::fixtures::{Expect, Reply, Route, Seen, TestEnv, points, t};
+use crate::controller::fixtures::{Expect, FORECASTS_PATH, Reply, Route, Seen, TestEnv, points, t};
 
 const T0: &str = "2026-05-04T10:00:00Z";
 const JOBS: &str = "/apis/batch/v1/namespaces/ml/jobs";
@@ -112,13 +112,16 @@ fn planned_status(env: &TestEnv, job_value: &Value) -> CarbonWorkloadStatus {
     let controller = WorkloadController::new(env.ctx.clone());
     let job: Job = serde_json::from_value(job_value.clone()).unwrap_or_else(|e| panic!("{e}"));
     let view = JobView::from_job(&job, &Default::default(), t(T0));
-    let (snapshot, fresh) = controller
-        .forecast("default", t(T0))
+    let snapshot = env
+        .ctx
+        .store
+        .get("default")
         .unwrap_or_else(|| panic!("no forecast"));
+    let fresh = snapshot.is_fresh(t(T0));
     let input = Input {
         job: &view,
         workload: None,
-        forecast: Some(view_of(&snapshot, fresh)),
+        forecast: ForecastInput::Data(view_of(&snapshot, fresh)),
         config: &controller.lifecycle,
     };
     let mut decision = lifecycle::decide(&input, t(T0));
@@ -395,13 +398,102 @@ async fn a_job_changed_meanwhile_is_not_released_and_nothing_else_is_written() {
     )));
     env.api
         .expect(Expect::patch(format!("{JOBS}/train")).reply(Reply::Error(422, "Invalid")));
+    // The refused patch is followed by a decision from the Job as it is now (read afresh, not
+    // from the cache), which the Job's owner has since removed.
+    env.api
+        .expect(Expect::get(format!("{JOBS}/train")).reply(not_found()));
     let action = reconcile(job(held_job("1")), controller).await;
-    assert_eq!(action.ok(), Some(Action::requeue(Duration::ZERO)));
+    assert_eq!(action.ok(), Some(Action::await_change()));
     env.api.verify();
     let metrics = env.ctx.metrics.encode();
     assert!(
         !metrics.contains("carbonshift_releases_total{"),
         "{metrics}"
+    );
+}
+
+/// A Deferred workload of `held_job` whose planned start `hour(3)` has come.
+fn due_workload(env: &TestEnv) -> CarbonWorkload {
+    let base = workload_base(&held_job("1"), t(T0));
+    let mut status = CarbonWorkloadStatus {
+        phase: Some(Phase::Deferred),
+        planned_start: Some(hour(3)),
+        windows: vec![crate::api::workload::TimeWindow {
+            start: hour(3),
+            end: hour(5),
+        }],
+        forecast_version: env.ctx.store.get("default").map(|s| s.version.clone()),
+        ..CarbonWorkloadStatus::default()
+    };
+    status.reason = Some("LowestIntensity".into());
+    with_status(base, Some(status))
+}
+
+#[tokio::test]
+async fn a_refused_release_is_decided_again_from_the_job_read_afresh_and_released_once() {
+    let env = env();
+    let controller = WorkloadController::new(env.ctx.clone());
+    env.clock.set(hour(3));
+    let current = due_workload(&env);
+    let base = workload_base(&held_job("1"), t(T0));
+    let reply = || Reply::Json(200, serde_json::to_value(&current).unwrap_or_default());
+    env.api.expect(get_workload(reply()));
+    // The Job controller touched the Job after the cache saw it: the guard refuses (422).
+    env.api
+        .expect(Expect::patch(format!("{JOBS}/train")).reply(Reply::Error(422, "Invalid")));
+    let mut touched = held_job("2");
+    touched["metadata"]["labels"] = json!({"touched": "yes"});
+    env.api
+        .expect(Expect::get(format!("{JOBS}/train")).reply(Reply::Json(200, touched)));
+    env.api.expect(get_workload(reply()));
+    // Decided again from resourceVersion 2: the guard tests the new version.
+    env.api.expect(
+        Expect::patch(format!("{JOBS}/train"))
+            .body("/2/value", json!("2"))
+            .reply(Reply::Json(200, released_job("3", "2026-05-04T13:00:00Z"))),
+    );
+    env.api.expect(
+        Expect::apply_status(&base)
+            .body("/status/phase", json!("Released"))
+            .body("/status/reason", json!("Released")),
+    );
+    expect_all(&env, events("Released"));
+    let action = reconcile(job(held_job("1")), controller).await;
+    assert!(action.is_ok(), "{action:?}");
+    env.api.verify();
+    let metrics = env.ctx.metrics.encode();
+    assert!(
+        metrics.contains("carbonshift_releases_total{reason=\"Released\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_changing_is_left_to_a_later_reconcile_after_three_decisions() {
+    let env = env();
+    let controller = WorkloadController::new(env.ctx.clone());
+    env.clock.set(hour(3));
+    let current = due_workload(&env);
+    for attempt in 0..MAX_REDECISIONS {
+        env.api.expect(get_workload(Reply::Json(
+            200,
+            serde_json::to_value(&current).unwrap_or_default(),
+        )));
+        env.api
+            .expect(Expect::patch(format!("{JOBS}/train")).reply(Reply::Error(409, "Conflict")));
+        env.api.expect(
+            Expect::get(format!("{JOBS}/train"))
+                .reply(Reply::Json(200, held_job(&(attempt + 2).to_string()))),
+        );
+    }
+    let action = reconcile(job(held_job("1")), controller).await;
+    assert_eq!(action.ok(), Some(Action::requeue(STALE_RECHECK)));
+    env.api.verify();
+    assert!(
+        !env.ctx
+            .metrics
+            .encode()
+            .contains("carbonshift_releases_total{")
     );
 }
 
@@ -411,6 +503,9 @@ async fn without_a_forecast_a_held_job_is_released_at_once() {
     let controller = WorkloadController::new(env.ctx.clone());
     let base = workload_base(&held_job("1"), t(T0));
     env.api.expect(get_workload(not_found()));
+    // The store has nothing: the API says whether the forecast exists. It does not.
+    env.api
+        .expect(Expect::get(format!("{FORECASTS_PATH}/default")).reply(not_found()));
     env.api.expect(Expect::apply(&base));
     env.api.expect(
         Expect::patch(format!("{JOBS}/train"))
@@ -419,7 +514,11 @@ async fn without_a_forecast_a_held_job_is_released_at_once() {
     env.api.expect(
         Expect::apply_status(&base)
             .body("/status/phase", json!("Released"))
-            .body("/status/reason", json!("NoForecast")),
+            .body("/status/reason", json!("NoForecast"))
+            .body(
+                "/status/message",
+                json!("released at once (fail open): no CarbonForecast \"default\" exists"),
+            ),
     );
     expect_all(&env, events("NoForecast").map(|e| e.kind("Warning")));
     let action = reconcile(job(held_job("1")), controller.clone()).await;
@@ -774,4 +873,162 @@ async fn an_interruptible_job_is_paused_at_the_end_of_its_window_with_the_guarde
             .encode()
             .contains("carbonshift_releases_total{")
     );
+}
+
+/// The orderings of the first-data race: the store has not seen the forecast (or its first
+/// status) when the Job is decided.
+mod first_data {
+    use super::*;
+
+    fn awaiting_forecast() -> CarbonForecast {
+        let mut object = CarbonForecast::test("default");
+        object.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff(t(T0))),
+        );
+        object
+    }
+
+    fn jiff(at: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
+        k8s_openapi::jiff::Timestamp::from_second(at.timestamp()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_forecast_without_its_first_status_keeps_the_job_held_and_awaiting() {
+        let env = TestEnv::new(t(T0));
+        let controller = WorkloadController::new(env.ctx.clone());
+        let base = workload_base(&held_job("1"), t(T0));
+        env.api.expect(get_workload(not_found()));
+        env.api.expect(
+            Expect::get(format!("{FORECASTS_PATH}/default"))
+                .reply(Reply::Json(200, awaiting_forecast().to_json())),
+        );
+        env.api.expect(Expect::apply(&base));
+        env.api.expect(
+            Expect::apply_status(&base)
+                .body("/status/phase", json!("Pending"))
+                .body("/status/reason", json!("AwaitingForecast")),
+        );
+        expect_all(&env, events("AwaitingForecast").map(|e| e.kind("Normal")));
+        let action = reconcile(job(held_job("1")), controller).await;
+        // Looked at again within AWAIT_RECHECK; nothing was released.
+        assert_eq!(action.ok(), Some(Action::requeue(Duration::from_secs(5))));
+        env.api.verify();
+        assert!(
+            !env.ctx
+                .metrics
+                .encode()
+                .contains("carbonshift_releases_total{")
+        );
+    }
+
+    #[tokio::test]
+    async fn data_the_store_has_not_seen_yet_is_read_from_the_api_and_planned() {
+        // The ordering: the first refresh wrote the points, the Job came, the store's
+        // watch event of that status had not arrived.
+        let env = TestEnv::new(t(T0));
+        let controller = WorkloadController::new(env.ctx.clone());
+        let base = workload_base(&held_job("1"), t(T0));
+        env.api.expect(get_workload(not_found()));
+        env.api.expect(
+            Expect::get(format!("{FORECASTS_PATH}/default"))
+                .reply(Reply::Json(200, forecast().to_json())),
+        );
+        env.api.expect(Expect::apply(&base));
+        env.api.expect(
+            Expect::apply_status(&base)
+                .body("/status/phase", json!("Deferred"))
+                .body("/status/plannedStart", json!("2026-05-04T13:00:00Z")),
+        );
+        expect_all(&env, events("Deferred"));
+        let action = reconcile(job(held_job("1")), controller).await;
+        // The plan starts at 13:00, three hours on: the hourly safety net comes first.
+        assert_eq!(action.ok(), Some(Action::requeue(MAX_REQUEUE)));
+        env.api.verify();
+    }
+
+    #[tokio::test]
+    async fn a_forecast_whose_provider_failed_before_any_data_releases_fail_open() {
+        let env = TestEnv::new(t(T0));
+        let controller = WorkloadController::new(env.ctx.clone());
+        let base = workload_base(&held_job("1"), t(T0));
+        let failed = awaiting_forecast().with_status(Some(CarbonForecastStatus {
+            conditions: vec![Condition::new(
+                "Ready",
+                false,
+                "RefreshFailed",
+                "HTTP 500",
+                Some(1),
+                t(T0),
+            )],
+            ..CarbonForecastStatus::default()
+        }));
+        env.api.expect(get_workload(not_found()));
+        env.api.expect(
+            Expect::get(format!("{FORECASTS_PATH}/default"))
+                .reply(Reply::Json(200, failed.to_json())),
+        );
+        env.api.expect(Expect::apply(&base));
+        env.api.expect(
+            Expect::patch(format!("{JOBS}/train"))
+                .reply(Reply::Json(200, released_job("2", "2026-05-04T10:00:00Z"))),
+        );
+        env.api.expect(
+            Expect::apply_status(&base)
+                .body("/status/reason", json!("NoForecast"))
+                .body(
+                    "/status/message",
+                    json!("released at once (fail open): the CarbonForecast \"default\" has no data (Ready=False, reason RefreshFailed)"),
+                ),
+        );
+        expect_all(&env, events("NoForecast").map(|e| e.kind("Warning")));
+        let action = reconcile(job(held_job("1")), controller).await;
+        assert!(action.is_ok(), "{action:?}");
+        env.api.verify();
+    }
+
+    #[tokio::test]
+    async fn a_forecast_outside_the_selector_counts_as_missing() {
+        let config = OperatorConfig {
+            forecast_selector: "carbonshift.dev/shard=a"
+                .parse()
+                .unwrap_or_else(|e| panic!("{e}")),
+            ..OperatorConfig::default()
+        };
+        let env = TestEnv::with_config(t(T0), config);
+        let controller = WorkloadController::new(env.ctx.clone());
+        let base = workload_base(&held_job("1"), t(T0));
+        env.api.expect(get_workload(not_found()));
+        env.api.expect(
+            Expect::get(format!("{FORECASTS_PATH}/default"))
+                .reply(Reply::Json(200, forecast().to_json())),
+        );
+        env.api.expect(Expect::apply(&base));
+        env.api.expect(
+            Expect::patch(format!("{JOBS}/train"))
+                .reply(Reply::Json(200, released_job("2", "2026-05-04T10:00:00Z"))),
+        );
+        env.api
+            .expect(Expect::apply_status(&base).body("/status/reason", json!("NoForecast")));
+        expect_all(&env, events("NoForecast").map(|e| e.kind("Warning")));
+        let action = reconcile(job(held_job("1")), controller).await;
+        assert!(action.is_ok(), "{action:?}");
+        env.api.verify();
+    }
+
+    #[test]
+    fn the_wait_starts_at_creation_or_at_the_leadership_whichever_is_later() {
+        let selector = ForecastSelector::default();
+        let object = awaiting_forecast();
+        let later = t(T0) + TimeDelta::minutes(10);
+        for (started, expected) in [(t(T0) - TimeDelta::hours(1), t(T0)), (later, later)] {
+            match KnownForecast::of(Some(&object), &selector, started, later) {
+                KnownForecast::Awaiting(since) => assert_eq!(since, expected),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            KnownForecast::of(None, &selector, t(T0), t(T0)),
+            KnownForecast::Missing
+        ));
+    }
 }
