@@ -20,3 +20,4 @@ pub mod telemetry;
 pub mod trace;
 pub mod units;
 pub mod webhook;
+pub mod workload;

@@ -346,11 +346,12 @@ mod tests {
             }
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        let deferral = annotations::parse(
+        let deferral = crate::workload::job::view(
             &job,
             &AnnotationDefaults::default(),
             t("2026-05-04T10:00:00Z"),
         )
+        .deferral
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("not deferrable"));

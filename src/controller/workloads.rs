@@ -45,10 +45,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::{FutureExt, Stream, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::core::DynamicObject;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -64,9 +64,10 @@ use crate::api::{
     CarbonForecast, CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, FIELD_MANAGER, Phase,
 };
 use crate::lifecycle::{
-    self, Decision, EventType, ForecastInput, ForecastView, Input, JobAction, JobView,
+    self, Decision, EventType, ForecastInput, ForecastView, Input, JobAction, WorkloadView,
 };
 use crate::metrics::ControllerLabels;
+use crate::workload::{self, Adapter};
 
 /// The longest a reconcile waits for its next look at a Job that is not finished, whatever the
 /// Decision says: a safety net against lost watch events.
@@ -164,10 +165,12 @@ impl KnownForecast {
 /// changed (each time from the Job read afresh) before it leaves the Job to the next reconcile.
 pub const MAX_REDECISIONS: usize = 3;
 
-/// The reconciler's state: the shared [`Context`], the lifecycle settings and per-Job memory.
+/// The reconciler's state for one kind: the shared [`Context`], the kind's adapter, the lifecycle
+/// settings and per-object memory.
 #[derive(Debug)]
 pub struct WorkloadController {
     ctx: Arc<Context>,
+    adapter: &'static dyn Adapter,
     lifecycle: lifecycle::Config,
     memory: Mutex<HashMap<String, Memory>>,
 }
@@ -177,13 +180,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// `namespace/name`.
-fn key(job: &Job) -> String {
+fn key(job: &DynamicObject) -> String {
     format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
 }
 
 impl WorkloadController {
-    /// A controller around `ctx`.
-    pub fn new(ctx: Arc<Context>) -> Arc<Self> {
+    /// A controller of `adapter`'s kind around `ctx`.
+    pub fn new(ctx: Arc<Context>, adapter: &'static dyn Adapter) -> Arc<Self> {
         let lifecycle = lifecycle::Config {
             margin: ctx.config.margin,
             no_forecast: ctx.config.no_forecast,
@@ -191,9 +194,15 @@ impl WorkloadController {
         };
         Arc::new(Self {
             ctx,
+            adapter,
             lifecycle,
             memory: Mutex::default(),
         })
+    }
+
+    /// The kind's API in `namespace`.
+    fn api(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.ctx.client.clone(), namespace, self.adapter.resource())
     }
 
     /// The shared context.
@@ -226,7 +235,7 @@ impl WorkloadController {
     }
 
     /// Whether the cache shows `job` as it was before carbonshift's own last patch.
-    fn is_stale(&self, job: &Job) -> bool {
+    fn is_stale(&self, job: &DynamicObject) -> bool {
         let mut memory = lock(&self.memory);
         let Some(entry) = memory.get_mut(&key(job)) else {
             return false;
@@ -240,12 +249,12 @@ impl WorkloadController {
         }
     }
 
-    fn patched(&self, job: &Job) {
+    fn patched(&self, job: &DynamicObject) {
         lock(&self.memory).entry(key(job)).or_default().patched_from =
             job.metadata.resource_version.clone();
     }
 
-    fn succeeded(&self, job: &Job) {
+    fn succeeded(&self, job: &DynamicObject) {
         let mut memory = lock(&self.memory);
         let k = key(job);
         if memory.get(&k).is_some_and(|m| m.patched_from.is_none()) {
@@ -255,7 +264,7 @@ impl WorkloadController {
         }
     }
 
-    fn api_failure(&self, job: &Job) -> u32 {
+    fn api_failure(&self, job: &DynamicObject) -> u32 {
         let mut memory = lock(&self.memory);
         let entry = memory.entry(key(job)).or_default();
         entry.api_failures = entry.api_failures.saturating_add(1);
@@ -269,7 +278,7 @@ impl WorkloadController {
 }
 
 /// Whether the reconciler has anything to look at: the Job opts in, or carbonshift holds it.
-pub fn concerns_carbonshift(job: &Job) -> bool {
+pub fn concerns_carbonshift(job: &DynamicObject) -> bool {
     job.metadata
         .annotations
         .as_ref()
@@ -278,7 +287,10 @@ pub fn concerns_carbonshift(job: &Job) -> bool {
 
 /// Reconciles one Job (module documentation), timing it into
 /// `reconcile_duration_seconds{controller="workloads"}`.
-pub async fn reconcile(job: Arc<Job>, this: Arc<WorkloadController>) -> Result<Action, Error> {
+pub async fn reconcile(
+    job: Arc<DynamicObject>,
+    this: Arc<WorkloadController>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_job(&job, &this).await;
     this.ctx
@@ -296,7 +308,11 @@ pub async fn reconcile(job: Arc<Job>, this: Arc<WorkloadController>) -> Result<A
 
 /// Retries after a failed reconcile: API errors back off per Job (5s doubling to 5m), an object
 /// that cannot be handled waits for a change. Every error is counted by category.
-pub fn error_policy(job: Arc<Job>, error: &Error, this: Arc<WorkloadController>) -> Action {
+pub fn error_policy(
+    job: Arc<DynamicObject>,
+    error: &Error,
+    this: Arc<WorkloadController>,
+) -> Action {
     this.ctx
         .metrics
         .record_reconcile_error(WORKLOADS, error.category());
@@ -312,14 +328,15 @@ pub fn error_policy(job: Arc<Job>, error: &Error, this: Arc<WorkloadController>)
 }
 
 #[instrument(skip_all, fields(job = %job.name_any(), namespace = job.namespace().unwrap_or_default()))]
-async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, Error> {
+async fn reconcile_job(job: &DynamicObject, this: &WorkloadController) -> Result<Action, Error> {
     if !concerns_carbonshift(job) {
         return Ok(Action::await_change());
     }
     let (Some(namespace), Some(name)) = (job.namespace(), job.metadata.name.clone()) else {
-        return Err(Error::InvalidObject(
-            "a Job without a namespace or a name".to_string(),
-        ));
+        return Err(Error::InvalidObject(format!(
+            "a {} without a namespace or a name",
+            this.adapter.kind()
+        )));
     };
     let ctx = &this.ctx;
     if !ctx.config.namespaces.is_empty() && !ctx.config.namespaces.contains(&namespace) {
@@ -329,7 +346,8 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
         debug!("the cache has not seen carbonshift's last patch yet");
         return Ok(Action::requeue(STALE_RECHECK));
     }
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let jobs = this.api(&namespace);
+    let kind = this.adapter.kind();
     let mut current = std::borrow::Cow::Borrowed(job);
     for _ in 0..MAX_REDECISIONS {
         match decide_and_apply(&current, &namespace, &name, this).await? {
@@ -341,7 +359,7 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
                 match jobs
                     .get_opt(&name)
                     .await
-                    .map_err(Error::api(format!("reading Job {namespace}/{name}")))?
+                    .map_err(Error::api(format!("reading {kind} {namespace}/{name}")))?
                 {
                     Some(fresh) if concerns_carbonshift(&fresh) => {
                         current = std::borrow::Cow::Owned(fresh);
@@ -351,7 +369,7 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
             }
         }
     }
-    info!("the Job kept changing under carbonshift's patch; deciding again shortly");
+    info!("the workload kept changing under carbonshift's patch; deciding again shortly");
     Ok(Action::requeue(STALE_RECHECK))
 }
 
@@ -366,7 +384,7 @@ enum Step {
 /// One pass of fetch → decide → apply → record → requeue (module documentation) for `job` as
 /// read.
 async fn decide_and_apply(
-    job: &Job,
+    job: &DynamicObject,
     namespace: &str,
     name: &str,
     this: &WorkloadController,
@@ -376,11 +394,12 @@ async fn decide_and_apply(
     // 1. fetch
     let now = ctx.clock.now();
     let workloads: Api<CarbonWorkload> = Api::namespaced(ctx.client.clone(), namespace);
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let jobs = this.api(namespace);
+    let adapter = this.adapter;
     let workload = workloads.get_opt(name).await.map_err(Error::api(format!(
         "reading CarbonWorkload {namespace}/{name}"
     )))?;
-    let view = JobView::from_job(job, &ctx.config.annotation_defaults, now);
+    let view = workload::read(adapter, job, &ctx.config.annotation_defaults, now);
     let forecast = match lifecycle::effective_spec(&view, workload.as_ref()) {
         Some(spec) => this.forecast(&spec.forecast, now).await?,
         None => KnownForecast::Missing,
@@ -414,21 +433,25 @@ async fn decide_and_apply(
         Some(action) => {
             let outcome = match action {
                 JobAction::Release { .. } => {
-                    release::release(&jobs, name, &Guard::for_job(job), now).await
+                    release::release(&jobs, adapter, name, &Guard::of(job), now).await
                 }
                 JobAction::Pause => {
                     let marker = view.released_marker.as_deref().unwrap_or_default();
-                    release::pause(&jobs, name, view.resource_version.as_deref(), marker).await
+                    let rv = view.resource_version.as_deref();
+                    release::pause(&jobs, adapter, name, rv, marker).await
                 }
             }
-            .map_err(Error::api(format!("patching Job {namespace}/{name}")))?;
+            .map_err(Error::api(format!(
+                "patching {} {namespace}/{name}",
+                adapter.kind()
+            )))?;
             match outcome {
                 Outcome::Applied(_) => {
                     this.patched(job);
                     released = Some(action.clone());
                 }
                 Outcome::Changed(message) => {
-                    info!(%message, "the Job changed since it was read; deciding again");
+                    info!(%message, "the workload changed since it was read; deciding again");
                     return Ok(Step::Changed);
                 }
                 Outcome::Gone => return Ok(Step::Done(Action::await_change())),
@@ -437,7 +460,7 @@ async fn decide_and_apply(
     }
     let Some(workload) = workload else {
         // No workload (the Job's annotations never could be read): only the Job is recorded.
-        publish(ctx, job, None, &decision).await;
+        publish(ctx, adapter, job, None, &decision).await;
         record_release(ctx, released.as_ref(), now);
         return Ok(Step::Done(Action::await_change()));
     };
@@ -462,7 +485,7 @@ async fn decide_and_apply(
             ctx.metrics.avoided_grams.inc_by(avoided.max(0.0));
         }
     }
-    publish(ctx, job, Some(&workload), &decision).await;
+    publish(ctx, adapter, job, Some(&workload), &decision).await;
 
     // 5. requeue
     Ok(Step::Done(requeue(&decision, now)))
@@ -505,7 +528,11 @@ fn record_release(ctx: &Context, action: Option<&JobAction>, now: DateTime<Utc>)
 }
 
 /// Whether the workload must be (re)applied: missing, another spec, or not owned by the Job.
-fn needs_apply(current: Option<&CarbonWorkload>, spec: &CarbonWorkloadSpec, job: &JobView) -> bool {
+fn needs_apply(
+    current: Option<&CarbonWorkload>,
+    spec: &CarbonWorkloadSpec,
+    job: &WorkloadView,
+) -> bool {
     match current {
         None => true,
         Some(w) => {
@@ -521,10 +548,10 @@ fn needs_apply(current: Option<&CarbonWorkload>, spec: &CarbonWorkloadSpec, job:
 }
 
 /// The owner reference from a workload to its Job.
-pub fn owner_reference(job: &JobView) -> OwnerReference {
+pub fn owner_reference(job: &WorkloadView) -> OwnerReference {
     OwnerReference {
-        api_version: "batch/v1".to_string(),
-        kind: "Job".to_string(),
+        api_version: job.api_version.clone(),
+        kind: job.kind.to_string(),
         name: job.name.clone(),
         uid: job.uid.clone(),
         controller: Some(true),
@@ -534,7 +561,7 @@ pub fn owner_reference(job: &JobView) -> OwnerReference {
 
 async fn apply_spec(
     api: &Api<CarbonWorkload>,
-    job: &JobView,
+    job: &WorkloadView,
     spec: &CarbonWorkloadSpec,
 ) -> Result<CarbonWorkload, Error> {
     let object = json!({
@@ -603,11 +630,17 @@ async fn delete_stale(api: &Api<CarbonWorkload>, old: &CarbonWorkload) -> Result
 }
 
 /// Publishes the Decision's Events on the Job and, when there is one, on its workload.
-async fn publish(ctx: &Context, job: &Job, workload: Option<&CarbonWorkload>, decision: &Decision) {
+async fn publish(
+    ctx: &Context,
+    adapter: &dyn Adapter,
+    job: &DynamicObject,
+    workload: Option<&CarbonWorkload>,
+    decision: &Decision,
+) {
     if decision.events.is_empty() {
         return;
     }
-    let job_ref: ObjectReference = job.object_ref(&());
+    let job_ref: ObjectReference = job.object_ref(adapter.resource());
     let workload_ref = workload.map(|w| w.object_ref(&()));
     for event in &decision.events {
         let note = Note {
@@ -637,19 +670,20 @@ fn waits_for_forecast(w: &CarbonWorkload) -> bool {
     }
 }
 
-/// The Jobs to reconcile when forecast `name` changed (every forecast when `None`): those whose
-/// cached workload waits on it. One scan of the cache.
+/// The objects of `adapter`'s kind to reconcile when forecast `name` changed (every forecast when
+/// `None`): those whose cached workload waits on it. One scan of the cache.
 pub fn jobs_waiting_on(
     workloads: &Store<CarbonWorkload>,
+    adapter: &dyn Adapter,
     name: Option<&str>,
-) -> Vec<ObjectRef<Job>> {
+) -> Vec<ObjectRef<DynamicObject>> {
     workloads
         .state()
         .iter()
         .filter(|w| name.is_none_or(|n| w.spec.forecast == n))
         .filter(|w| waits_for_forecast(w))
         .map(|w| {
-            let job = ObjectRef::new(&w.spec.job_ref.name);
+            let job = ObjectRef::new_with(&w.spec.job_ref.name, adapter.resource().clone());
             match w.namespace() {
                 Some(ns) => job.within(&ns),
                 None => job,
@@ -677,7 +711,6 @@ fn forecast_changes(
 /// without the last known forecasts; leader election starts and stops this from outside.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.boxed().shared();
-    let this = WorkloadController::new(ctx.clone());
     let scopes: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
         vec![None]
     } else {
@@ -686,47 +719,53 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     info!(controller = WORKLOADS, namespaces = ?ctx.config.namespaces, "starting");
     let mut stores = Vec::new();
     let mut controllers = Vec::new();
-    for scope in scopes {
-        let (jobs, workloads): (Api<Job>, Api<CarbonWorkload>) = match &scope {
-            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-            Some(ns) => (
-                Api::namespaced(ctx.client.clone(), ns),
-                Api::namespaced(ctx.client.clone(), ns),
-            ),
-        };
-        let (reader, writer) = reflector::store();
-        let owned = watcher(workloads, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .touched_objects();
-        let index = reader.clone();
-        let triggers = forecast_changes(ctx.store.subscribe())
-            .flat_map(move |name| futures::stream::iter(jobs_waiting_on(&index, name.as_deref())));
-        stores.push(reader);
-        let this = this.clone();
-        controllers.push(
-            Controller::new(jobs, watcher::Config::default())
-                .owns_stream(owned)
-                .reconcile_on(triggers)
-                .graceful_shutdown_on(shutdown.clone())
-                .run(reconcile, error_policy, this.clone())
-                .for_each(move |result| {
-                    let this = this.clone();
-                    async move {
-                        match result {
-                            Ok((job, _)) => debug!(job = %job.name, "reconciled"),
-                            // Already logged and counted by error_policy.
-                            Err(controller::Error::ReconcilerFailed(..)) => {}
-                            Err(controller::Error::ObjectNotFound(job)) => {
-                                this.forget(job.namespace.as_deref(), &job.name);
-                                debug!(job = %job.name, "deleted before its reconcile");
+    for adapter in workload::adapters() {
+        let this = WorkloadController::new(ctx.clone(), adapter);
+        let resource = adapter.resource();
+        for scope in &scopes {
+            let client = ctx.client.clone();
+            let (objects, workloads): (Api<DynamicObject>, Api<CarbonWorkload>) = match scope {
+                None => (Api::all_with(client.clone(), resource), Api::all(client)),
+                Some(ns) => (
+                    Api::namespaced_with(client.clone(), ns, resource),
+                    Api::namespaced(client, ns),
+                ),
+            };
+            let (reader, writer) = reflector::store();
+            let owned = watcher(workloads, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .touched_objects();
+            let index = reader.clone();
+            let triggers = forecast_changes(ctx.store.subscribe()).flat_map(move |name| {
+                futures::stream::iter(jobs_waiting_on(&index, adapter, name.as_deref()))
+            });
+            stores.push(reader);
+            let this = this.clone();
+            controllers.push(
+                Controller::new_with(objects, watcher::Config::default(), resource.clone())
+                    .owns_stream(owned)
+                    .reconcile_on(triggers)
+                    .graceful_shutdown_on(shutdown.clone())
+                    .run(reconcile, error_policy, this.clone())
+                    .for_each(move |result| {
+                        let this = this.clone();
+                        async move {
+                            match result {
+                                Ok((job, _)) => debug!(job = %job.name, "reconciled"),
+                                // Already logged and counted by error_policy.
+                                Err(controller::Error::ReconcilerFailed(..)) => {}
+                                Err(controller::Error::ObjectNotFound(job)) => {
+                                    this.forget(job.namespace.as_deref(), &job.name);
+                                    debug!(job = %job.name, "deleted before its reconcile");
+                                }
+                                Err(error) => warn!(%error, "workload controller"),
                             }
-                            Err(error) => warn!(%error, "workload controller"),
                         }
-                    }
-                })
-                .boxed(),
-        );
+                    })
+                    .boxed(),
+            );
+        }
     }
     let gauges = gauges(ctx.clone(), stores, shutdown);
     futures::join!(futures::future::join_all(controllers), gauges);

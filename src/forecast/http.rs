@@ -5,6 +5,7 @@
 //! The retry arithmetic ([`RetryPolicy::delay_before_retry`], [`parse_retry_after`]) is pure and
 //! tested on its own; only `Shared::get` touches the network.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -132,7 +133,7 @@ struct Inner {
     client: reqwest::Client,
     options: ClientOptions,
     rng: Mutex<SmallRng>,
-    tokens: super::watttime::TokenCache,
+    tokens: TokenCache,
 }
 
 impl std::fmt::Debug for Shared {
@@ -162,7 +163,7 @@ impl Shared {
                 client,
                 options,
                 rng: Mutex::new(SmallRng::from_os_rng()),
-                tokens: super::watttime::TokenCache::default(),
+                tokens: TokenCache::default(),
             }),
         })
     }
@@ -172,7 +173,7 @@ impl Shared {
         &self.inner.options
     }
 
-    pub(crate) fn tokens(&self) -> &super::watttime::TokenCache {
+    pub(crate) fn tokens(&self) -> &TokenCache {
         &self.inner.tokens
     }
 
@@ -559,6 +560,34 @@ pub(crate) fn sensitive_header(value: &str) -> Option<HeaderValue> {
     let mut header = HeaderValue::from_str(value).ok()?;
     header.set_sensitive(true);
     Some(header)
+}
+
+/// Cached bearer tokens, one slot per credential. A slot's async mutex is held during a login so
+/// that concurrent fetches with the same credential log in once.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    slots: Mutex<HashMap<(String, String), TokenSlot>>,
+}
+
+/// The token of one credential; `None` until the first login or after a refused token.
+pub(crate) type TokenSlot = Arc<tokio::sync::Mutex<Option<String>>>;
+
+impl TokenCache {
+    pub(crate) fn slot(&self, base: &str, username: &str) -> TokenSlot {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .entry((base.to_string(), username.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Credentials with a slot (for `Debug`).
+    pub(crate) fn len(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
 }
 
 #[cfg(test)]

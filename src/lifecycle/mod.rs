@@ -67,7 +67,7 @@
 //! the figures for the metrics, exactly once (a workload already terminal is never counted again).
 
 pub mod emissions;
-pub mod job;
+pub mod view;
 
 #[cfg(test)]
 mod tests;
@@ -82,7 +82,8 @@ use crate::api::{CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, Phase
 use crate::planner::{self, ConstraintError, Constraints, Forecast, NoPlan, Plan, PlanReason};
 use crate::units::{self, DurationError, format_duration};
 
-pub use job::{Finished, JobView, ManagedElsewhere};
+pub use crate::api::annotations::ManagedElsewhere;
+pub use view::{Finished, WorkloadView};
 
 /// What to do with a held Job that has no plan when no fresh forecast is available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -175,7 +176,7 @@ pub struct ForecastView<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Input<'a> {
     /// The Job.
-    pub job: &'a JobView,
+    pub job: &'a WorkloadView,
     /// Its CarbonWorkload, if one exists.
     pub workload: Option<&'a CarbonWorkload>,
     /// What is known of the forecast named by the workload's constraints ([`effective_spec`]).
@@ -440,7 +441,7 @@ fn follows_annotations(state: State, workload: Option<&CarbonWorkload>) -> bool 
 /// The constraints in force: the Job's valid annotations while they count (held, or no workload
 /// yet), else the workload's spec. The shell uses it to pick the forecast to pass in.
 pub fn effective_spec(
-    job: &JobView,
+    job: &WorkloadView,
     workload: Option<&CarbonWorkload>,
 ) -> Option<CarbonWorkloadSpec> {
     let workload = workload.filter(|w| w.spec.job_ref.uid == job.uid);
@@ -524,7 +525,7 @@ enum State {
     NotHeld,
 }
 
-fn classify(job: &JobView) -> State {
+fn classify(job: &WorkloadView) -> State {
     if let Some(f) = job.finished {
         return State::Finished(f);
     }
@@ -595,7 +596,7 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Decision {
 
 /// A Job without usable constraints and without a workload: release it if carbonshift holds it
 /// (fail open), otherwise leave it alone.
-fn without_spec(job: &JobView, state: State, now: DateTime<Utc>) -> Decision {
+fn without_spec(job: &WorkloadView, state: State, now: DateTime<Utc>) -> Decision {
     let mut decision = Decision::default();
     let error = job.deferral.as_ref().err().map(ToString::to_string);
     if let Some(error) = &error {
@@ -690,7 +691,7 @@ fn next_start(windows: &[TimeWindow], now: DateTime<Utc>) -> Option<DateTime<Utc
 
 /// One decision in the making.
 struct Machine<'a> {
-    job: &'a JobView,
+    job: &'a WorkloadView,
     spec: &'a CarbonWorkloadSpec,
     old_spec: Option<&'a CarbonWorkloadSpec>,
     old: Option<&'a CarbonWorkloadStatus>,
