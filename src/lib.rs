@@ -14,6 +14,7 @@ pub mod http;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
+pub mod note;
 pub mod planner;
 pub mod replay;
 pub mod telemetry;

@@ -44,13 +44,13 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
-use super::status::{self, Backoff, Observation, SpecProblem};
 use super::store::{ForecastSnapshot, StoreFeeder};
 use super::{Context, Error, FORECASTS};
 use crate::api::{
     CarbonForecast, CarbonForecastSpec, CarbonForecastStatus, FIELD_MANAGER, ProviderSpec,
 };
 use crate::forecast::fixed::DEFAULT_TRACE_KEY;
+use crate::forecast::status::{self, Backoff, Observation, SpecProblem};
 use crate::forecast::{self, CredentialSource, Credentials, ProviderError};
 use crate::metrics::{ControllerLabels, ForecastLabels, Metrics, ProviderLabels, RefreshLabels};
 

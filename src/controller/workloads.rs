@@ -133,7 +133,7 @@ impl KnownForecast {
         let ready = object
             .status
             .as_ref()
-            .and_then(crate::controller::status::ready_condition);
+            .and_then(crate::forecast::status::ready_condition);
         match ready {
             Some(condition) if condition.status == "False" => {
                 KnownForecast::Failed(condition.reason.clone())
