@@ -381,8 +381,8 @@ async fn refresh(
             message,
         }
     };
-    if let Err(message) = status::timing(spec) {
-        return Ok(unusable(SpecProblem::InvalidSpec, message));
+    if let Err(error) = status::timing(spec) {
+        return Ok(unusable(SpecProblem::InvalidSpec, error.to_string()));
     }
     let credentials = match read_credentials(ctx, spec).await? {
         Ok(credentials) => credentials,
@@ -410,9 +410,9 @@ async fn refresh(
         })
         .observe(started.elapsed().as_secs_f64());
     let bounded = result.and_then(|data| {
-        status::bound(data, now).map_err(|detail| ProviderError::InvalidData {
+        status::bound(data, now).map_err(|error| ProviderError::InvalidData {
             provider: kind,
-            detail,
+            detail: error.to_string(),
         })
     });
     Ok(match bounded {

@@ -39,33 +39,21 @@
 //! are recomputed from the cached workloads ([`lifecycle::tally`]).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::{FutureExt, Stream, StreamExt};
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::core::DynamicObject;
-use kube::runtime::controller::{self, Action};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
-use tokio::sync::broadcast;
+use kube::runtime::controller::Action;
 use tracing::{debug, info, instrument, warn};
 
 use super::release::{self, Guard, Outcome};
-use super::{Context, Error, ForecastSelector, ForecastSnapshot, Note, NoteKind, WORKLOADS};
+use super::{Context, Error, WORKLOADS};
 use crate::api::annotations::{DEFERRABLE, HELD};
-use crate::api::{
-    CarbonForecast, CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, FIELD_MANAGER, Phase,
-};
-use crate::lifecycle::{
-    self, Decision, EventType, ForecastInput, ForecastView, Input, JobAction, WorkloadView,
-};
+use crate::api::{CarbonForecast, CarbonWorkload, Phase};
+use crate::lifecycle::{self, Decision, Input, JobAction};
 use crate::metrics::ControllerLabels;
 use crate::workload::{self, Adapter};
 
@@ -90,75 +78,6 @@ struct Memory {
     patched_from: Option<String>,
     /// Consecutive reconciles that failed on the Kubernetes API.
     api_failures: u32,
-}
-
-/// What the shell found out about a workload's forecast; [`KnownForecast::input`] lends it to the
-/// state machine.
-#[derive(Debug, Clone)]
-pub enum KnownForecast {
-    /// Parsed data and whether it is fresh.
-    Data(Arc<ForecastSnapshot>, bool),
-    /// The object exists without data and without a failure, waited for since then.
-    Awaiting(DateTime<Utc>),
-    /// The object exists without data; its `Ready` condition is false for this reason.
-    Failed(String),
-    /// No such object, or one outside this operator's forecast selector.
-    Missing,
-}
-
-impl KnownForecast {
-    /// Classifies a CarbonForecast read from the API (`None`: it does not exist). The wait for a
-    /// forecast without data starts at its creation, or at `started` (this replica's
-    /// leadership) when that is later: nobody refreshed it before.
-    pub fn of(
-        object: Option<&CarbonForecast>,
-        selector: &ForecastSelector,
-        started: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> KnownForecast {
-        let Some(object) = object.filter(|o| selector.matches(o.labels())) else {
-            return KnownForecast::Missing;
-        };
-        let snapshot = match ForecastSnapshot::from_object(object) {
-            Ok(snapshot) => snapshot,
-            Err(error) => {
-                warn!(%error, "the CarbonForecast's status is not a usable forecast");
-                return KnownForecast::Failed("InvalidStatus".to_string());
-            }
-        };
-        if !snapshot.forecast.is_empty() {
-            let fresh = snapshot.is_fresh(now);
-            return KnownForecast::Data(Arc::new(snapshot), fresh);
-        }
-        let ready = object
-            .status
-            .as_ref()
-            .and_then(crate::forecast::status::ready_condition);
-        match ready {
-            Some(condition) if condition.status == "False" => {
-                KnownForecast::Failed(condition.reason.clone())
-            }
-            _ => {
-                let created = object
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
-                    .unwrap_or(started);
-                KnownForecast::Awaiting(created.max(started))
-            }
-        }
-    }
-
-    /// The state machine's view.
-    pub fn input(&self) -> ForecastInput<'_> {
-        match self {
-            KnownForecast::Data(snapshot, fresh) => ForecastInput::Data(view_of(snapshot, *fresh)),
-            KnownForecast::Awaiting(since) => ForecastInput::Awaiting { since: *since },
-            KnownForecast::Failed(reason) => ForecastInput::Failed { reason },
-            KnownForecast::Missing => ForecastInput::Missing,
-        }
-    }
 }
 
 /// How often one reconcile decides again after its guarded patch was refused because the Job
@@ -491,16 +410,6 @@ async fn decide_and_apply(
     Ok(Step::Done(requeue(&decision, now)))
 }
 
-/// The lifecycle's view of a stored forecast.
-fn view_of(snapshot: &ForecastSnapshot, fresh: bool) -> ForecastView<'_> {
-    ForecastView {
-        forecast: &snapshot.forecast,
-        actuals: (!snapshot.actuals.is_empty()).then_some(&*snapshot.actuals),
-        version: &snapshot.version,
-        fresh,
-    }
-}
-
 fn requeue(decision: &Decision, now: DateTime<Utc>) -> Action {
     let finished = decision
         .status
@@ -527,277 +436,17 @@ fn record_release(ctx: &Context, action: Option<&JobAction>, now: DateTime<Utc>)
     }
 }
 
-/// Whether the workload must be (re)applied: missing, another spec, or not owned by the Job.
-fn needs_apply(
-    current: Option<&CarbonWorkload>,
-    spec: &CarbonWorkloadSpec,
-    job: &WorkloadView,
-) -> bool {
-    match current {
-        None => true,
-        Some(w) => {
-            w.spec != *spec
-                || !w
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.uid == job.uid && o.controller == Some(true))
-        }
-    }
-}
+mod known;
+mod run;
+mod writes;
 
-/// The owner reference from a workload to its Job.
-pub fn owner_reference(job: &WorkloadView) -> OwnerReference {
-    OwnerReference {
-        api_version: job.api_version.clone(),
-        kind: job.kind.to_string(),
-        name: job.name.clone(),
-        uid: job.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
+pub use known::KnownForecast;
+pub use run::{jobs_waiting_on, run, set_gauges};
+pub use writes::owner_reference;
 
-async fn apply_spec(
-    api: &Api<CarbonWorkload>,
-    job: &WorkloadView,
-    spec: &CarbonWorkloadSpec,
-) -> Result<CarbonWorkload, Error> {
-    let object = json!({
-        "apiVersion": CarbonWorkload::api_version(&()),
-        "kind": CarbonWorkload::kind(&()),
-        "metadata": {
-            "name": job.name,
-            "namespace": job.namespace,
-            "ownerReferences": [owner_reference(job)],
-        },
-        "spec": spec,
-    });
-    api.patch(
-        &job.name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map_err(Error::api(format!(
-        "applying CarbonWorkload {}/{}",
-        job.namespace, job.name
-    )))
-}
-
-async fn apply_status(
-    api: &Api<CarbonWorkload>,
-    name: &str,
-    status: &CarbonWorkloadStatus,
-) -> Result<CarbonWorkload, Error> {
-    let object = json!({
-        "apiVersion": CarbonWorkload::api_version(&()),
-        "kind": CarbonWorkload::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map_err(Error::api(format!(
-        "applying the status of CarbonWorkload {name}"
-    )))
-}
-
-/// Deletes the workload of an older Job of the same name (only that one: the UID is a
-/// precondition).
-async fn delete_stale(api: &Api<CarbonWorkload>, old: &CarbonWorkload) -> Result<(), Error> {
-    let name = old.name_any();
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: old.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&name, &params).await {
-        Ok(_) => Ok(()),
-        // Gone already, or replaced meanwhile: the next reconcile sees what is there.
-        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
-        Err(source) => Err(Error::Api {
-            action: format!("deleting the stale CarbonWorkload {name}"),
-            source,
-        }),
-    }
-}
-
-/// Publishes the Decision's Events on the Job and, when there is one, on its workload.
-async fn publish(
-    ctx: &Context,
-    adapter: &dyn Adapter,
-    job: &DynamicObject,
-    workload: Option<&CarbonWorkload>,
-    decision: &Decision,
-) {
-    if decision.events.is_empty() {
-        return;
-    }
-    let job_ref: ObjectReference = job.object_ref(adapter.resource());
-    let workload_ref = workload.map(|w| w.object_ref(&()));
-    for event in &decision.events {
-        let note = Note {
-            kind: match event.type_ {
-                EventType::Normal => NoteKind::Normal,
-                EventType::Warning => NoteKind::Warning,
-            },
-            reason: event.reason,
-            action: event.action,
-            message: event.note.clone(),
-        };
-        ctx.publish(WORKLOADS, &job_ref, &note).await;
-        if let Some(workload_ref) = &workload_ref {
-            ctx.publish(WORKLOADS, workload_ref, &note).await;
-        }
-    }
-}
-
-/// Whether a workload waits for forecast data: held (pending, deferred, paused), or a dry run not
-/// planned yet.
-fn waits_for_forecast(w: &CarbonWorkload) -> bool {
-    let status = w.status.as_ref();
-    match status.and_then(|s| s.phase) {
-        None | Some(Phase::Pending | Phase::Deferred | Phase::Paused) => true,
-        Some(Phase::Succeeded | Phase::Failed) => false,
-        Some(_) => w.spec.dry_run && status.is_none_or(|s| s.forecast_version.is_none()),
-    }
-}
-
-/// The objects of `adapter`'s kind to reconcile when forecast `name` changed (every forecast when
-/// `None`): those whose cached workload waits on it. One scan of the cache.
-pub fn jobs_waiting_on(
-    workloads: &Store<CarbonWorkload>,
-    adapter: &dyn Adapter,
-    name: Option<&str>,
-) -> Vec<ObjectRef<DynamicObject>> {
-    workloads
-        .state()
-        .iter()
-        .filter(|w| name.is_none_or(|n| w.spec.forecast == n))
-        .filter(|w| waits_for_forecast(w))
-        .map(|w| {
-            let job = ObjectRef::new_with(&w.spec.job_ref.name, adapter.resource().clone());
-            match w.namespace() {
-                Some(ns) => job.within(&ns),
-                None => job,
-            }
-        })
-        .collect()
-}
-
-/// The names of forecasts whose data changed, from the store; `None` after the receiver fell
-/// behind (treat every forecast as changed).
-fn forecast_changes(
-    receiver: broadcast::Receiver<String>,
-) -> impl Stream<Item = Option<String>> + Send + 'static {
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        match receiver.recv().await {
-            Ok(name) => Some((Some(name), receiver)),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some((None, receiver)),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    })
-}
-
-/// Runs the controller until `shutdown` completes (reconciles in progress finish first). Fill
-/// the context's forecast store from the API before calling it, so that no Job is decided
-/// without the last known forecasts; leader election starts and stops this from outside.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
-    let shutdown = shutdown.boxed().shared();
-    let scopes: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        ctx.config.namespaces.iter().cloned().map(Some).collect()
-    };
-    info!(controller = WORKLOADS, namespaces = ?ctx.config.namespaces, "starting");
-    let mut stores = Vec::new();
-    let mut controllers = Vec::new();
-    for adapter in workload::adapters() {
-        let this = WorkloadController::new(ctx.clone(), adapter);
-        let resource = adapter.resource();
-        for scope in &scopes {
-            let client = ctx.client.clone();
-            let (objects, workloads): (Api<DynamicObject>, Api<CarbonWorkload>) = match scope {
-                None => (Api::all_with(client.clone(), resource), Api::all(client)),
-                Some(ns) => (
-                    Api::namespaced_with(client.clone(), ns, resource),
-                    Api::namespaced(client, ns),
-                ),
-            };
-            let (reader, writer) = reflector::store();
-            let owned = watcher(workloads, watcher::Config::default())
-                .default_backoff()
-                .reflect(writer)
-                .touched_objects();
-            let index = reader.clone();
-            let triggers = forecast_changes(ctx.store.subscribe()).flat_map(move |name| {
-                futures::stream::iter(jobs_waiting_on(&index, adapter, name.as_deref()))
-            });
-            stores.push(reader);
-            let this = this.clone();
-            controllers.push(
-                Controller::new_with(objects, watcher::Config::default(), resource.clone())
-                    .owns_stream(owned)
-                    .reconcile_on(triggers)
-                    .graceful_shutdown_on(shutdown.clone())
-                    .run(reconcile, error_policy, this.clone())
-                    .for_each(move |result| {
-                        let this = this.clone();
-                        async move {
-                            match result {
-                                Ok((job, _)) => debug!(job = %job.name, "reconciled"),
-                                // Already logged and counted by error_policy.
-                                Err(controller::Error::ReconcilerFailed(..)) => {}
-                                Err(controller::Error::ObjectNotFound(job)) => {
-                                    this.forget(job.namespace.as_deref(), &job.name);
-                                    debug!(job = %job.name, "deleted before its reconcile");
-                                }
-                                Err(error) => warn!(%error, "workload controller"),
-                            }
-                        }
-                    })
-                    .boxed(),
-            );
-        }
-    }
-    let gauges = gauges(ctx.clone(), stores, shutdown);
-    futures::join!(futures::future::join_all(controllers), gauges);
-    info!(controller = WORKLOADS, "stopped");
-}
-
-/// Recomputes the workload gauges every [`GAUGE_INTERVAL`] until `shutdown`.
-async fn gauges(
-    ctx: Arc<Context>,
-    stores: Vec<Store<CarbonWorkload>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tick.tick() => set_gauges(&ctx, &stores),
-        }
-    }
-}
-
-/// Sets `workloads{phase}` and `held_past_latest_start` from the cached workloads.
-pub fn set_gauges(ctx: &Context, stores: &[Store<CarbonWorkload>]) {
-    let all: Vec<Arc<CarbonWorkload>> = stores.iter().flat_map(Store::state).collect();
-    let tally = lifecycle::tally(all.iter().map(|w| w.as_ref()), ctx.clock.now());
-    ctx.metrics.set_workloads(|phase| tally.count(phase));
-    ctx.metrics
-        .held_past_latest_start
-        .set(tally.held_past_latest_start);
-}
+#[cfg(test)]
+use known::view_of;
+use writes::{apply_spec, apply_status, delete_stale, needs_apply, publish};
 
 #[cfg(test)]
 mod tests;

@@ -99,18 +99,59 @@ impl Default for Timing {
     }
 }
 
-/// Reads `spec.refreshInterval` and `spec.staleAfter` (defaults 30m and 3h); `Err` names the
+/// A duration field of the CarbonForecast spec that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "spec.{field} {value:?}: {reason}; expected a duration such as 30m, 2h or 1d (units s, m, h, d)"
+)]
+pub struct TimingError {
+    /// `refreshInterval` or `staleAfter`.
+    pub field: &'static str,
+    /// The value given.
+    pub value: String,
+    /// Why it is not a duration.
+    pub reason: crate::units::DurationError,
+}
+
+/// Why a provider answer leaves nothing to store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BoundError {
+    /// The answer had no points.
+    #[error("the provider returned no points")]
+    Empty,
+    /// The points break the forecast rules.
+    #[error("{0}")]
+    Invalid(String),
+    /// The forecast ended before now.
+    #[error("the forecast ends at {horizon}, before now ({now}); nothing is left to plan with")]
+    Ended {
+        /// Its end, RFC 3339.
+        horizon: String,
+        /// Now, RFC 3339.
+        now: String,
+    },
+    /// The forecast starts too far ahead.
+    #[error("the forecast starts at {first}, more than {max_ahead} after now ({now})")]
+    TooFarAhead {
+        /// Its first point, RFC 3339.
+        first: String,
+        /// The limit, as a duration.
+        max_ahead: String,
+        /// Now, RFC 3339.
+        now: String,
+    },
+}
+
+/// Reads `spec.refreshInterval` and `spec.staleAfter` (defaults 30m and 3h); the error names the
 /// field and the accepted form.
-pub fn timing(spec: &CarbonForecastSpec) -> Result<Timing, String> {
-    let read = |field: &str, text: &Option<String>, default: TimeDelta| {
-        match text {
+pub fn timing(spec: &CarbonForecastSpec) -> Result<Timing, TimingError> {
+    let read = |field: &'static str, text: &Option<String>, default: TimeDelta| match text {
         None => Ok(default),
-        Some(text) => parse_duration(text).map_err(|e| {
-            format!(
-                "spec.{field} {text:?}: {e}; expected a duration such as 30m, 2h or 1d (units s, m, h, d)"
-            )
+        Some(text) => parse_duration(text).map_err(|reason| TimingError {
+            field,
+            value: text.clone(),
+            reason,
         }),
-    }
     };
     Ok(Timing {
         refresh_interval: read(
@@ -286,33 +327,32 @@ pub fn refresh_due(input: &Input<'_>) -> bool {
 /// Cuts a validated provider answer to the stored bounds (see the module documentation). `Err`
 /// says why nothing usable is left: the forecast ends before `now`, or starts more than 7 days
 /// after it.
-pub fn bound(data: ForecastData, now: DateTime<Utc>) -> Result<Bounded, String> {
+pub fn bound(data: ForecastData, now: DateTime<Utc>) -> Result<Bounded, BoundError> {
     let starts: Vec<DateTime<Utc>> = data.points.iter().map(|p| p.start).collect();
     let Some(&first_start) = starts.first() else {
-        return Err("the provider returned no points".into());
+        return Err(BoundError::Empty);
     };
     // The planner's semantics, so that the status, the store and every plan agree: each value
     // holds until the next point, the last for one median step, and longer steps are gaps.
-    let full = Forecast::new(data.points.clone()).map_err(|e| e.to_string())?;
+    let invalid = |e: crate::planner::ForecastError| BoundError::Invalid(e.to_string());
+    let full = Forecast::new(data.points.clone()).map_err(invalid)?;
     let step = full.median_step();
     let Some(horizon) = full.horizon_end() else {
-        return Err("the provider returned no points".into());
+        return Err(BoundError::Empty);
     };
     if horizon <= now {
-        return Err(format!(
-            "the forecast ends at {}, before now ({}); nothing is left to plan with",
-            stamp(horizon),
-            stamp(now)
-        ));
+        return Err(BoundError::Ended {
+            horizon: stamp(horizon),
+            now: stamp(now),
+        });
     }
     let limit = now + MAX_AHEAD;
     if first_start >= limit {
-        return Err(format!(
-            "the forecast starts at {}, more than {} after now ({})",
-            stamp(first_start),
-            format_duration(MAX_AHEAD),
-            stamp(now)
-        ));
+        return Err(BoundError::TooFarAhead {
+            first: stamp(first_start),
+            max_ahead: format_duration(MAX_AHEAD),
+            now: stamp(now),
+        });
     }
     let end_of = |i: usize| starts.get(i + 1).copied().unwrap_or(horizon);
     let keep_after = now - step;
@@ -323,7 +363,7 @@ pub fn bound(data: ForecastData, now: DateTime<Utc>) -> Result<Bounded, String> 
     let end = starts
         .partition_point(|s| *s < limit)
         .min(first + MAX_POINTS);
-    let kept = Forecast::new(data.points[first..end].to_vec()).map_err(|e| e.to_string())?;
+    let kept = Forecast::new(data.points[first..end].to_vec()).map_err(invalid)?;
     let horizon_end = kept.horizon_end().unwrap_or(horizon);
     let points: Vec<IntensityPoint> = data.points[first..end]
         .iter()

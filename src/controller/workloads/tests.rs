@@ -12,12 +12,16 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::api::CarbonWorkloadStatus;
 use crate::api::condition::Condition;
 use crate::api::forecast::CarbonForecastStatus;
 use crate::api::{CarbonForecast, CarbonWorkload};
+use crate::controller::ForecastSelector;
 use crate::controller::OperatorConfig;
 use crate::controller::fixtures::{Expect, FORECASTS_PATH, Reply, Route, Seen, TestEnv, points, t};
+use crate::lifecycle::ForecastInput;
 use crate::workload::job::BatchJob;
+use kube::runtime::reflector::Store;
 
 const T0: &str = "2026-05-04T10:00:00Z";
 const JOBS: &str = "/apis/batch/v1/namespaces/ml/jobs";

@@ -103,13 +103,14 @@ fn timing_defaults_and_errors() {
         })
     );
     s.refresh_interval = Some("0s".into());
-    assert!(
-        timing(&s).is_err_and(|e| e.starts_with("spec.refreshInterval \"0s\": ")
-            && e.ends_with("expected a duration such as 30m, 2h or 1d (units s, m, h, d)")),
-    );
+    assert!(timing(&s).is_err_and(|e| {
+        e.to_string().starts_with("spec.refreshInterval \"0s\": ")
+            && e.to_string()
+                .ends_with("expected a duration such as 30m, 2h or 1d (units s, m, h, d)")
+    }),);
     s.refresh_interval = None;
     s.stale_after = Some("soon".into());
-    assert!(timing(&s).is_err_and(|e| e.starts_with("spec.staleAfter \"soon\"")));
+    assert!(timing(&s).is_err_and(|e| e.to_string().starts_with("spec.staleAfter \"soon\"")));
 }
 
 #[test]
@@ -242,24 +243,24 @@ fn a_forecast_entirely_in_the_past_or_far_ahead_is_refused() {
         now,
     );
     assert_eq!(
-        past,
-        Err("the forecast ends at 2026-11-28T12:00:00Z, before now (2026-11-28T15:47:00Z); nothing is left to plan with".into())
+        past.map_err(|e| e.to_string()),
+        Err("the forecast ends at 2026-11-28T12:00:00Z, before now (2026-11-28T15:47:00Z); nothing is left to plan with".to_string())
     );
     let ahead = bound(
         data(t("2026-12-06T00:00Z"), TimeDelta::hours(1), &[1.0]),
         now,
     );
     assert_eq!(
-        ahead,
-        Err("the forecast starts at 2026-12-06T00:00:00Z, more than 7d after now (2026-11-28T15:47:00Z)".into())
+        ahead.map_err(|e| e.to_string()),
+        Err("the forecast starts at 2026-12-06T00:00:00Z, more than 7d after now (2026-11-28T15:47:00Z)".to_string())
     );
     let empty = ForecastData {
         points: Vec::new(),
         ..data(now, TimeDelta::hours(1), &[])
     };
     assert_eq!(
-        bound(empty, now),
-        Err("the provider returned no points".into())
+        bound(empty, now).map_err(|e| e.to_string()),
+        Err("the provider returned no points".to_string())
     );
 }
 
