@@ -1,7 +1,9 @@
 //! Tests of the forecast status decisions.
 
 use super::*;
+use crate::api::forecast::MAX_POINTS;
 use crate::controller::fixtures::{points, t};
+use crate::forecast::ForecastData;
 use crate::planner::Point;
 
 const NOW: &str = "2026-11-28T15:47:00Z";
