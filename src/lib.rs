@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod planner;
 pub mod replay;
+pub mod retry;
 pub mod telemetry;
 pub mod trace;
 pub mod units;
