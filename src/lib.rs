@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod note;
 pub mod planner;
 pub mod replay;
+pub mod retry;
 pub mod telemetry;
 pub mod trace;
 pub mod units;

@@ -63,6 +63,11 @@
 //!   the address the webhook listens on.
 //! - `CARBONSHIFT_E2E_IMAGE` (default `busybox:1.36`): the Job's image.
 
+// This crate is test code: a failed `expect` in a helper is a failed test. (clippy.toml's
+// allow-*-in-tests reaches `#[test]` functions and `#[cfg(test)]` code, not the helpers of an
+// integration test.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::future::Future;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};

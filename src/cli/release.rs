@@ -121,7 +121,7 @@ pub fn run(args: Args) -> ExitCode {
     runtime.block_on(async move {
         // kube's rustls client needs a process-wide crypto provider.
         crate::forecast::install_crypto_provider();
-        let client = match Client::try_default().await {
+        let client = match super::kube_client("release").await {
             Ok(client) => client,
             Err(e) => {
                 return failure(format!(

@@ -57,10 +57,10 @@ use crate::metrics::{ControllerLabels, ForecastLabels, Metrics, ProviderLabels, 
 /// How often the per-forecast gauges are recomputed from the store (the age grows between
 /// refreshes, and the current slot moves on).
 pub const GAUGE_INTERVAL: Duration = Duration::from_secs(30);
-/// First retry delay after a Kubernetes API error.
-pub const API_RETRY_BASE: Duration = Duration::from_secs(5);
+/// First retry delay after a Kubernetes API error ([`crate::retry::API_ERRORS`]).
+pub const API_RETRY_BASE: Duration = crate::retry::API_ERRORS.base();
 /// Longest retry delay after Kubernetes API errors.
-pub const API_RETRY_MAX: Duration = Duration::from_secs(300);
+pub const API_RETRY_MAX: Duration = crate::retry::API_ERRORS.max();
 
 /// Per-object memory of this process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -323,11 +323,9 @@ pub fn error_policy(
     }
 }
 
-/// `min(API_RETRY_BASE × 2^(failures−1), API_RETRY_MAX)`.
+/// `min(API_RETRY_BASE × 2^(failures−1), API_RETRY_MAX)` ([`crate::retry::api_backoff`]).
 pub fn api_retry_delay(failures: u32) -> Duration {
-    API_RETRY_BASE
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(API_RETRY_MAX)
+    crate::retry::api_backoff(failures)
 }
 
 /// Writes `status` with server-side apply (field manager [`FIELD_MANAGER`], forced): fields the

@@ -238,11 +238,7 @@ pub fn error_policy(
     warn!(job = %key(&job), %error, category = error.category(), "reconcile failed");
     match error {
         Error::InvalidObject(_) => Action::await_change(),
-        Error::Api { .. } => {
-            let failures = this.api_failure(&job);
-            let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-            Action::requeue(API_RETRY_BASE.saturating_mul(factor).min(API_RETRY_MAX))
-        }
+        Error::Api { .. } => Action::requeue(crate::retry::api_backoff(this.api_failure(&job))),
     }
 }
 

@@ -408,10 +408,8 @@ pub fn decide(input: &Input<'_>, observation: Observation) -> Decision {
         }
         Observation::Failed { kind, error } => {
             let failures = backoff.map_or(0, |b| b.failures).saturating_add(1);
-            let exponential = RETRY_BASE
-                .checked_mul(1 << failures.saturating_sub(1).min(20))
-                .unwrap_or(timing.refresh_interval)
-                .min(timing.refresh_interval);
+            let exponential =
+                crate::retry::doubling_delta(RETRY_BASE, timing.refresh_interval, failures);
             let hinted = error
                 .retry_after()
                 .and_then(|d| TimeDelta::from_std(d).ok())

@@ -198,7 +198,7 @@ impl Machine<'_> {
     /// The pause of an interruptible Job at the end of the window it was released in.
     pub(super) fn maybe_pause(&mut self, why: &str) {
         let planned = matches!(
-            ReleaseReason::from_str(why),
+            ReleaseReason::parse(why),
             Some(ReleaseReason::Released | ReleaseReason::Resumed)
         );
         if !self.spec.interruptible || !planned {

@@ -74,9 +74,6 @@ mod state;
 mod tally;
 pub mod view;
 
-#[cfg(test)]
-mod tests;
-
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -94,7 +91,8 @@ pub use tally::{Tally, tally};
 pub use view::{Finished, WorkloadView};
 
 use spec::spec_duration;
-use state::{State, classify, is_held_phase};
+use state::is_held_phase;
+pub use state::{State, classify};
 
 /// What to do with a held Job that has no plan when no fresh forecast is available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -236,7 +234,8 @@ impl ReleaseReason {
         ReleaseReason::InvalidAnnotations,
     ];
 
-    fn from_str(text: &str) -> Option<ReleaseReason> {
+    /// The reason named `text` (its [`ReleaseReason::as_str`]), if it is one.
+    pub fn parse(text: &str) -> Option<ReleaseReason> {
         Self::ALL.into_iter().find(|r| r.as_str() == text)
     }
 }

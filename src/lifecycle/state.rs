@@ -7,9 +7,10 @@ pub(super) fn is_held_phase(phase: Phase) -> bool {
     matches!(phase, Phase::Pending | Phase::Deferred | Phase::Paused)
 }
 
-/// Where the Job is, from the Job alone.
+/// Where a workload is, from the workload alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum State {
+pub enum State {
+    /// Its own status says it ended.
     Finished(Finished),
     /// Suspended by carbonshift (marker), or suspended and deferrable (taken as held).
     Held,
@@ -23,7 +24,8 @@ pub(super) enum State {
     NotHeld,
 }
 
-pub(super) fn classify(job: &WorkloadView) -> State {
+/// Classifies a workload from its switch, carbonshift's markers and whether it asks to be held.
+pub fn classify(job: &WorkloadView) -> State {
     if let Some(f) = job.finished {
         return State::Finished(f);
     }

@@ -21,6 +21,10 @@ pub mod job;
 pub mod patch;
 mod view;
 
+// The state machine decided from real-shaped Jobs read through the Job adapter.
+#[cfg(test)]
+mod lifecycle_tests;
+
 use chrono::{DateTime, Utc};
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::Value;

@@ -156,13 +156,17 @@ impl JobBuilder {
 /// Annotation key-value pairs of a test case.
 type Annotations<'a> = Vec<(&'a str, &'a str)>;
 
-/// The pod sets of a Job, as its adapter reads them.
+/// The one pod set of a test Job: its template, `parallelism` pods at most `completions` (the
+/// Job adapter's rule, tested in `workload::job`).
 fn pod_sets(job: &Job) -> Vec<PodSet> {
-    use crate::workload::Adapter;
-    let object = crate::workload::job::dynamic(job).unwrap_or_else(|e| panic!("{e}"));
-    crate::workload::job::BatchJob
-        .pod_sets(&object)
-        .unwrap_or_else(|e| panic!("{e}"))
+    let spec = job.spec.as_ref();
+    let parallelism = spec.and_then(|s| s.parallelism).unwrap_or(1);
+    let limit = spec.and_then(|s| s.completions).unwrap_or(parallelism);
+    vec![PodSet {
+        path: "spec.template.spec".to_string(),
+        pod: spec.and_then(|s| s.template.spec.clone()),
+        count: u32::try_from(parallelism.min(limit)).unwrap_or(0),
+    }]
 }
 
 /// Parses a Job's annotations as the webhook and the controller do.

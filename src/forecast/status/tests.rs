@@ -1,8 +1,8 @@
 //! Tests of the forecast status decisions.
 
 use super::*;
+use crate::api::fixtures::{points, t};
 use crate::api::forecast::MAX_POINTS;
-use crate::controller::fixtures::{points, t};
 use crate::forecast::ForecastData;
 use crate::planner::Point;
 

@@ -9,11 +9,15 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 
-use super::*;
 use crate::api::annotations::{
     AnnotationDefaults, DEADLINE, DEFERRABLE, DRY_RUN, DURATION, HELD, INTERRUPTIBLE, MAX_DELAY,
     POWER, RELEASED_AT, RUN_NOW, SUBMITTED_AT,
 };
+use crate::api::workload::JobRef;
+use crate::api::workload::TimeWindow;
+use crate::api::{CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, Phase};
+use crate::lifecycle::*;
+use crate::planner::Forecast;
 use crate::planner::{Point, hourly_points};
 
 const T0: &str = "2026-05-04T10:00:00Z";
@@ -1505,7 +1509,7 @@ fn realised_intensity_mixes_measured_values_and_the_forecast() {
 fn every_release_reason_is_a_known_reason() {
     for r in ReleaseReason::ALL {
         assert_eq!(reason::known(r.as_str()), Some(r.as_str()));
-        assert_eq!(ReleaseReason::from_str(r.as_str()), Some(r));
+        assert_eq!(ReleaseReason::parse(r.as_str()), Some(r));
     }
     assert_eq!(reason::known("Whatever"), None);
 }
