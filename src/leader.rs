@@ -53,6 +53,7 @@ use tokio::task::JoinHandle;
 use crate::api::annotations::is_dns1123_subdomain;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::retry::{CancellationToken, Doubling, Retryable};
 
 /// The Lease name unless configured (the chart passes `<fullname>-leader`).
 pub const DEFAULT_LEASE_NAME: &str = "carbonshift-leader";
@@ -75,9 +76,9 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long releasing the Lease at shutdown may take.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Retry bounds when the lease manager cannot be set up (API server unreachable, RBAC missing).
-const SETUP_RETRY_MIN: Duration = Duration::from_secs(1);
-const SETUP_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Retries when the lease manager cannot be set up (API server unreachable, RBAC missing): 1 s
+/// doubling to 30 s, until it works or the process shuts down.
+const SETUP_RETRY: Doubling = Doubling::new(Duration::from_secs(1), Duration::from_secs(30));
 
 /// Why leader election cannot start or stopped.
 #[derive(Debug, Error)]
@@ -398,7 +399,7 @@ impl tower_service::Service<Request<Body>> for LeaseObserver {
 pub struct Scope {
     gate: LeaderGate,
     clock: Arc<dyn Clock>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 }
 
 impl std::fmt::Debug for Scope {
@@ -425,16 +426,18 @@ impl Scope {
     /// Completes when the controllers must stop (lease lost or not renewed in time, shutdown).
     /// Call it once per controller.
     pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut stop = self.stop.clone();
-        async move {
-            // An error means the sender is gone, which also means stop.
-            let _ = stop.wait_for(|stop| *stop).await;
-        }
+        self.stop.clone().cancelled_owned()
     }
 
     /// Whether the controllers have been asked to stop.
     pub fn is_stopped(&self) -> bool {
-        *self.stop.borrow()
+        self.stop.is_cancelled()
+    }
+
+    /// The stop signal as a token, for code that takes one: cancelled when the controllers must
+    /// stop. It is a child token, so cancelling it affects only its holder.
+    pub fn token(&self) -> CancellationToken {
+        self.stop.child_token()
     }
 }
 
@@ -499,10 +502,16 @@ impl tower_service::Service<Request<Body>> for Fence {
     }
 }
 
-/// The running controllers.
+/// The running controllers. Dropping it (the election's future dropped) stops them too.
 struct Running {
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: JoinHandle<Result<(), String>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl Running {
@@ -512,11 +521,11 @@ impl Running {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Display + Send + 'static,
     {
-        let (stop, receiver) = watch::channel(false);
+        let stop = CancellationToken::new();
         let controllers = make_controllers(Scope {
             gate: gate.clone(),
             clock: clock.clone(),
-            stop: receiver,
+            stop: stop.clone(),
         });
         let task = tokio::spawn(async move { controllers.await.map_err(|e| e.to_string()) });
         Self { stop, task }
@@ -524,7 +533,7 @@ impl Running {
 
     /// Asks the controllers to stop and waits for them (aborting them after [`STOP_GRACE`]).
     async fn stop(mut self) {
-        self.stop.send_replace(true);
+        self.stop.cancel();
         match tokio::time::timeout(STOP_GRACE, &mut self.task).await {
             Ok(Ok(Ok(()))) => tracing::info!("controllers stopped"),
             Ok(Ok(Err(e))) => tracing::warn!(error = %e, "controllers stopped with an error"),
@@ -626,19 +635,21 @@ where
 
 type ManagerTask = JoinHandle<Result<LeaseManager, LeaseManagerError>>;
 
-/// Builds the lease manager (which reads or creates the Lease), retrying until it works.
+/// Builds the lease manager (which reads or creates the Lease), retrying ([`SETUP_RETRY`]) until
+/// it works. The schedule has no end, so this returns an error only if backon ever ran out of
+/// retries.
 async fn start_manager(
     client: Client,
     params: &ElectionParams,
-) -> (watch::Receiver<bool>, ManagerTask) {
-    let mut retry = SETUP_RETRY_MIN;
-    loop {
+) -> Result<(watch::Receiver<bool>, ManagerTask), LeaseManagerError> {
+    let client = &client;
+    let setup = move || async move {
         let lease_params = LeaseParams::new(
             params.identity.clone(),
             params.lease_duration.as_secs(),
             params.renew_before.as_secs(),
         );
-        match LeaseManager::new(
+        LeaseManager::new(
             client.clone(),
             params.lease_name.clone(),
             params.namespace.clone(),
@@ -646,29 +657,26 @@ async fn start_manager(
             LeaseCreateMode::AutoCreate,
         )
         .await
-        {
-            Ok(manager) => {
-                tracing::info!(
-                    lease = %params.lease_name,
-                    namespace = %params.namespace,
-                    identity = %params.identity,
-                    "taking part in leader election"
-                );
-                return manager.watch().await;
-            }
-            Err(e) => {
-                tracing::warn!(
-                    error = %e,
-                    lease = %params.lease_name,
-                    namespace = %params.namespace,
-                    retry_in = ?retry,
-                    "cannot read or create the leader Lease; this replica does not lead meanwhile"
-                );
-                tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(SETUP_RETRY_MAX);
-            }
-        }
-    }
+    };
+    let manager = setup
+        .retry(SETUP_RETRY.delays())
+        .notify(|e: &LeaseManagerError, retry_in: Duration| {
+            tracing::warn!(
+                error = %e,
+                lease = %params.lease_name,
+                namespace = %params.namespace,
+                retry_in = ?retry_in,
+                "cannot read or create the leader Lease; this replica does not lead meanwhile"
+            );
+        })
+        .await?;
+    tracing::info!(
+        lease = %params.lease_name,
+        namespace = %params.namespace,
+        identity = %params.identity,
+        "taking part in leader election"
+    );
+    Ok(manager.watch().await)
 }
 
 async fn run_elected<F, Fut, E>(
@@ -700,7 +708,9 @@ where
     tokio::pin!(shutdown);
     let (mut elected, manager) = tokio::select! {
         () = &mut shutdown => return Ok(()),
-        started = start_manager(observed, &params) => started,
+        started = start_manager(observed, &params) => {
+            started.map_err(|e| LeaderError::ManagerStopped(e.to_string()))?
+        }
     };
     let mut manager = Some(manager);
     let mut grants = gate.subscribe();

@@ -8,16 +8,8 @@
 use thiserror::Error;
 
 use crate::planner::Point;
+pub use crate::planner::{MAX_INTENSITY, intensity_in_range};
 use crate::units::{TIMESTAMP_FORM, parse_timestamp};
-
-/// Largest intensity accepted from any source, gCO2eq/kWh; no grid comes near it.
-pub const MAX_INTENSITY: f64 = 5_000.0;
-
-/// Whether `value` is an intensity carbonshift accepts from any source: within
-/// 0..=[`MAX_INTENSITY`] gCO2eq/kWh, so never NaN or infinite.
-pub fn intensity_in_range(value: f64) -> bool {
-    (0.0..=MAX_INTENSITY).contains(&value)
-}
 
 /// Why a trace could not be read. Line numbers count from 1 and include the header.
 #[derive(Debug, Clone, PartialEq, Error)]

@@ -12,6 +12,11 @@
 //! `scripts/install-tools.sh`), else `PATH`. Without helm the helm-based tests print why and pass,
 //! unless `CARBONSHIFT_REQUIRE_HELM=1` (set by `make test`), where they fail.
 
+// This crate is test code: a failed `expect` in a helper is a failed test. (clippy.toml's
+// allow-*-in-tests reaches `#[test]` functions and `#[cfg(test)]` code, not the helpers of an
+// integration test.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};

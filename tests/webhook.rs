@@ -4,6 +4,11 @@
 //! Certificates come from a test CA generated with rcgen; the RSA PKCS#1 and EC SEC1 keys are
 //! fixtures in `tests/fixtures/tls/` (test-only keys, see the README there).
 
+// This crate is test code: a failed `expect` in a helper is a failed test. (clippy.toml's
+// allow-*-in-tests reaches `#[test]` functions and `#[cfg(test)]` code, not the helpers of an
+// integration test.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

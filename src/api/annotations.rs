@@ -1,5 +1,7 @@
-//! The annotation contract on `batch/v1` Jobs: a pure parser from a Job (annotations, pod
-//! template, parallelism) to typed scheduling constraints.
+//! The whole annotation contract, for every kind carbonshift holds: the `carbonshift.dev/*` keys,
+//! the markers carbonshift writes ([`marker`]), who else may own a workload's suspend switch
+//! ([`managed_elsewhere`]: Kueue, `spec.managedBy`), and a pure parser from a workload's
+//! [`Subject`] (annotations, creation time, pod sets) to typed scheduling constraints.
 //!
 //! The webhook calls [`parse`] at admission to decide whether to hold a Job; the controllers call
 //! it again to (re)build the Job's `CarbonWorkload`. Both get the same answer for the same Job, the
@@ -22,16 +24,17 @@
 //! the past, or too close to finish in time, is not a parse error either: the Job is valid, just
 //! not worth holding ([`Deferral::is_feasible`]).
 
-use crate::units::from_jiff;
+mod error;
+mod power;
+
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, TimeDelta, Utc};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use thiserror::Error;
+use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
-use crate::units::{self, DURATION_FORM, DurationError, POWER_FORM, PowerError};
+pub use error::AnnotationError;
+pub use power::{PodSet, QuantityError, estimate_power, parse_quantity};
+
+use crate::units::{self, DurationError};
 
 /// Prefix of every carbonshift annotation.
 pub const PREFIX: &str = "carbonshift.dev/";
@@ -59,6 +62,61 @@ pub const HELD: &str = "carbonshift.dev/held";
 pub const SUBMITTED_AT: &str = "carbonshift.dev/submitted-at";
 /// Marker set by carbonshift with the release (RFC 3339).
 pub const RELEASED_AT: &str = "carbonshift.dev/released-at";
+
+/// Kueue's label (or annotation) naming the LocalQueue of a workload it manages.
+pub const KUEUE_QUEUE_NAME: &str = "kueue.x-k8s.io/queue-name";
+
+/// The `spec.managedBy` value of Jobs the built-in Job controller manages (the default).
+pub const JOB_CONTROLLER: &str = "kubernetes.io/job-controller";
+
+/// Another controller that owns a workload's suspend switch, so carbonshift must never touch it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManagedElsewhere {
+    /// Kueue admits the workload (label or annotation [`KUEUE_QUEUE_NAME`]).
+    Kueue,
+    /// `spec.managedBy` names a controller other than the kind's own.
+    ManagedBy(String),
+}
+
+/// Who owns the suspend switch: Kueue when [`KUEUE_QUEUE_NAME`] is a label or an annotation, else
+/// the controller named by `managed_by` when it is not `own_controller` (the kind's built-in one).
+pub fn managed_elsewhere(
+    labels: Option<&BTreeMap<String, String>>,
+    annotations: Option<&BTreeMap<String, String>>,
+    managed_by: Option<&str>,
+    own_controller: &str,
+) -> Option<ManagedElsewhere> {
+    let queued = |map: Option<&BTreeMap<String, String>>| {
+        map.is_some_and(|m| m.contains_key(KUEUE_QUEUE_NAME))
+    };
+    if queued(labels) || queued(annotations) {
+        return Some(ManagedElsewhere::Kueue);
+    }
+    match managed_by {
+        Some(manager) if manager != own_controller => {
+            Some(ManagedElsewhere::ManagedBy(manager.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// The text of a time marker ([`SUBMITTED_AT`], [`RELEASED_AT`]): RFC 3339 in whole seconds, UTC.
+/// Every marker carbonshift writes is formatted here.
+pub fn marker(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// What the parser reads of a workload, whatever its kind: its annotations, its creation time and
+/// its pod sets (for the power estimate). The workload adapter (`crate::workload`) builds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// `metadata.annotations`.
+    pub annotations: Option<&'a BTreeMap<String, String>>,
+    /// `metadata.creationTimestamp`, if the object has one yet.
+    pub created: Option<DateTime<Utc>>,
+    /// Pod templates × pods of each running at once.
+    pub pod_sets: &'a [PodSet],
+}
 
 /// Every annotation carbonshift reads or writes on a Job.
 pub const ALL: [&str; 12] = [
@@ -284,200 +342,12 @@ fn add(t: DateTime<Utc>, d: TimeDelta) -> DateTime<Utc> {
     })
 }
 
-/// Why a Kubernetes resource quantity in the pod template could not be used.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum QuantityError {
-    /// Nothing was given.
-    #[error("empty quantity")]
-    Empty,
-    /// The number part is missing or malformed.
-    #[error("not a number")]
-    NotANumber,
-    /// A suffix other than the Kubernetes ones (`n u m k M G T P E Ki Mi Gi Ti Pi Ei`, `e<exp>`).
-    #[error("unknown suffix {0:?}")]
-    UnknownSuffix(String),
-    /// A negative amount.
-    #[error("negative quantity")]
-    Negative,
-    /// A fraction or an absurd value where a device count is expected.
-    #[error("not a whole number")]
-    NotWhole,
-}
-
-/// Reads a Kubernetes resource quantity (`500m`, `2`, `1.5`, `2000m`, `1Ki`, `1e3`) as a plain
-/// number: `"500m"` is 0.5. Negative amounts are errors (no resource can be negative).
-pub fn parse_quantity(text: &str) -> Result<f64, QuantityError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(QuantityError::Empty);
-    }
-    let number_len = text
-        .char_indices()
-        .find(|&(i, c)| !(c.is_ascii_digit() || c == '.' || (i == 0 && (c == '+' || c == '-'))))
-        .map_or(text.len(), |(i, _)| i);
-    let (number, suffix) = text.split_at(number_len);
-    if !number.bytes().any(|b| b.is_ascii_digit()) || number.matches('.').count() > 1 {
-        return Err(QuantityError::NotANumber);
-    }
-    let value: f64 = number.parse().map_err(|_| QuantityError::NotANumber)?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        other => match other
-            .strip_prefix(['e', 'E'])
-            .and_then(|exp| exp.parse::<i32>().ok())
-        {
-            Some(exp) => 10f64.powi(exp),
-            None => return Err(QuantityError::UnknownSuffix(other.to_string())),
-        },
-    };
-    let amount = value * factor;
-    if !amount.is_finite() {
-        return Err(QuantityError::NotANumber);
-    }
-    if amount < 0.0 {
-        return Err(QuantityError::Negative);
-    }
-    Ok(amount)
-}
-
-/// Why a deferrable Job's annotations (or the pod template the power estimate reads) cannot be
-/// used. Each message names the annotation or field, the value given and the expected form.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum AnnotationError {
-    /// A boolean annotation is neither `"true"` nor `"false"`.
-    #[error("{key}: {value:?} is not a boolean; expected {BOOLEAN_FORM}")]
-    NotABoolean {
-        /// The annotation.
-        key: &'static str,
-        /// The value given.
-        value: String,
-    },
-    /// A duration annotation cannot be read.
-    #[error("{key}: {value:?} is not a duration: {reason}; expected {DURATION_FORM}")]
-    BadDuration {
-        /// The annotation.
-        key: &'static str,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: DurationError,
-    },
-    /// A duration annotation is zero.
-    #[error("{key}: {value:?} is zero; expected {DURATION_FORM}{}", zero_hint(.key))]
-    ZeroDuration {
-        /// The annotation.
-        key: &'static str,
-        /// The value given.
-        value: String,
-    },
-    /// [`DURATION`] is longer than [`MAX_DURATION`].
-    #[error(
-        "{key}: {value:?} is longer than {}; expected {DURATION_FORM}, at most {}",
-        units::format_duration(MAX_DURATION),
-        units::format_duration(MAX_DURATION)
-    )]
-    DurationTooLong {
-        /// The annotation.
-        key: &'static str,
-        /// The value given.
-        value: String,
-    },
-    /// [`DEADLINE`] is not an RFC 3339 time.
-    #[error("{DEADLINE}: {value:?} is not an RFC 3339 time; expected {RFC3339_FORM}")]
-    BadDeadline {
-        /// The value given.
-        value: String,
-    },
-    /// Both [`DEADLINE`] and [`MAX_DELAY`] are set.
-    #[error(
-        "{DEADLINE} ({deadline:?}) and {MAX_DELAY} ({max_delay:?}) are both set; expected at most one of them"
-    )]
-    DeadlineAndMaxDelay {
-        /// The deadline given.
-        deadline: String,
-        /// The max delay given.
-        max_delay: String,
-    },
-    /// [`POWER`] cannot be read: no unit, unknown unit, not a number, or not positive.
-    #[error("{POWER}: {value:?} is not a power: {reason}; expected {POWER_FORM}")]
-    BadPower {
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: PowerError,
-    },
-    /// [`FORECAST`] is not a valid object name.
-    #[error("{FORECAST}: {value:?} is not a CarbonForecast name; expected {FORECAST_NAME_FORM}")]
-    BadForecastName {
-        /// The value given.
-        value: String,
-    },
-    /// A time marker carbonshift writes ([`SUBMITTED_AT`], [`RELEASED_AT`]) is not an RFC 3339
-    /// time: someone edited it.
-    #[error(
-        "{key}: {value:?} is not an RFC 3339 time; expected {RFC3339_FORM} (this marker is written by carbonshift; remove it or restore the value carbonshift wrote)"
-    )]
-    BadMarkerTime {
-        /// The annotation.
-        key: &'static str,
-        /// The value given.
-        value: String,
-    },
-    /// A CPU request or limit in the pod template cannot be read (the API server normally
-    /// refuses these; only the power estimate reads them).
-    #[error(
-        "{field}: {value:?} is not a CPU quantity: {reason}; expected {CPU_FORM} (or set {POWER} to skip the estimate)"
-    )]
-    BadCpuQuantity {
-        /// Path of the field, for example `spec.template.spec.containers[train].resources.requests[cpu]`.
-        field: String,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: QuantityError,
-    },
-    /// A GPU request or limit in the pod template is not a whole number of devices.
-    #[error(
-        "{field}: {value:?} is not a GPU count: {reason}; expected {GPU_FORM} (or set {POWER} to skip the estimate)"
-    )]
-    BadGpuCount {
-        /// Path of the field, for example
-        /// `spec.template.spec.containers[train].resources.limits[nvidia.com/gpu]`.
-        field: String,
-        /// The value given.
-        value: String,
-        /// What is wrong with it.
-        reason: QuantityError,
-    },
-}
-
-fn zero_hint(key: &str) -> &'static str {
-    if key == MAX_DELAY {
-        "; to start the Job without waiting, leave out carbonshift.dev/deferrable or set carbonshift.dev/run-now: \"true\""
-    } else {
-        ""
-    }
-}
-
 /// Whether the Job opts in: [`DEFERRABLE`] is exactly `"true"`. A Job with any other value
 /// except `"false"` is still worth a [`parse`], which reports the bad value.
-pub fn is_deferrable(job: &Job) -> bool {
-    annotation(job, DEFERRABLE) == Some("true")
+pub fn is_deferrable(annotations: Option<&BTreeMap<String, String>>) -> bool {
+    annotations
+        .and_then(|a| a.get(DEFERRABLE))
+        .is_some_and(|v| v == "true")
 }
 
 /// Reads a Job's carbonshift annotations and pod template into its scheduling constraints.
@@ -487,7 +357,7 @@ pub fn is_deferrable(job: &Job) -> bool {
 /// Job has neither [`SUBMITTED_AT`] nor a creation time (the webhook sees Jobs before the API
 /// server stamps them).
 pub fn parse(
-    job: &Job,
+    job: &Subject<'_>,
     defaults: &AnnotationDefaults,
     now: DateTime<Utc>,
 ) -> Result<Option<Deferral>, AnnotationError> {
@@ -498,12 +368,7 @@ pub fn parse(
 
     let submitted_at = match marker_time(job, SUBMITTED_AT)? {
         Some(t) => t,
-        None => job
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .and_then(|t| from_jiff(t.0))
-            .unwrap_or(now),
+        None => job.created.unwrap_or(now),
     };
     let held = boolean(job, HELD)?.unwrap_or(false);
     let released_at = marker_time(job, RELEASED_AT)?;
@@ -562,13 +427,12 @@ pub fn parse(
             })?,
             source: PowerSource::Annotation,
         },
-        None => estimate_power(job, defaults)?,
+        None => estimate_power(job.pod_sets, defaults)?,
     };
 
     let unknown_annotations = job
-        .metadata
         .annotations
-        .iter()
+        .into_iter()
         .flatten()
         .map(|(key, _)| key)
         .filter(|key| key.starts_with(PREFIX) && !ALL.contains(&key.as_str()))
@@ -594,124 +458,11 @@ pub fn parse(
     }))
 }
 
-/// The power estimate from the pod template: `(GPUs per pod × watts per GPU + CPU cores per pod ×
-/// watts per core) × parallelism`.
-///
-/// Per pod: the sum over the app containers and the sidecars (init containers with
-/// `restartPolicy: Always`, which run beside them); plain init containers finish before the work
-/// starts and are not counted. Each container counts its requests, falling back to its limits
-/// (for extended resources such as GPUs Kubernetes accepts limits alone). Pod-level
-/// `resources.requests.cpu` (or `limits.cpu`), when set, replaces the container sum for CPU.
-/// Parallelism is `spec.parallelism` (default 1), at most `spec.completions`, since Kubernetes
-/// never runs more pods at once than completions remain.
-pub fn estimate_power(job: &Job, defaults: &AnnotationDefaults) -> Result<Power, AnnotationError> {
-    let spec = job.spec.as_ref();
-    let pod = spec.and_then(|s| s.template.spec.as_ref());
-    let containers = pod
-        .map(|p| {
-            let sidecars = p
-                .init_containers
-                .iter()
-                .flatten()
-                .filter(|c| c.restart_policy.as_deref() == Some("Always"))
-                .map(|c| ("initContainers", c));
-            p.containers
-                .iter()
-                .map(|c| ("containers", c))
-                .chain(sidecars)
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-
-    let mut gpus_per_pod: u64 = 0;
-    let mut container_cores = 0.0;
-    for (list, container) in &containers {
-        let base = format!("spec.template.spec.{list}[{}].resources", container.name);
-        for resource in &defaults.gpu_resources {
-            if let Some((field, value)) = request_or_limit(container.resources.as_ref(), resource) {
-                let count = gpu_count(value).map_err(|reason| AnnotationError::BadGpuCount {
-                    field: format!("{base}.{field}[{resource}]"),
-                    value: value.0.clone(),
-                    reason,
-                })?;
-                gpus_per_pod = gpus_per_pod.saturating_add(count);
-            }
-        }
-        container_cores += cpu(container.resources.as_ref(), &base)?.unwrap_or(0.0);
-    }
-    let pod_cores = cpu(
-        pod.and_then(|p| p.resources.as_ref()),
-        "spec.template.spec.resources",
-    )?;
-    let cores_per_pod = pod_cores.unwrap_or(container_cores);
-
-    let parallelism = spec.and_then(|s| s.parallelism).unwrap_or(1);
-    let parallelism = match spec.and_then(|s| s.completions) {
-        Some(completions) => parallelism.min(completions),
-        None => parallelism,
-    };
-    // The API server refuses negative values; a hand-made object must not make the estimate negative.
-    let parallelism = u32::try_from(parallelism).unwrap_or(0);
-
-    let per_pod =
-        gpus_per_pod as f64 * defaults.watts_per_gpu + cores_per_pod * defaults.watts_per_core;
-    Ok(Power {
-        watts: per_pod * f64::from(parallelism),
-        source: PowerSource::Estimated {
-            gpus_per_pod,
-            cores_per_pod,
-            parallelism,
-        },
-    })
+fn annotation<'a>(job: &Subject<'a>, key: &str) -> Option<&'a str> {
+    job.annotations?.get(key).map(String::as_str)
 }
 
-/// The CPU request (else limit) in `resources`, in cores; `base` is the path of `resources`,
-/// for the error.
-fn cpu(
-    resources: Option<&ResourceRequirements>,
-    base: &str,
-) -> Result<Option<f64>, AnnotationError> {
-    request_or_limit(resources, "cpu")
-        .map(|(field, value)| {
-            parse_quantity(&value.0).map_err(|reason| AnnotationError::BadCpuQuantity {
-                field: format!("{base}.{field}[cpu]"),
-                value: value.0.clone(),
-                reason,
-            })
-        })
-        .transpose()
-}
-
-fn gpu_count(value: &Quantity) -> Result<u64, QuantityError> {
-    let count = parse_quantity(&value.0)?;
-    // 2^53: beyond it an f64 no longer holds every integer.
-    if count.fract() != 0.0 || count > 9_007_199_254_740_992.0 {
-        return Err(QuantityError::NotWhole);
-    }
-    Ok(count as u64)
-}
-
-/// The request for `resource`, else its limit, with the name of the map it came from.
-fn request_or_limit<'a>(
-    resources: Option<&'a ResourceRequirements>,
-    resource: &str,
-) -> Option<(&'static str, &'a Quantity)> {
-    let resources = resources?;
-    let get = |map: &'a Option<BTreeMap<String, Quantity>>| map.as_ref()?.get(resource);
-    get(&resources.requests)
-        .map(|q| ("requests", q))
-        .or_else(|| get(&resources.limits).map(|q| ("limits", q)))
-}
-
-fn annotation<'a>(job: &'a Job, key: &str) -> Option<&'a str> {
-    job.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
-fn boolean(job: &Job, key: &'static str) -> Result<Option<bool>, AnnotationError> {
+fn boolean(job: &Subject<'_>, key: &'static str) -> Result<Option<bool>, AnnotationError> {
     match annotation(job, key) {
         None => Ok(None),
         Some("true") => Ok(Some(true)),
@@ -737,7 +488,10 @@ fn duration(key: &'static str, text: &str) -> Result<TimeDelta, AnnotationError>
     })
 }
 
-fn marker_time(job: &Job, key: &'static str) -> Result<Option<DateTime<Utc>>, AnnotationError> {
+fn marker_time(
+    job: &Subject<'_>,
+    key: &'static str,
+) -> Result<Option<DateTime<Utc>>, AnnotationError> {
     annotation(job, key)
         .map(|text| {
             rfc3339(text).ok_or_else(|| AnnotationError::BadMarkerTime {

@@ -1,11 +1,13 @@
 //! The carbonshift API: custom resources (`carbonshift.dev/v1alpha1`) and the annotation contract on
-//! `batch/v1` Jobs.
+//! every workload carbonshift holds.
 //!
 //! Everything here is plain data plus pure functions; no client, no I/O.
 
 pub mod annotations;
 pub mod condition;
 pub mod crd;
+#[cfg(test)]
+pub mod fixtures;
 pub mod forecast;
 pub mod workload;
 

@@ -346,8 +346,19 @@ mod tests {
             }
         }))
         .unwrap_or_else(|e| panic!("{e}"));
+        let spec = job.spec.as_ref();
+        let pod_sets = [annotations::PodSet {
+            path: "spec.template.spec".to_string(),
+            pod: spec.and_then(|s| s.template.spec.clone()),
+            count: 2,
+        }];
+        let subject = annotations::Subject {
+            annotations: job.metadata.annotations.as_ref(),
+            created: Some(t("2026-05-04T10:00:00Z")),
+            pod_sets: &pod_sets,
+        };
         let deferral = annotations::parse(
-            &job,
+            &subject,
             &AnnotationDefaults::default(),
             t("2026-05-04T10:00:00Z"),
         )

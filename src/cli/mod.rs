@@ -135,6 +135,20 @@ pub fn load_trace(
     }
 }
 
+/// A Kubernetes client from the environment (in-cluster, else the kubeconfig), that names itself
+/// `carbonshift/<version> (<component>)` in every request's User-Agent, so that the API server's
+/// audit log and metrics tell carbonshift's requests apart.
+pub async fn kube_client(component: &str) -> Result<kube::Client, kube::Error> {
+    let mut config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
+    let agent = format!("carbonshift/{} ({component})", env!("CARGO_PKG_VERSION"));
+    if let Ok(value) = http::HeaderValue::from_str(&agent) {
+        config.headers.push((http::header::USER_AGENT, value));
+    }
+    kube::Client::try_from(config)
+}
+
 /// Prints `error: MESSAGE` on stderr and returns exit code 1: the command failed.
 pub(crate) fn failure(message: impl Display) -> ExitCode {
     eprintln!("error: {message}");

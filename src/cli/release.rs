@@ -15,15 +15,17 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::batch::v1::Job;
 use kube::api::{ListParams, Patch, PatchParams};
+use kube::core::DynamicObject;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
+use crate::api::annotations;
 use crate::api::{CarbonWorkload, FIELD_MANAGER};
 use crate::controller::release::{self as guarded, Guard, Outcome};
 use crate::lifecycle::ReleaseReason;
+use crate::workload::{self, Adapter};
 
 use super::{failure, usage_error};
 
@@ -119,7 +121,7 @@ pub fn run(args: Args) -> ExitCode {
     runtime.block_on(async move {
         // kube's rustls client needs a process-wide crypto provider.
         crate::forecast::install_crypto_provider();
-        let client = match Client::try_default().await {
+        let client = match super::kube_client("release").await {
             Ok(client) => client,
             Err(e) => {
                 return failure(format!(
@@ -181,9 +183,9 @@ pub async fn release_jobs(
     );
     let mut summary = Summary::default();
     let mut held = 0;
-    for job in jobs {
+    for (adapter, job) in jobs {
         let key = format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any());
-        if !guarded::is_held(&job) {
+        if !guarded::is_held(adapter, &job) {
             if matches!(target, Target::Job { .. }) {
                 line(
                     out,
@@ -199,7 +201,7 @@ pub async fn release_jobs(
             summary.released += 1;
             continue;
         }
-        match release_one(&client, &job, now).await {
+        match release_one(&client, adapter, &job, now).await {
             Ok(Some(released)) => {
                 line(
                     out,
@@ -209,7 +211,7 @@ pub async fn release_jobs(
                     ),
                 );
                 summary.released += 1;
-                record(&client, &recorder, &released, now, out).await;
+                record(&client, &recorder, adapter, &released, now, out).await;
             }
             Ok(None) => {
                 line(
@@ -240,56 +242,77 @@ fn line(out: &mut impl Write, text: &str) {
     let _ = writeln!(out, "{text}");
 }
 
-async fn candidates(client: &Client, target: &Target) -> Result<Vec<Job>, ReleaseError> {
-    let list = |api: Api<Job>, where_: String| async move {
+/// The workloads of every supported kind that `target` names, with their adapters.
+async fn candidates(
+    client: &Client,
+    target: &Target,
+) -> Result<Vec<(&'static dyn Adapter, DynamicObject)>, ReleaseError> {
+    let list = |api: Api<DynamicObject>, where_: String| async move {
         api.list(&ListParams::default())
             .await
             .map(|l| l.items)
             .map_err(|source| ReleaseError::List { where_, source })
     };
-    match target {
-        Target::All => list(Api::all(client.clone()), String::new()).await,
-        Target::Namespaces(namespaces) => {
-            let mut jobs = Vec::new();
-            for ns in namespaces {
-                jobs.extend(list(Api::namespaced(client.clone(), ns), format!(" in {ns}")).await?);
+    let mut found = Vec::new();
+    for adapter in workload::adapters() {
+        let resource = adapter.resource();
+        let with = |objects: Vec<DynamicObject>| objects.into_iter().map(move |o| (adapter, o));
+        match target {
+            Target::All => {
+                found.extend(with(
+                    list(Api::all_with(client.clone(), resource), String::new()).await?,
+                ));
             }
-            Ok(jobs)
-        }
-        Target::Job { namespace, name } => {
-            let api: Api<Job> = Api::namespaced(client.clone(), namespace);
-            match api.get_opt(name).await {
-                Ok(Some(job)) => Ok(vec![job]),
-                Ok(None) => Err(ReleaseError::NotFound {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                }),
-                Err(source) => Err(ReleaseError::List {
-                    where_: format!(" in {namespace}"),
-                    source,
-                }),
+            Target::Namespaces(namespaces) => {
+                for ns in namespaces {
+                    let api = Api::namespaced_with(client.clone(), ns, resource);
+                    found.extend(with(list(api, format!(" in {ns}")).await?));
+                }
+            }
+            Target::Job { namespace, name } => {
+                let api: Api<DynamicObject> =
+                    Api::namespaced_with(client.clone(), namespace, resource);
+                match api.get_opt(name).await {
+                    Ok(Some(object)) => found.push((adapter, object)),
+                    Ok(None) => {}
+                    Err(source) => {
+                        return Err(ReleaseError::List {
+                            where_: format!(" in {namespace}"),
+                            source,
+                        });
+                    }
+                }
             }
         }
     }
+    if let (Target::Job { namespace, name }, true) = (target, found.is_empty()) {
+        return Err(ReleaseError::NotFound {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        });
+    }
+    Ok(found)
 }
 
-/// Releases one held Job with the guarded patch; when it changed meanwhile, reads it again and
-/// tries once more if it is still held. `Ok(None)`: not held any more.
+/// Releases one held workload with the guarded patch; when it changed meanwhile, reads it again
+/// and tries once more if it is still held. `Ok(None)`: not held any more.
 async fn release_one(
     client: &Client,
-    job: &Job,
+    adapter: &dyn Adapter,
+    job: &DynamicObject,
     now: DateTime<Utc>,
-) -> Result<Option<Job>, kube::Error> {
+) -> Result<Option<DynamicObject>, kube::Error> {
     let namespace = job.namespace().unwrap_or_default();
     let name = job.name_any();
-    let api: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &namespace, adapter.resource());
     let mut current = job.clone();
     for _ in 0..2 {
-        match guarded::release(&api, &name, &Guard::for_job(&current), now).await? {
+        match guarded::release(&api, adapter, &name, &Guard::of(&current), now).await? {
             Outcome::Applied(job) => return Ok(Some(*job)),
             Outcome::Gone => return Ok(None),
             Outcome::Changed(_) => match api.get_opt(&name).await? {
-                Some(job) if guarded::is_held(&job) => current = job,
+                Some(job) if guarded::is_held(adapter, &job) => current = job,
                 _ => return Ok(None),
             },
         }
@@ -301,7 +324,8 @@ async fn release_one(
 async fn record(
     client: &Client,
     recorder: &Recorder,
-    job: &Job,
+    adapter: &dyn Adapter,
+    job: &DynamicObject,
     now: DateTime<Utc>,
     out: &mut impl Write,
 ) {
@@ -313,7 +337,10 @@ async fn record(
         action: "Release".to_string(),
         secondary: None,
     };
-    if let Err(e) = recorder.publish(&event, &job.object_ref(&())).await {
+    if let Err(e) = recorder
+        .publish(&event, &job.object_ref(adapter.resource()))
+        .await
+    {
         line(
             out,
             &format!("{key}: warning: cannot record the Event: {e}"),
@@ -326,7 +353,7 @@ async fn record(
             "phase": "Released",
             "reason": ReleaseReason::ManualRelease.as_str(),
             "message": "released at once by carbonshift release",
-            "releasedAt": guarded::marker(now),
+            "releasedAt": annotations::marker(now),
         }
     });
     let params = PatchParams {

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use chrono::TimeDelta;
 use clap::ArgAction;
 use clap::builder::BoolishValueParser;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::annotations::{AnnotationDefaults, is_dns1123_subdomain};
@@ -34,6 +33,7 @@ use crate::forecast::{self, ClientOptions, Shared};
 use crate::http::{self, HttpState, Readiness};
 use crate::leader::{self, Election, ElectionParams, Scope};
 use crate::metrics::Metrics;
+use crate::retry::{CancellationToken, Doubling, Retryable};
 use crate::telemetry::{self, LogFormat};
 use crate::units::{duration_arg, duration_or_zero_arg};
 use crate::webhook::{self, CertReloader, TlsConfigPaths, WebhookState};
@@ -47,9 +47,12 @@ pub const IN_CLUSTER_NAMESPACE_FILE: &str =
 /// The operator namespace outside a cluster, when none is given.
 pub const DEFAULT_OPERATOR_NAMESPACE: &str = "carbonshift";
 
-/// How long to wait between attempts to read the CarbonForecasts at the start of a leadership.
-const FILL_RETRY_MIN: std::time::Duration = std::time::Duration::from_secs(1);
-const FILL_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long to wait between attempts to read the CarbonForecasts at the start of a leadership:
+/// 1 s doubling to 30 s.
+const FILL_RETRY: Doubling = Doubling::new(
+    std::time::Duration::from_secs(1),
+    std::time::Duration::from_secs(30),
+);
 
 const EXAMPLES: &str = "\
 Examples:
@@ -412,31 +415,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// A shutdown flag whose [`Stop::wait`] futures complete once it is raised.
-#[derive(Clone)]
-struct Stop(watch::Sender<bool>);
-
-impl Stop {
-    fn new() -> Self {
-        Self(watch::Sender::new(false))
-    }
-
-    fn raise(&self) {
-        self.0.send_replace(true);
-    }
-
-    fn wait(&self) -> impl Future<Output = ()> + Send + 'static {
-        let mut receiver = self.0.subscribe();
-        async move {
-            let _ = receiver.wait_for(|stop| *stop).await;
-        }
-    }
-}
-
 /// Runs everything until `signal` completes or a component fails; returns why it failed.
 pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Result<(), String> {
     forecast::install_crypto_provider();
-    let client = kube::Client::try_default().await.map_err(|e| {
+    let client = super::kube_client("operator").await.map_err(|e| {
         format!(
             "cannot find a Kubernetes cluster (set KUBECONFIG, or use ~/.kube/config, or run in a pod): {}",
             one_line(&e.to_string())
@@ -445,7 +427,10 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Metrics::new();
     let readiness = Readiness::new("starting");
-    let stop = Stop::new();
+    // The shutdown signal of the servers and the election; cancelled on every way out of this
+    // function, an early error return included.
+    let stop = CancellationToken::new();
+    let _stop_on_return = stop.clone().drop_guard();
 
     // The servers every replica runs; both bind (and the webhook reads its certificate) before
     // anything else starts, so that a bad port or file fails the start at once.
@@ -456,7 +441,7 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
             metrics: metrics.clone(),
             readiness: readiness.clone(),
         },
-        stop.wait(),
+        stop.clone().cancelled_owned(),
     ));
     tracing::info!(addr = %settings.metrics_addr, "serving metrics and health checks");
     let webhook_server: Option<JoinHandle<Result<(), webhook::WebhookError>>> = match &settings
@@ -482,7 +467,7 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
                     metrics: metrics.clone(),
                     readiness: readiness.clone(),
                 },
-                stop.wait(),
+                stop.clone().cancelled_owned(),
             )))
         }
         None => {
@@ -525,7 +510,7 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
         clock.clone(),
         metrics.clone(),
         leading,
-        stop.wait(),
+        stop.clone().cancelled_owned(),
     ));
 
     // Wait for the signal or for a component to fail.
@@ -562,7 +547,7 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
     // Readiness off first, so that the Service stops sending admission requests; then stop
     // writing and hand the Lease over; the metrics server goes last.
     readiness.set_not_ready("shutting down");
-    stop.raise();
+    stop.cancel();
     if !leadership_done {
         match leadership.await {
             Ok(Ok(())) => {}
@@ -601,23 +586,20 @@ async fn run_controllers(
     scope: Scope,
 ) -> Result<(), String> {
     let providers = Shared::new(ClientOptions::default()).map_err(|e| e.to_string())?;
-    let mut retry = FILL_RETRY_MIN;
-    let store: ForecastStore = loop {
-        let attempt = ForecastStore::fill_from_api(client.clone(), &config.forecast_selector);
-        tokio::select! {
-            () = scope.stopped() => return Ok(()),
-            result = attempt => match result {
-                Ok(store) => break store,
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?retry, "cannot list CarbonForecasts; the controllers wait for them");
-                }
-            }
-        }
-        tokio::select! {
-            () = scope.stopped() => return Ok(()),
-            () = tokio::time::sleep(retry) => {}
-        }
-        retry = (retry * 2).min(FILL_RETRY_MAX);
+    // Each attempt owns what it reads: with borrowed arguments rustc cannot prove the
+    // controllers' future `Send` (its known limit with closures that return futures).
+    let fill = (|| {
+        let (client, selector) = (client.clone(), config.forecast_selector.clone());
+        async move { ForecastStore::fill_from_api(client, &selector).await }
+    })
+    .retry(FILL_RETRY.delays())
+        .notify(|e, retry_in| {
+            tracing::warn!(error = %e, retry_in = ?retry_in, "cannot list CarbonForecasts; the controllers wait for them");
+        });
+    // The schedule has no end: this ends with a store, or when leadership ends first.
+    let store: ForecastStore = match scope.token().run_until_cancelled(fill).await {
+        None => return Ok(()),
+        Some(filled) => filled.map_err(|e| format!("cannot list CarbonForecasts: {e}"))?,
     };
     tracing::info!(forecasts = ?store.names(), "forecast store filled; starting the controllers");
     // Every write of the controllers (Job patches, workload and forecast status, Events) goes

@@ -44,23 +44,23 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
-use super::status::{self, Backoff, Observation, SpecProblem};
 use super::store::{ForecastSnapshot, StoreFeeder};
 use super::{Context, Error, FORECASTS};
 use crate::api::{
     CarbonForecast, CarbonForecastSpec, CarbonForecastStatus, FIELD_MANAGER, ProviderSpec,
 };
 use crate::forecast::fixed::DEFAULT_TRACE_KEY;
+use crate::forecast::status::{self, Backoff, Observation, SpecProblem};
 use crate::forecast::{self, CredentialSource, Credentials, ProviderError};
 use crate::metrics::{ControllerLabels, ForecastLabels, Metrics, ProviderLabels, RefreshLabels};
 
 /// How often the per-forecast gauges are recomputed from the store (the age grows between
 /// refreshes, and the current slot moves on).
 pub const GAUGE_INTERVAL: Duration = Duration::from_secs(30);
-/// First retry delay after a Kubernetes API error.
-pub const API_RETRY_BASE: Duration = Duration::from_secs(5);
+/// First retry delay after a Kubernetes API error ([`crate::retry::API_ERRORS`]).
+pub const API_RETRY_BASE: Duration = crate::retry::API_ERRORS.base();
 /// Longest retry delay after Kubernetes API errors.
-pub const API_RETRY_MAX: Duration = Duration::from_secs(300);
+pub const API_RETRY_MAX: Duration = crate::retry::API_ERRORS.max();
 
 /// Per-object memory of this process.
 #[derive(Debug, Clone, Copy, Default)]
@@ -323,11 +323,9 @@ pub fn error_policy(
     }
 }
 
-/// `min(API_RETRY_BASE × 2^(failures−1), API_RETRY_MAX)`.
+/// `min(API_RETRY_BASE × 2^(failures−1), API_RETRY_MAX)` ([`crate::retry::api_backoff`]).
 pub fn api_retry_delay(failures: u32) -> Duration {
-    API_RETRY_BASE
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(API_RETRY_MAX)
+    crate::retry::api_backoff(failures)
 }
 
 /// Writes `status` with server-side apply (field manager [`FIELD_MANAGER`], forced): fields the
@@ -381,8 +379,8 @@ async fn refresh(
             message,
         }
     };
-    if let Err(message) = status::timing(spec) {
-        return Ok(unusable(SpecProblem::InvalidSpec, message));
+    if let Err(error) = status::timing(spec) {
+        return Ok(unusable(SpecProblem::InvalidSpec, error.to_string()));
     }
     let credentials = match read_credentials(ctx, spec).await? {
         Ok(credentials) => credentials,
@@ -410,9 +408,9 @@ async fn refresh(
         })
         .observe(started.elapsed().as_secs_f64());
     let bounded = result.and_then(|data| {
-        status::bound(data, now).map_err(|detail| ProviderError::InvalidData {
+        status::bound(data, now).map_err(|error| ProviderError::InvalidData {
             provider: kind,
-            detail,
+            detail: error.to_string(),
         })
     });
     Ok(match bounded {

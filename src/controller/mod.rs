@@ -13,7 +13,6 @@
 
 pub mod forecasts;
 pub mod release;
-pub mod status;
 pub mod store;
 pub mod workloads;
 
@@ -33,6 +32,7 @@ use crate::clock::Clock;
 use crate::forecast;
 use crate::metrics::Metrics;
 
+pub use crate::note::{Note, NoteKind};
 pub use store::{ForecastSnapshot, ForecastStore};
 
 /// `controller` label and log field of the CarbonForecast controller.
@@ -255,28 +255,6 @@ pub fn reporter(pod: Option<String>) -> Reporter {
         controller: REPORTING_CONTROLLER.to_string(),
         instance: pod,
     }
-}
-
-/// Whether an Event is informational or a warning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NoteKind {
-    /// `Normal`.
-    Normal,
-    /// `Warning`.
-    Warning,
-}
-
-/// An Event a pure decision asks the shell to emit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    /// Normal or Warning.
-    pub kind: NoteKind,
-    /// PascalCase reason, for example `Refreshed` or `Stale`.
-    pub reason: &'static str,
-    /// What the controller did or noticed (the Event's `action`), for example `Refresh`.
-    pub action: &'static str,
-    /// Human-readable message; cut to [`MAX_NOTE_BYTES`] when published.
-    pub message: String,
 }
 
 /// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.

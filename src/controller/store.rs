@@ -29,9 +29,9 @@ use tokio::sync::broadcast;
 use tracing::warn;
 
 use super::ForecastSelector;
-use super::status::{self, reason};
 use crate::api::CarbonForecast;
 use crate::api::forecast::IntensityPoint;
+use crate::forecast::status::{self, reason};
 use crate::forecast::validate_allow_empty;
 use crate::planner::{Forecast, Point};
 

@@ -39,34 +39,23 @@
 //! are recomputed from the cached workloads ([`lifecycle::tally`]).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::{FutureExt, Stream, StreamExt};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
-use kube::runtime::controller::{self, Action};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
-use tokio::sync::broadcast;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::core::DynamicObject;
+use kube::runtime::controller::Action;
 use tracing::{debug, info, instrument, warn};
 
 use super::release::{self, Guard, Outcome};
-use super::{Context, Error, ForecastSelector, ForecastSnapshot, Note, NoteKind, WORKLOADS};
+use super::{Context, Error, WORKLOADS};
 use crate::api::annotations::{DEFERRABLE, HELD};
-use crate::api::{
-    CarbonForecast, CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, FIELD_MANAGER, Phase,
-};
-use crate::lifecycle::{
-    self, Decision, EventType, ForecastInput, ForecastView, Input, JobAction, JobView,
-};
+use crate::api::{CarbonForecast, CarbonWorkload, Phase};
+use crate::lifecycle::{self, Decision, Input, JobAction};
 use crate::metrics::ControllerLabels;
+use crate::workload::{self, Adapter};
 
 /// The longest a reconcile waits for its next look at a Job that is not finished, whatever the
 /// Decision says: a safety net against lost watch events.
@@ -91,83 +80,16 @@ struct Memory {
     api_failures: u32,
 }
 
-/// What the shell found out about a workload's forecast; [`KnownForecast::input`] lends it to the
-/// state machine.
-#[derive(Debug, Clone)]
-pub enum KnownForecast {
-    /// Parsed data and whether it is fresh.
-    Data(Arc<ForecastSnapshot>, bool),
-    /// The object exists without data and without a failure, waited for since then.
-    Awaiting(DateTime<Utc>),
-    /// The object exists without data; its `Ready` condition is false for this reason.
-    Failed(String),
-    /// No such object, or one outside this operator's forecast selector.
-    Missing,
-}
-
-impl KnownForecast {
-    /// Classifies a CarbonForecast read from the API (`None`: it does not exist). The wait for a
-    /// forecast without data starts at its creation, or at `started` (this replica's
-    /// leadership) when that is later: nobody refreshed it before.
-    pub fn of(
-        object: Option<&CarbonForecast>,
-        selector: &ForecastSelector,
-        started: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> KnownForecast {
-        let Some(object) = object.filter(|o| selector.matches(o.labels())) else {
-            return KnownForecast::Missing;
-        };
-        let snapshot = match ForecastSnapshot::from_object(object) {
-            Ok(snapshot) => snapshot,
-            Err(error) => {
-                warn!(%error, "the CarbonForecast's status is not a usable forecast");
-                return KnownForecast::Failed("InvalidStatus".to_string());
-            }
-        };
-        if !snapshot.forecast.is_empty() {
-            let fresh = snapshot.is_fresh(now);
-            return KnownForecast::Data(Arc::new(snapshot), fresh);
-        }
-        let ready = object
-            .status
-            .as_ref()
-            .and_then(crate::controller::status::ready_condition);
-        match ready {
-            Some(condition) if condition.status == "False" => {
-                KnownForecast::Failed(condition.reason.clone())
-            }
-            _ => {
-                let created = object
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
-                    .unwrap_or(started);
-                KnownForecast::Awaiting(created.max(started))
-            }
-        }
-    }
-
-    /// The state machine's view.
-    pub fn input(&self) -> ForecastInput<'_> {
-        match self {
-            KnownForecast::Data(snapshot, fresh) => ForecastInput::Data(view_of(snapshot, *fresh)),
-            KnownForecast::Awaiting(since) => ForecastInput::Awaiting { since: *since },
-            KnownForecast::Failed(reason) => ForecastInput::Failed { reason },
-            KnownForecast::Missing => ForecastInput::Missing,
-        }
-    }
-}
-
 /// How often one reconcile decides again after its guarded patch was refused because the Job
 /// changed (each time from the Job read afresh) before it leaves the Job to the next reconcile.
 pub const MAX_REDECISIONS: usize = 3;
 
-/// The reconciler's state: the shared [`Context`], the lifecycle settings and per-Job memory.
+/// The reconciler's state for one kind: the shared [`Context`], the kind's adapter, the lifecycle
+/// settings and per-object memory.
 #[derive(Debug)]
 pub struct WorkloadController {
     ctx: Arc<Context>,
+    adapter: &'static dyn Adapter,
     lifecycle: lifecycle::Config,
     memory: Mutex<HashMap<String, Memory>>,
 }
@@ -177,13 +99,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// `namespace/name`.
-fn key(job: &Job) -> String {
+fn key(job: &DynamicObject) -> String {
     format!("{}/{}", job.namespace().unwrap_or_default(), job.name_any())
 }
 
 impl WorkloadController {
-    /// A controller around `ctx`.
-    pub fn new(ctx: Arc<Context>) -> Arc<Self> {
+    /// A controller of `adapter`'s kind around `ctx`.
+    pub fn new(ctx: Arc<Context>, adapter: &'static dyn Adapter) -> Arc<Self> {
         let lifecycle = lifecycle::Config {
             margin: ctx.config.margin,
             no_forecast: ctx.config.no_forecast,
@@ -191,9 +113,15 @@ impl WorkloadController {
         };
         Arc::new(Self {
             ctx,
+            adapter,
             lifecycle,
             memory: Mutex::default(),
         })
+    }
+
+    /// The kind's API in `namespace`.
+    fn api(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.ctx.client.clone(), namespace, self.adapter.resource())
     }
 
     /// The shared context.
@@ -226,7 +154,7 @@ impl WorkloadController {
     }
 
     /// Whether the cache shows `job` as it was before carbonshift's own last patch.
-    fn is_stale(&self, job: &Job) -> bool {
+    fn is_stale(&self, job: &DynamicObject) -> bool {
         let mut memory = lock(&self.memory);
         let Some(entry) = memory.get_mut(&key(job)) else {
             return false;
@@ -240,12 +168,12 @@ impl WorkloadController {
         }
     }
 
-    fn patched(&self, job: &Job) {
+    fn patched(&self, job: &DynamicObject) {
         lock(&self.memory).entry(key(job)).or_default().patched_from =
             job.metadata.resource_version.clone();
     }
 
-    fn succeeded(&self, job: &Job) {
+    fn succeeded(&self, job: &DynamicObject) {
         let mut memory = lock(&self.memory);
         let k = key(job);
         if memory.get(&k).is_some_and(|m| m.patched_from.is_none()) {
@@ -255,7 +183,7 @@ impl WorkloadController {
         }
     }
 
-    fn api_failure(&self, job: &Job) -> u32 {
+    fn api_failure(&self, job: &DynamicObject) -> u32 {
         let mut memory = lock(&self.memory);
         let entry = memory.entry(key(job)).or_default();
         entry.api_failures = entry.api_failures.saturating_add(1);
@@ -269,7 +197,7 @@ impl WorkloadController {
 }
 
 /// Whether the reconciler has anything to look at: the Job opts in, or carbonshift holds it.
-pub fn concerns_carbonshift(job: &Job) -> bool {
+pub fn concerns_carbonshift(job: &DynamicObject) -> bool {
     job.metadata
         .annotations
         .as_ref()
@@ -278,7 +206,10 @@ pub fn concerns_carbonshift(job: &Job) -> bool {
 
 /// Reconciles one Job (module documentation), timing it into
 /// `reconcile_duration_seconds{controller="workloads"}`.
-pub async fn reconcile(job: Arc<Job>, this: Arc<WorkloadController>) -> Result<Action, Error> {
+pub async fn reconcile(
+    job: Arc<DynamicObject>,
+    this: Arc<WorkloadController>,
+) -> Result<Action, Error> {
     let started = Instant::now();
     let result = reconcile_job(&job, &this).await;
     this.ctx
@@ -296,30 +227,31 @@ pub async fn reconcile(job: Arc<Job>, this: Arc<WorkloadController>) -> Result<A
 
 /// Retries after a failed reconcile: API errors back off per Job (5s doubling to 5m), an object
 /// that cannot be handled waits for a change. Every error is counted by category.
-pub fn error_policy(job: Arc<Job>, error: &Error, this: Arc<WorkloadController>) -> Action {
+pub fn error_policy(
+    job: Arc<DynamicObject>,
+    error: &Error,
+    this: Arc<WorkloadController>,
+) -> Action {
     this.ctx
         .metrics
         .record_reconcile_error(WORKLOADS, error.category());
     warn!(job = %key(&job), %error, category = error.category(), "reconcile failed");
     match error {
         Error::InvalidObject(_) => Action::await_change(),
-        Error::Api { .. } => {
-            let failures = this.api_failure(&job);
-            let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-            Action::requeue(API_RETRY_BASE.saturating_mul(factor).min(API_RETRY_MAX))
-        }
+        Error::Api { .. } => Action::requeue(crate::retry::api_backoff(this.api_failure(&job))),
     }
 }
 
 #[instrument(skip_all, fields(job = %job.name_any(), namespace = job.namespace().unwrap_or_default()))]
-async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, Error> {
+async fn reconcile_job(job: &DynamicObject, this: &WorkloadController) -> Result<Action, Error> {
     if !concerns_carbonshift(job) {
         return Ok(Action::await_change());
     }
     let (Some(namespace), Some(name)) = (job.namespace(), job.metadata.name.clone()) else {
-        return Err(Error::InvalidObject(
-            "a Job without a namespace or a name".to_string(),
-        ));
+        return Err(Error::InvalidObject(format!(
+            "a {} without a namespace or a name",
+            this.adapter.kind()
+        )));
     };
     let ctx = &this.ctx;
     if !ctx.config.namespaces.is_empty() && !ctx.config.namespaces.contains(&namespace) {
@@ -329,7 +261,8 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
         debug!("the cache has not seen carbonshift's last patch yet");
         return Ok(Action::requeue(STALE_RECHECK));
     }
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &namespace);
+    let jobs = this.api(&namespace);
+    let kind = this.adapter.kind();
     let mut current = std::borrow::Cow::Borrowed(job);
     for _ in 0..MAX_REDECISIONS {
         match decide_and_apply(&current, &namespace, &name, this).await? {
@@ -341,7 +274,7 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
                 match jobs
                     .get_opt(&name)
                     .await
-                    .map_err(Error::api(format!("reading Job {namespace}/{name}")))?
+                    .map_err(Error::api(format!("reading {kind} {namespace}/{name}")))?
                 {
                     Some(fresh) if concerns_carbonshift(&fresh) => {
                         current = std::borrow::Cow::Owned(fresh);
@@ -351,7 +284,7 @@ async fn reconcile_job(job: &Job, this: &WorkloadController) -> Result<Action, E
             }
         }
     }
-    info!("the Job kept changing under carbonshift's patch; deciding again shortly");
+    info!("the workload kept changing under carbonshift's patch; deciding again shortly");
     Ok(Action::requeue(STALE_RECHECK))
 }
 
@@ -366,7 +299,7 @@ enum Step {
 /// One pass of fetch → decide → apply → record → requeue (module documentation) for `job` as
 /// read.
 async fn decide_and_apply(
-    job: &Job,
+    job: &DynamicObject,
     namespace: &str,
     name: &str,
     this: &WorkloadController,
@@ -376,11 +309,12 @@ async fn decide_and_apply(
     // 1. fetch
     let now = ctx.clock.now();
     let workloads: Api<CarbonWorkload> = Api::namespaced(ctx.client.clone(), namespace);
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), namespace);
+    let jobs = this.api(namespace);
+    let adapter = this.adapter;
     let workload = workloads.get_opt(name).await.map_err(Error::api(format!(
         "reading CarbonWorkload {namespace}/{name}"
     )))?;
-    let view = JobView::from_job(job, &ctx.config.annotation_defaults, now);
+    let view = workload::read(adapter, job, &ctx.config.annotation_defaults, now);
     let forecast = match lifecycle::effective_spec(&view, workload.as_ref()) {
         Some(spec) => this.forecast(&spec.forecast, now).await?,
         None => KnownForecast::Missing,
@@ -414,21 +348,25 @@ async fn decide_and_apply(
         Some(action) => {
             let outcome = match action {
                 JobAction::Release { .. } => {
-                    release::release(&jobs, name, &Guard::for_job(job), now).await
+                    release::release(&jobs, adapter, name, &Guard::of(job), now).await
                 }
                 JobAction::Pause => {
                     let marker = view.released_marker.as_deref().unwrap_or_default();
-                    release::pause(&jobs, name, view.resource_version.as_deref(), marker).await
+                    let rv = view.resource_version.as_deref();
+                    release::pause(&jobs, adapter, name, rv, marker).await
                 }
             }
-            .map_err(Error::api(format!("patching Job {namespace}/{name}")))?;
+            .map_err(Error::api(format!(
+                "patching {} {namespace}/{name}",
+                adapter.kind()
+            )))?;
             match outcome {
                 Outcome::Applied(_) => {
                     this.patched(job);
                     released = Some(action.clone());
                 }
                 Outcome::Changed(message) => {
-                    info!(%message, "the Job changed since it was read; deciding again");
+                    info!(%message, "the workload changed since it was read; deciding again");
                     return Ok(Step::Changed);
                 }
                 Outcome::Gone => return Ok(Step::Done(Action::await_change())),
@@ -437,7 +375,7 @@ async fn decide_and_apply(
     }
     let Some(workload) = workload else {
         // No workload (the Job's annotations never could be read): only the Job is recorded.
-        publish(ctx, job, None, &decision).await;
+        publish(ctx, adapter, job, None, &decision).await;
         record_release(ctx, released.as_ref(), now);
         return Ok(Step::Done(Action::await_change()));
     };
@@ -462,20 +400,10 @@ async fn decide_and_apply(
             ctx.metrics.avoided_grams.inc_by(avoided.max(0.0));
         }
     }
-    publish(ctx, job, Some(&workload), &decision).await;
+    publish(ctx, adapter, job, Some(&workload), &decision).await;
 
     // 5. requeue
     Ok(Step::Done(requeue(&decision, now)))
-}
-
-/// The lifecycle's view of a stored forecast.
-fn view_of(snapshot: &ForecastSnapshot, fresh: bool) -> ForecastView<'_> {
-    ForecastView {
-        forecast: &snapshot.forecast,
-        actuals: (!snapshot.actuals.is_empty()).then_some(&*snapshot.actuals),
-        version: &snapshot.version,
-        fresh,
-    }
 }
 
 fn requeue(decision: &Decision, now: DateTime<Utc>) -> Action {
@@ -504,261 +432,17 @@ fn record_release(ctx: &Context, action: Option<&JobAction>, now: DateTime<Utc>)
     }
 }
 
-/// Whether the workload must be (re)applied: missing, another spec, or not owned by the Job.
-fn needs_apply(current: Option<&CarbonWorkload>, spec: &CarbonWorkloadSpec, job: &JobView) -> bool {
-    match current {
-        None => true,
-        Some(w) => {
-            w.spec != *spec
-                || !w
-                    .metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| o.uid == job.uid && o.controller == Some(true))
-        }
-    }
-}
+mod known;
+mod run;
+mod writes;
 
-/// The owner reference from a workload to its Job.
-pub fn owner_reference(job: &JobView) -> OwnerReference {
-    OwnerReference {
-        api_version: "batch/v1".to_string(),
-        kind: "Job".to_string(),
-        name: job.name.clone(),
-        uid: job.uid.clone(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
+pub use known::KnownForecast;
+pub use run::{jobs_waiting_on, run, set_gauges};
+pub use writes::owner_reference;
 
-async fn apply_spec(
-    api: &Api<CarbonWorkload>,
-    job: &JobView,
-    spec: &CarbonWorkloadSpec,
-) -> Result<CarbonWorkload, Error> {
-    let object = json!({
-        "apiVersion": CarbonWorkload::api_version(&()),
-        "kind": CarbonWorkload::kind(&()),
-        "metadata": {
-            "name": job.name,
-            "namespace": job.namespace,
-            "ownerReferences": [owner_reference(job)],
-        },
-        "spec": spec,
-    });
-    api.patch(
-        &job.name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map_err(Error::api(format!(
-        "applying CarbonWorkload {}/{}",
-        job.namespace, job.name
-    )))
-}
-
-async fn apply_status(
-    api: &Api<CarbonWorkload>,
-    name: &str,
-    status: &CarbonWorkloadStatus,
-) -> Result<CarbonWorkload, Error> {
-    let object = json!({
-        "apiVersion": CarbonWorkload::api_version(&()),
-        "kind": CarbonWorkload::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map_err(Error::api(format!(
-        "applying the status of CarbonWorkload {name}"
-    )))
-}
-
-/// Deletes the workload of an older Job of the same name (only that one: the UID is a
-/// precondition).
-async fn delete_stale(api: &Api<CarbonWorkload>, old: &CarbonWorkload) -> Result<(), Error> {
-    let name = old.name_any();
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: old.metadata.uid.clone(),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&name, &params).await {
-        Ok(_) => Ok(()),
-        // Gone already, or replaced meanwhile: the next reconcile sees what is there.
-        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
-        Err(source) => Err(Error::Api {
-            action: format!("deleting the stale CarbonWorkload {name}"),
-            source,
-        }),
-    }
-}
-
-/// Publishes the Decision's Events on the Job and, when there is one, on its workload.
-async fn publish(ctx: &Context, job: &Job, workload: Option<&CarbonWorkload>, decision: &Decision) {
-    if decision.events.is_empty() {
-        return;
-    }
-    let job_ref: ObjectReference = job.object_ref(&());
-    let workload_ref = workload.map(|w| w.object_ref(&()));
-    for event in &decision.events {
-        let note = Note {
-            kind: match event.type_ {
-                EventType::Normal => NoteKind::Normal,
-                EventType::Warning => NoteKind::Warning,
-            },
-            reason: event.reason,
-            action: event.action,
-            message: event.note.clone(),
-        };
-        ctx.publish(WORKLOADS, &job_ref, &note).await;
-        if let Some(workload_ref) = &workload_ref {
-            ctx.publish(WORKLOADS, workload_ref, &note).await;
-        }
-    }
-}
-
-/// Whether a workload waits for forecast data: held (pending, deferred, paused), or a dry run not
-/// planned yet.
-fn waits_for_forecast(w: &CarbonWorkload) -> bool {
-    let status = w.status.as_ref();
-    match status.and_then(|s| s.phase) {
-        None | Some(Phase::Pending | Phase::Deferred | Phase::Paused) => true,
-        Some(Phase::Succeeded | Phase::Failed) => false,
-        Some(_) => w.spec.dry_run && status.is_none_or(|s| s.forecast_version.is_none()),
-    }
-}
-
-/// The Jobs to reconcile when forecast `name` changed (every forecast when `None`): those whose
-/// cached workload waits on it. One scan of the cache.
-pub fn jobs_waiting_on(
-    workloads: &Store<CarbonWorkload>,
-    name: Option<&str>,
-) -> Vec<ObjectRef<Job>> {
-    workloads
-        .state()
-        .iter()
-        .filter(|w| name.is_none_or(|n| w.spec.forecast == n))
-        .filter(|w| waits_for_forecast(w))
-        .map(|w| {
-            let job = ObjectRef::new(&w.spec.job_ref.name);
-            match w.namespace() {
-                Some(ns) => job.within(&ns),
-                None => job,
-            }
-        })
-        .collect()
-}
-
-/// The names of forecasts whose data changed, from the store; `None` after the receiver fell
-/// behind (treat every forecast as changed).
-fn forecast_changes(
-    receiver: broadcast::Receiver<String>,
-) -> impl Stream<Item = Option<String>> + Send + 'static {
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        match receiver.recv().await {
-            Ok(name) => Some((Some(name), receiver)),
-            Err(broadcast::error::RecvError::Lagged(_)) => Some((None, receiver)),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    })
-}
-
-/// Runs the controller until `shutdown` completes (reconciles in progress finish first). Fill
-/// the context's forecast store from the API before calling it, so that no Job is decided
-/// without the last known forecasts; leader election starts and stops this from outside.
-pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
-    let shutdown = shutdown.boxed().shared();
-    let this = WorkloadController::new(ctx.clone());
-    let scopes: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        ctx.config.namespaces.iter().cloned().map(Some).collect()
-    };
-    info!(controller = WORKLOADS, namespaces = ?ctx.config.namespaces, "starting");
-    let mut stores = Vec::new();
-    let mut controllers = Vec::new();
-    for scope in scopes {
-        let (jobs, workloads): (Api<Job>, Api<CarbonWorkload>) = match &scope {
-            None => (Api::all(ctx.client.clone()), Api::all(ctx.client.clone())),
-            Some(ns) => (
-                Api::namespaced(ctx.client.clone(), ns),
-                Api::namespaced(ctx.client.clone(), ns),
-            ),
-        };
-        let (reader, writer) = reflector::store();
-        let owned = watcher(workloads, watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .touched_objects();
-        let index = reader.clone();
-        let triggers = forecast_changes(ctx.store.subscribe())
-            .flat_map(move |name| futures::stream::iter(jobs_waiting_on(&index, name.as_deref())));
-        stores.push(reader);
-        let this = this.clone();
-        controllers.push(
-            Controller::new(jobs, watcher::Config::default())
-                .owns_stream(owned)
-                .reconcile_on(triggers)
-                .graceful_shutdown_on(shutdown.clone())
-                .run(reconcile, error_policy, this.clone())
-                .for_each(move |result| {
-                    let this = this.clone();
-                    async move {
-                        match result {
-                            Ok((job, _)) => debug!(job = %job.name, "reconciled"),
-                            // Already logged and counted by error_policy.
-                            Err(controller::Error::ReconcilerFailed(..)) => {}
-                            Err(controller::Error::ObjectNotFound(job)) => {
-                                this.forget(job.namespace.as_deref(), &job.name);
-                                debug!(job = %job.name, "deleted before its reconcile");
-                            }
-                            Err(error) => warn!(%error, "workload controller"),
-                        }
-                    }
-                })
-                .boxed(),
-        );
-    }
-    let gauges = gauges(ctx.clone(), stores, shutdown);
-    futures::join!(futures::future::join_all(controllers), gauges);
-    info!(controller = WORKLOADS, "stopped");
-}
-
-/// Recomputes the workload gauges every [`GAUGE_INTERVAL`] until `shutdown`.
-async fn gauges(
-    ctx: Arc<Context>,
-    stores: Vec<Store<CarbonWorkload>>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) {
-    let mut shutdown = std::pin::pin!(shutdown);
-    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tick.tick() => set_gauges(&ctx, &stores),
-        }
-    }
-}
-
-/// Sets `workloads{phase}` and `held_past_latest_start` from the cached workloads.
-pub fn set_gauges(ctx: &Context, stores: &[Store<CarbonWorkload>]) {
-    let all: Vec<Arc<CarbonWorkload>> = stores.iter().flat_map(Store::state).collect();
-    let tally = lifecycle::tally(all.iter().map(|w| w.as_ref()), ctx.clock.now());
-    ctx.metrics.set_workloads(|phase| tally.count(phase));
-    ctx.metrics
-        .held_past_latest_start
-        .set(tally.held_past_latest_start);
-}
+#[cfg(test)]
+use known::view_of;
+use writes::{apply_spec, apply_status, delete_stale, needs_apply, publish};
 
 #[cfg(test)]
 mod tests;

@@ -60,11 +60,27 @@ impl Provider for StaticProvider {
     }
 }
 
+/// Why a trace has no replay period.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeriodError {
+    /// Fewer than two points.
+    #[error("a trace needs at least two points to be replayed")]
+    TooFewPoints,
+    /// It spans less than one day.
+    #[error(
+        "the trace covers {span}, less than one day, so it cannot be aligned with the time of day"
+    )]
+    TooShort {
+        /// Its span, as a duration.
+        span: String,
+    },
+}
+
 /// The replay period of a trace: its span (first start to last start plus the last step) rounded
 /// down to whole weeks, or to whole days when shorter than a week. `Err` says why there is none.
-pub fn trace_period(points: &[Point]) -> Result<TimeDelta, String> {
+pub fn trace_period(points: &[Point]) -> Result<TimeDelta, PeriodError> {
     let [.., before_last, last] = points else {
-        return Err("a trace needs at least two points to be replayed".into());
+        return Err(PeriodError::TooFewPoints);
     };
     let step = last.start - before_last.start;
     let span = (last.start - points[0].start) + step;
@@ -76,10 +92,9 @@ pub fn trace_period(points: &[Point]) -> Result<TimeDelta, String> {
     } else if seconds >= day {
         seconds / day * day
     } else {
-        return Err(format!(
-            "the trace covers {}, less than one day, so it cannot be aligned with the time of day",
-            crate::units::format_duration(span)
-        ));
+        return Err(PeriodError::TooShort {
+            span: crate::units::format_duration(span),
+        });
     };
     Ok(TimeDelta::seconds(period))
 }
@@ -219,7 +234,7 @@ impl TraceProvider {
     ) -> Result<Self, ProviderError> {
         let label = label.into();
         let points = trace::parse(csv, column).map_err(|e| config(&label, &e))?;
-        let period = trace_period(&points).map_err(|e| config(&label, &e))?;
+        let period = trace_period(&points).map_err(|e| config(&label, &e.to_string()))?;
         let t0 = points[0].start;
         let window: Arc<[Point]> = points
             .iter()
@@ -300,7 +315,7 @@ mod tests {
         );
         assert!(
             trace_period(&hourly("2023-01-02T00:00Z", &[1.0; 23]))
-                .is_err_and(|e| e.contains("covers 23h, less than one day"))
+                .is_err_and(|e| e.to_string().contains("covers 23h, less than one day"))
         );
         assert!(trace_period(&hourly("2023-01-02T00:00Z", &[1.0])).is_err());
     }

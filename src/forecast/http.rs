@@ -2,9 +2,13 @@
 //! retries with exponential backoff and jitter on 429 and 5xx that honour `Retry-After`, a bounded
 //! body size, same-origin redirects only, and the mapping from HTTP statuses to [`ProviderError`].
 //!
-//! The retry arithmetic ([`RetryPolicy::delay_before_retry`], [`parse_retry_after`]) is pure and
-//! tested on its own; only `Shared::get` touches the network.
+//! The retry arithmetic ([`RetryPolicy::backoff`], [`RetryPolicy::delay_before_retry`],
+//! [`parse_retry_after`]) is pure and tested on its own; only `Shared::get` touches the network,
+//! and it retries with backon (see [`crate::retry`]): the policy's delays are its schedule and
+//! `Retry-After` adjusts them.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -15,6 +19,7 @@ use reqwest::Url;
 use reqwest::header::{ACCEPT, HeaderValue, RETRY_AFTER};
 
 use super::ProviderError;
+use crate::retry::{Backoff, Doubling, Retryable};
 
 /// The `User-Agent` every request carries, so providers can tell who is calling.
 pub const USER_AGENT: &str = concat!(
@@ -59,9 +64,7 @@ impl RetryPolicy {
     /// The backoff before retry `retry` (0 for the first retry) given `unit`, a random number in
     /// [0, 1): `min(base × 2^retry, max) × (0.5 + unit / 2)`.
     pub fn backoff(&self, retry: u32, unit: f64) -> Duration {
-        let factor = 2u32.saturating_pow(retry.min(31));
-        let exponential = self.base_delay.saturating_mul(factor).min(self.max_delay);
-        exponential.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
+        jitter(self.doubling().after(retry.saturating_add(1)), unit)
     }
 
     /// How long to wait before retry `retry`, or `None` to give up now because the provider's
@@ -72,12 +75,45 @@ impl RetryPolicy {
         retry_after: Option<Duration>,
         unit: f64,
     ) -> Option<Duration> {
+        self.honour_retry_after(retry_after, self.backoff(retry, unit))
+    }
+
+    /// `backoff`, replaced by the provider's `Retry-After` when it sent one; `None` (give up) when
+    /// that is longer than [`max_retry_after`](Self::max_retry_after).
+    fn honour_retry_after(
+        &self,
+        retry_after: Option<Duration>,
+        backoff: Duration,
+    ) -> Option<Duration> {
         match retry_after {
             Some(wait) if wait > self.max_retry_after => None,
             Some(wait) => Some(wait),
-            None => Some(self.backoff(retry, unit)),
+            None => Some(backoff),
         }
     }
+
+    /// `base_delay` doubling up to `max_delay`, before jitter.
+    fn doubling(&self) -> Doubling {
+        Doubling::new(self.base_delay, self.max_delay)
+    }
+
+    /// The delays of one call as backon's schedule: [`backoff`](Self::backoff) for retries 0, 1,
+    /// … up to `max_attempts − 1` retries, each jittered with a fresh `unit()`.
+    fn schedule<F>(&self, mut unit: F) -> impl Backoff + use<F>
+    where
+        F: FnMut() -> f64 + Send + Sync + Unpin,
+    {
+        let retries = self.max_attempts.max(1) - 1;
+        self.doubling()
+            .delays()
+            .take(retries as usize)
+            .map(move |delay| jitter(delay, unit()))
+    }
+}
+
+/// `delay × (0.5 + unit / 2)`: between half and all of it.
+fn jitter(delay: Duration, unit: f64) -> Duration {
+    delay.mul_f64(0.5 + unit.clamp(0.0, 1.0) / 2.0)
 }
 
 /// Reads a `Retry-After` header value: delay-seconds (`120`) or an HTTP date
@@ -132,7 +168,7 @@ struct Inner {
     client: reqwest::Client,
     options: ClientOptions,
     rng: Mutex<SmallRng>,
-    tokens: super::watttime::TokenCache,
+    tokens: TokenCache,
 }
 
 impl std::fmt::Debug for Shared {
@@ -162,7 +198,7 @@ impl Shared {
                 client,
                 options,
                 rng: Mutex::new(SmallRng::from_os_rng()),
-                tokens: super::watttime::TokenCache::default(),
+                tokens: TokenCache::default(),
             }),
         })
     }
@@ -172,7 +208,7 @@ impl Shared {
         &self.inner.options
     }
 
-    pub(crate) fn tokens(&self) -> &super::watttime::TokenCache {
+    pub(crate) fn tokens(&self) -> &TokenCache {
         &self.inner.tokens
     }
 
@@ -194,41 +230,43 @@ impl Shared {
         auth: &Auth<'_>,
         now: DateTime<Utc>,
     ) -> Result<Reply, ProviderError> {
-        let policy = &self.inner.options.retry;
-        let max_attempts = policy.max_attempts.max(1);
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let failure = match self.attempt(provider, url, auth, now).await {
-                Ok(reply) if !retryable(reply.status) => return Ok(reply),
-                Ok(reply) => Failure::Status {
+        let options = &self.inner.options;
+        let policy = &options.retry;
+        let attempts = AtomicU32::new(0);
+        let counter = &attempts;
+        let outcome = (move || async move {
+            counter.fetch_add(1, Ordering::Relaxed);
+            match self.attempt(provider, url, auth, now).await {
+                Ok(reply) if retryable(reply.status) => Err(Attempt::Failed(Failure::Status {
                     status: reply.status,
                     retry_after: reply.retry_after,
-                },
-                Err(Attempt::Fatal(e)) => return Err(e),
-                Err(Attempt::Failed(failure)) => failure,
-            };
-            let retry_after = match &failure {
-                Failure::Status { retry_after, .. } => *retry_after,
-                _ => None,
-            };
-            let delay = if attempts < max_attempts {
-                policy.delay_before_retry(attempts - 1, retry_after, self.unit_random())
-            } else {
-                None
-            };
-            let Some(delay) = delay else {
-                return Err(failure.into_error(provider, url, attempts, &self.inner.options));
-            };
+                })),
+                other => other,
+            }
+        })
+        .retry(policy.schedule(|| self.unit_random()))
+        .when(|attempt| matches!(attempt, Attempt::Failed(_)))
+        .adjust(|attempt, backoff| {
+            // No backoff left means the attempts are used up.
+            backoff.and_then(|backoff| policy.honour_retry_after(attempt.retry_after(), backoff))
+        })
+        .notify(|attempt, delay| {
             tracing::debug!(
                 provider,
                 url = %display_url(url),
-                attempt = attempts,
-                failure = %failure.describe(),
+                attempt = counter.load(Ordering::Relaxed),
+                failure = %attempt.describe(),
                 delay_ms = delay.as_millis() as u64,
                 "retrying provider request"
             );
-            tokio::time::sleep(delay).await;
+        })
+        .await;
+        match outcome {
+            Ok(reply) => Ok(reply),
+            Err(Attempt::Fatal(e)) => Err(e),
+            Err(Attempt::Failed(failure)) => {
+                Err(failure.into_error(provider, url, attempts.load(Ordering::Relaxed), options))
+            }
         }
     }
 
@@ -315,6 +353,23 @@ enum Attempt {
     Failed(Failure),
     /// Not worth retrying.
     Fatal(ProviderError),
+}
+
+impl Attempt {
+    /// The provider's `Retry-After`, if the answer carried one.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Failed(Failure::Status { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Self::Failed(failure) => failure.describe(),
+            Self::Fatal(e) => e.to_string(),
+        }
+    }
 }
 
 enum Failure {
@@ -559,6 +614,34 @@ pub(crate) fn sensitive_header(value: &str) -> Option<HeaderValue> {
     let mut header = HeaderValue::from_str(value).ok()?;
     header.set_sensitive(true);
     Some(header)
+}
+
+/// Cached bearer tokens, one slot per credential. A slot's async mutex is held during a login so
+/// that concurrent fetches with the same credential log in once.
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    slots: Mutex<HashMap<(String, String), TokenSlot>>,
+}
+
+/// The token of one credential; `None` until the first login or after a refused token.
+pub(crate) type TokenSlot = Arc<tokio::sync::Mutex<Option<String>>>;
+
+impl TokenCache {
+    pub(crate) fn slot(&self, base: &str, username: &str) -> TokenSlot {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        slots
+            .entry((base.to_string(), username.to_string()))
+            .or_default()
+            .clone()
+    }
+
+    /// Credentials with a slot (for `Debug`).
+    pub(crate) fn len(&self) -> usize {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ mod error;
 pub mod fixed;
 pub mod http;
 mod points;
+pub mod status;
 pub mod uk;
 pub mod watttime;
 

@@ -11,9 +11,6 @@
 //! other units (such as a health-damage signal in $/MWh) are refused. The base URL may be given
 //! with or without the `/v3` suffix.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use reqwest::Url;
@@ -37,34 +34,6 @@ pub const HORIZON_HOURS: u32 = 72;
 
 /// g/kWh per lb/MWh (1 lb = 453.59237 g, 1 MWh = 1000 kWh).
 pub const LBS_PER_MWH_TO_G_PER_KWH: f64 = 0.45359237;
-
-/// Cached bearer tokens, one slot per credential. A slot's async mutex is held during a login so
-/// that concurrent fetches with the same credential log in once.
-#[derive(Default)]
-pub(crate) struct TokenCache {
-    slots: Mutex<HashMap<(String, String), TokenSlot>>,
-}
-
-/// The token of one credential; `None` until the first login or after a refused token.
-type TokenSlot = Arc<tokio::sync::Mutex<Option<String>>>;
-
-impl TokenCache {
-    fn slot(&self, base: &str, username: &str) -> TokenSlot {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots
-            .entry((base.to_string(), username.to_string()))
-            .or_default()
-            .clone()
-    }
-
-    /// Credentials with a slot (for `Debug`).
-    pub(crate) fn len(&self) -> usize {
-        self.slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
-}
 
 #[derive(Deserialize)]
 struct Login {

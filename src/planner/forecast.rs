@@ -16,7 +16,15 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::Point;
-use crate::trace::{MAX_INTENSITY, intensity_in_range};
+
+/// Largest intensity accepted from any source, gCO2eq/kWh; no grid comes near it.
+pub const MAX_INTENSITY: f64 = 5_000.0;
+
+/// Whether `value` is an intensity carbonshift accepts from any source: within
+/// 0..=[`MAX_INTENSITY`] gCO2eq/kWh, so never NaN or infinite.
+pub fn intensity_in_range(value: f64) -> bool {
+    (0.0..=MAX_INTENSITY).contains(&value)
+}
 
 /// How long the value of a forecast with a single point holds when no step is given
 /// ([`Forecast::with_step`]): one hour, the coarsest resolution of common providers.

@@ -48,7 +48,10 @@ pub use capacity::{
 };
 pub use constraints::{ConstraintError, Constraints};
 pub use energy::{EnergyError, Estimate, Power};
-pub use forecast::{Coverage, Forecast, ForecastError, SINGLE_POINT_STEP, Segment};
+pub use forecast::{
+    Coverage, Forecast, ForecastError, MAX_INTENSITY, SINGLE_POINT_STEP, Segment,
+    intensity_in_range,
+};
 
 use capacity::{Room, Unlimited};
 use forecast::{delta_ms_ceil, dt, ms_ceil, ms_floor};

@@ -1,14 +1,17 @@
 //! The admission decision, as a pure function of the request, the operator's defaults and `now`.
 //!
-//! On CREATE of a `batch/v1` Job with `carbonshift.dev/deferrable: "true"` and valid annotations,
-//! [`mutate`] answers with a JSON patch that holds the Job: `spec.suspend: true`,
+//! On CREATE of a workload of a supported kind (`crate::workload::adapter_for`; today `batch/v1`
+//! Job) with `carbonshift.dev/deferrable: "true"` and valid annotations, [`mutate`] answers with a
+//! JSON patch that holds it: its suspend switch on (`spec.suspend: true` for a Job),
 //! `carbonshift.dev/held: "true"` and `carbonshift.dev/submitted-at: <now>`. Everything else is
 //! decided here too, in this order:
 //!
-//! 1. Operations other than CREATE, and objects other than `batch/v1` Jobs: allowed untouched.
-//! 2. Jobs managed by someone else — Kueue (label `kueue.x-k8s.io/queue-name`) or another
-//!    controller (`spec.managedBy` other than `kubernetes.io/job-controller`): allowed untouched,
-//!    with a warning if they ask for carbonshift, since holding them would fight their manager.
+//! 1. Operations other than CREATE, and objects of kinds carbonshift does not support: allowed
+//!    untouched.
+//! 2. Workloads managed by someone else — Kueue (label `kueue.x-k8s.io/queue-name`) or another
+//!    controller (`spec.managedBy` other than the kind's own, `kubernetes.io/job-controller` for a
+//!    Job): allowed untouched, with a warning if they ask for carbonshift, since holding them
+//!    would fight their manager (`crate::api::annotations::managed_elsewhere`).
 //! 3. Jobs that do not opt in: allowed untouched.
 //! 4. Malformed annotations: denied with the parser's message.
 //! 5. `dry-run` or `run-now`: admitted unheld, with the `submitted-at` marker (the controller
@@ -23,27 +26,19 @@
 //! A new Job is new: `submitted-at` is always the admission time, and markers copied from an older
 //! Job (`kubectl get -o yaml` and create again) are replaced or removed, with a warning.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, SecondsFormat, SubsecRound, Utc};
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
-use k8s_openapi::api::batch::v1::Job;
+use chrono::{DateTime, SubsecRound, Utc};
+use json_patch::{Patch, PatchOperation};
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::{DynamicObject, Status};
-use serde_json::Value;
 
 use crate::api::annotations::{
-    self, AnnotationDefaults, AnnotationError, DEADLINE, DEFERRABLE, Deferral, HELD, Limit,
-    MAX_DELAY, RELEASED_AT, SUBMITTED_AT,
+    self, AnnotationDefaults, AnnotationError, DEADLINE, DEFERRABLE, Deferral, HELD,
+    KUEUE_QUEUE_NAME, Limit, MAX_DELAY, ManagedElsewhere, RELEASED_AT, SUBMITTED_AT, Subject,
+    marker as timestamp,
 };
 use crate::units::format_duration;
-
-/// Kueue's label naming the LocalQueue of a Job it manages.
-pub const KUEUE_QUEUE_NAME: &str = "kueue.x-k8s.io/queue-name";
-
-/// The `spec.managedBy` value of Jobs the built-in Job controller manages (the default).
-pub const JOB_CONTROLLER: &str = "kubernetes.io/job-controller";
+use crate::workload::patch::{annotation_operations, suspend_operation};
+use crate::workload::{self, Adapter};
 
 /// What the webhook decided about one request. Each variant maps to one value of the metric label
 /// `carbonshift_webhook_requests_total{result}` ([`Outcome::result`]).
@@ -119,37 +114,60 @@ pub fn mutate(
         let outcome = Outcome::AllowedUntouched(Untouched::Operation(request.operation.clone()));
         return (response, outcome);
     }
-    if !(request.kind.group == "batch"
-        && request.kind.version == "v1"
-        && request.kind.kind == "Job")
-    {
+    let kind = &request.kind;
+    let Some(adapter) = workload::adapter_for(&kind.group, &kind.version, &kind.kind) else {
         return (response, Outcome::NotAJob);
-    }
+    };
     let Some(object) = &request.object else {
         return invalid(
             response,
             "the AdmissionReview has no object to create".to_string(),
         );
     };
-    let job = match to_job(object) {
-        Ok(job) => job,
-        Err(e) => {
-            return invalid(
-                response,
-                format!("the object is not a valid batch/v1 Job: {e}"),
-            );
-        }
-    };
+    let job = object;
+    let annotations_map = job.metadata.annotations.as_ref();
 
-    if let Some((untouched, warning)) = managed_elsewhere(&job) {
+    if let Some((untouched, warning)) = managed_elsewhere(adapter, job) {
         let mut response = response;
-        if annotations::is_deferrable(&job) {
+        if annotations::is_deferrable(annotations_map) {
             response.warnings = Some(vec![warning]);
         }
         return (response, Outcome::AllowedUntouched(untouched));
     }
+    // Not opted in: nothing of it is read, not even its pod templates.
+    if annotations_map
+        .and_then(|a| a.get(DEFERRABLE))
+        .is_none_or(|v| v == "false")
+    {
+        return (
+            response,
+            Outcome::AllowedUntouched(Untouched::NotDeferrable),
+        );
+    }
+    let pod_sets = match adapter.pod_sets(job) {
+        Ok(sets) => sets,
+        Err(e) => {
+            return invalid(
+                response,
+                format!(
+                    "the object is not a valid {} {}: {e}",
+                    adapter.resource().api_version,
+                    adapter.kind()
+                ),
+            );
+        }
+    };
+    let subject = Subject {
+        annotations: annotations_map,
+        created: job
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| crate::units::from_jiff(t.0)),
+        pod_sets: &pod_sets,
+    };
 
-    let mut deferral = match annotations::parse(&job, defaults, now) {
+    let mut deferral = match annotations::parse(&subject, defaults, now) {
         Ok(Some(deferral)) => deferral,
         Ok(None) => {
             return (
@@ -169,7 +187,7 @@ pub fn mutate(
     } else if !deferral.is_feasible(now) {
         (Outcome::AdmittedWithWarning, false)
     } else {
-        let already_suspended = suspended(&job);
+        let already_suspended = adapter.is_suspended(job);
         (Outcome::Held { already_suspended }, true)
     };
 
@@ -187,7 +205,7 @@ pub fn mutate(
             .map(|k| unknown_warning(k)),
     );
 
-    let (operations, replaced) = patch(&job, hold, now);
+    let (operations, replaced) = patch(adapter, job, hold, now);
     if !replaced.is_empty() {
         warnings.push(format!(
             "carbonshift writes {} itself; the values given were replaced",
@@ -199,7 +217,7 @@ pub fn mutate(
         Ok(response) => response,
         Err(e) => {
             let message =
-                format!("carbonshift could not build its patch ({e}); the Job runs unheld");
+                format!("carbonshift could not build its patch ({e}); the workload runs unheld");
             let mut response = response;
             response.warnings = Some(vec![message.clone()]);
             return (response, Outcome::Error(message));
@@ -224,40 +242,32 @@ fn deny(response: AdmissionResponse, error: AnnotationError) -> (AdmissionRespon
     (response, Outcome::Denied(error))
 }
 
-fn to_job(object: &DynamicObject) -> Result<Job, serde_json::Error> {
-    serde_json::to_value(object).and_then(serde_json::from_value)
-}
-
-/// Who else manages the Job, with the warning for a Job that asks for carbonshift all the same.
-fn managed_elsewhere(job: &Job) -> Option<(Untouched, String)> {
-    let has_queue = |map: &Option<BTreeMap<String, String>>| {
-        map.as_ref()
-            .is_some_and(|m| m.contains_key(KUEUE_QUEUE_NAME))
-    };
-    // Kueue's label; older Kueue versions read the same key as an annotation.
-    if has_queue(&job.metadata.labels) || has_queue(&job.metadata.annotations) {
-        let warning = format!(
-            "{DEFERRABLE} is ignored: Kueue manages this Job ({KUEUE_QUEUE_NAME}) and carbonshift leaves it alone"
-        );
-        return Some((Untouched::Kueue, warning));
-    }
-    match job.spec.as_ref().and_then(|s| s.managed_by.as_deref()) {
-        Some(manager) if manager != JOB_CONTROLLER => {
-            let warning = format!(
-                "{DEFERRABLE} is ignored: spec.managedBy is {manager:?}, so carbonshift leaves the Job to that controller"
-            );
-            Some((Untouched::ManagedBy(manager.to_string()), warning))
-        }
-        _ => None,
+/// Who else manages the workload, with the warning for one that asks for carbonshift all the same.
+fn managed_elsewhere(adapter: &dyn Adapter, object: &DynamicObject) -> Option<(Untouched, String)> {
+    let kind = adapter.kind();
+    match adapter.managed_elsewhere(object)? {
+        ManagedElsewhere::Kueue => Some((
+            Untouched::Kueue,
+            format!(
+                "{DEFERRABLE} is ignored: Kueue manages this {kind} ({KUEUE_QUEUE_NAME}) and carbonshift leaves it alone"
+            ),
+        )),
+        ManagedElsewhere::ManagedBy(manager) => Some((
+            Untouched::ManagedBy(manager.clone()),
+            format!(
+                "{DEFERRABLE} is ignored: spec.managedBy is {manager:?}, so carbonshift leaves the {kind} to that controller"
+            ),
+        )),
     }
 }
 
-fn suspended(job: &Job) -> bool {
-    job.spec.as_ref().and_then(|s| s.suspend) == Some(true)
-}
-
-/// The JSON patch for an admitted deferrable Job, and the markers it replaces or removes.
-fn patch(job: &Job, hold: bool, now: DateTime<Utc>) -> (Vec<PatchOperation>, Vec<&'static str>) {
+/// The JSON patch for an admitted deferrable workload, and the markers it replaces or removes.
+fn patch(
+    adapter: &dyn Adapter,
+    job: &DynamicObject,
+    hold: bool,
+    now: DateTime<Utc>,
+) -> (Vec<PatchOperation>, Vec<&'static str>) {
     let existing = job.metadata.annotations.as_ref();
     let current = |key: &str| existing.and_then(|m| m.get(key)).map(String::as_str);
     let submitted_at = timestamp(now);
@@ -280,60 +290,11 @@ fn patch(job: &Job, hold: bool, now: DateTime<Utc>) -> (Vec<PatchOperation>, Vec
     }
 
     let mut operations = Vec::new();
-    if hold && !suspended(job) {
-        operations.push(match job.spec {
-            Some(_) => add(&["spec", "suspend"], Value::Bool(true)),
-            None => add(&["spec"], serde_json::json!({"suspend": true})),
-        });
+    if hold {
+        operations.extend(suspend_operation(&job.data, adapter.suspend_path()));
     }
     operations.extend(annotation_operations(existing, &set, &remove));
     (operations, replaced)
-}
-
-/// JSON patch operations that set `set` and remove `remove` in `metadata.annotations`, creating
-/// the map when the object has none. `add` replaces a member that exists, as RFC 6902 defines.
-pub fn annotation_operations(
-    existing: Option<&BTreeMap<String, String>>,
-    set: &[(&str, String)],
-    remove: &[&str],
-) -> Vec<PatchOperation> {
-    let Some(existing) = existing else {
-        if set.is_empty() {
-            return Vec::new();
-        }
-        let map = set
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), Value::String(v.clone())))
-            .collect::<serde_json::Map<_, _>>();
-        return vec![add(&["metadata", "annotations"], Value::Object(map))];
-    };
-    let sets = set.iter().map(|(key, value)| {
-        add(
-            &["metadata", "annotations", key],
-            Value::String(value.clone()),
-        )
-    });
-    let removes = remove
-        .iter()
-        .filter(|key| existing.contains_key(**key))
-        .map(|key| {
-            PatchOperation::Remove(RemoveOperation {
-                path: PointerBuf::from_tokens(["metadata", "annotations", key]),
-            })
-        });
-    sets.chain(removes).collect()
-}
-
-fn add(tokens: &[&str], value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation {
-        path: PointerBuf::from_tokens(tokens.iter().copied()),
-        value,
-    })
-}
-
-/// RFC 3339, whole seconds, UTC with `Z`: the form of the time markers.
-fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 fn infeasible_warning(deferral: &Deferral, now: DateTime<Utc>) -> String {

@@ -66,6 +66,11 @@
 //! - `CARBONSHIFT_E2E_KUBECTL`, `CARBONSHIFT_E2E_HELM` (or `CARBONSHIFT_HELM`): the tools (default
 //!   `.tools/bin/` of `make tools`, else `PATH`); `CARBONSHIFT_E2E_IMAGE`: the Jobs' image.
 
+// This crate is test code: a failed `expect` in a helper is a failed test. (clippy.toml's
+// allow-*-in-tests reaches `#[test]` functions and `#[cfg(test)]` code, not the helpers of an
+// integration test.)
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod admission;
 mod chart;
 mod fixtures;

@@ -156,8 +156,40 @@ impl JobBuilder {
 /// Annotation key-value pairs of a test case.
 type Annotations<'a> = Vec<(&'a str, &'a str)>;
 
+/// The one pod set of a test Job: its template, `parallelism` pods at most `completions` (the
+/// Job adapter's rule, tested in `workload::job`).
+fn pod_sets(job: &Job) -> Vec<PodSet> {
+    let spec = job.spec.as_ref();
+    let parallelism = spec.and_then(|s| s.parallelism).unwrap_or(1);
+    let limit = spec.and_then(|s| s.completions).unwrap_or(parallelism);
+    vec![PodSet {
+        path: "spec.template.spec".to_string(),
+        pod: spec.and_then(|s| s.template.spec.clone()),
+        count: u32::try_from(parallelism.min(limit)).unwrap_or(0),
+    }]
+}
+
+/// Parses a Job's annotations as the webhook and the controller do.
+fn parse_job(
+    job: &Job,
+    defaults: &AnnotationDefaults,
+    now: DateTime<Utc>,
+) -> Result<Option<Deferral>, AnnotationError> {
+    let sets = pod_sets(job);
+    let subject = Subject {
+        annotations: job.metadata.annotations.as_ref(),
+        created: job
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| crate::units::from_jiff(t.0)),
+        pod_sets: &sets,
+    };
+    parse(&subject, defaults, now)
+}
+
 fn parse_with_defaults(job: &Job) -> Result<Option<Deferral>, AnnotationError> {
-    parse(job, &AnnotationDefaults::default(), t(NOW))
+    parse_job(job, &AnnotationDefaults::default(), t(NOW))
 }
 
 /// What a deferrable Job with no other annotation and no resources parses to.
@@ -220,7 +252,7 @@ fn jobs_that_do_not_opt_in_are_ignored_whatever_else_they_say() {
     ];
     for (name, job) in cases {
         assert_eq!(parse_with_defaults(&job), Ok(None), "{name}");
-        assert!(!is_deferrable(&job), "{name}");
+        assert!(!is_deferrable(job.metadata.annotations.as_ref()), "{name}");
     }
 }
 
@@ -923,7 +955,7 @@ fn operator_defaults_fill_the_gaps() {
         pue: 1.1,
         ..baseline()
     };
-    assert_eq!(parse(&job, &defaults, t(NOW)), Ok(Some(expected)));
+    assert_eq!(parse_job(&job, &defaults, t(NOW)), Ok(Some(expected)));
 }
 
 #[test]
@@ -1044,7 +1076,7 @@ fn power_estimate_from_the_pod_template() {
     for (name, builder, watts, source) in cases {
         let job = builder.build();
         assert_eq!(
-            estimate_power(&job, &d),
+            estimate_power(&pod_sets(&job), &d),
             Ok(Power { watts, source }),
             "{name}"
         );
@@ -1336,10 +1368,19 @@ fn messages_name_the_annotation_the_value_and_the_form() {
 
 #[test]
 fn is_deferrable_only_for_exactly_true() {
-    assert!(is_deferrable(&job().deferrable().build()));
+    assert!(is_deferrable(
+        job().deferrable().build().metadata.annotations.as_ref()
+    ));
     for value in ["false", "True", "yes", ""] {
         assert!(
-            !is_deferrable(&job().annotate(DEFERRABLE, value).build()),
+            !is_deferrable(
+                job()
+                    .annotate(DEFERRABLE, value)
+                    .build()
+                    .metadata
+                    .annotations
+                    .as_ref()
+            ),
             "{value}"
         );
     }

@@ -19,7 +19,7 @@ use crate::controller::ForecastStore;
 use crate::controller::fixtures::{
     Expect, FORECASTS_PATH, Reply, Route, Seen, TestEnv, config_map, points, secret, t,
 };
-use crate::controller::status::Backoff;
+use crate::forecast::status::Backoff;
 
 const NOW: &str = "2026-11-28T15:47:00Z";
 const TOKEN: &str = "em-token-Zq8s1";

@@ -12,11 +12,16 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::api::CarbonWorkloadStatus;
 use crate::api::condition::Condition;
 use crate::api::forecast::CarbonForecastStatus;
 use crate::api::{CarbonForecast, CarbonWorkload};
+use crate::controller::ForecastSelector;
 use crate::controller::OperatorConfig;
 use crate::controller::fixtures::{Expect, FORECASTS_PATH, Reply, Route, Seen, TestEnv, points, t};
+use crate::lifecycle::ForecastInput;
+use crate::workload::job::BatchJob;
+use kube::runtime::reflector::Store;
 
 const T0: &str = "2026-05-04T10:00:00Z";
 const JOBS: &str = "/apis/batch/v1/namespaces/ml/jobs";
@@ -73,7 +78,7 @@ fn held_job(rv: &str) -> Value {
     })
 }
 
-fn job(value: Value) -> Arc<Job> {
+fn job(value: Value) -> Arc<DynamicObject> {
     Arc::new(serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}")))
 }
 
@@ -87,7 +92,7 @@ fn released_job(rv: &str, at: &str) -> Value {
 
 /// The workload as the API server holds it: spec from the Job, generation 1, no status yet.
 fn workload_base(job_value: &Value, now: DateTime<Utc>) -> CarbonWorkload {
-    let view = JobView::from_job(
+    let view = crate::workload::job::view(
         &serde_json::from_value(job_value.clone()).unwrap_or_else(|e| panic!("{e}")),
         &Default::default(),
         now,
@@ -109,9 +114,9 @@ fn with_status(mut w: CarbonWorkload, status: Option<CarbonWorkloadStatus>) -> C
 
 /// The status the controller writes for `job` at `T0` without a workload yet.
 fn planned_status(env: &TestEnv, job_value: &Value) -> CarbonWorkloadStatus {
-    let controller = WorkloadController::new(env.ctx.clone());
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
     let job: Job = serde_json::from_value(job_value.clone()).unwrap_or_else(|e| panic!("{e}"));
-    let view = JobView::from_job(&job, &Default::default(), t(T0));
+    let view = crate::workload::job::view(&job, &Default::default(), t(T0));
     let snapshot = env
         .ctx
         .store
@@ -186,7 +191,7 @@ fn describe(writes: &[Seen]) -> Vec<String> {
 #[tokio::test]
 async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_the_phases() {
     let env = env();
-    let controller = WorkloadController::new(env.ctx.clone());
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
     let base = workload_base(&held_job("1"), t(T0));
 
     // 1. First sight at T0: the workload is created and the plan written; requeue at 03:00,
@@ -335,7 +340,11 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
         200,
         serde_json::to_value(&current).unwrap_or_default(),
     )));
-    let action = reconcile(job(done_job), WorkloadController::new(env.ctx.clone())).await;
+    let action = reconcile(
+        job(done_job),
+        WorkloadController::new(env.ctx.clone(), &BatchJob),
+    )
+    .await;
     assert_eq!(action.ok(), Some(Action::await_change()));
     all.extend(env.api.seen());
     env.api.verify();
@@ -376,7 +385,7 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
 #[tokio::test]
 async fn a_job_changed_meanwhile_is_not_released_and_nothing_else_is_written() {
     let env = env();
-    let controller = WorkloadController::new(env.ctx.clone());
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
     env.clock.set(hour(3));
     let base = workload_base(&held_job("1"), t(T0));
     // A Deferred workload whose start has come.
@@ -432,7 +441,7 @@ fn due_workload(env: &TestEnv) -> CarbonWorkload {
 #[tokio::test]
 async fn a_refused_release_is_decided_again_from_the_job_read_afresh_and_released_once() {
     let env = env();
-    let controller = WorkloadController::new(env.ctx.clone());
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
     env.clock.set(hour(3));
     let current = due_workload(&env);
     let base = workload_base(&held_job("1"), t(T0));
@@ -471,7 +480,7 @@ async fn a_refused_release_is_decided_again_from_the_job_read_afresh_and_release
 #[tokio::test]
 async fn a_job_that_keeps_changing_is_left_to_a_later_reconcile_after_three_decisions() {
     let env = env();
-    let controller = WorkloadController::new(env.ctx.clone());
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
     env.clock.set(hour(3));
     let current = due_workload(&env);
     for attempt in 0..MAX_REDECISIONS {
@@ -500,7 +509,7 @@ async fn a_job_that_keeps_changing_is_left_to_a_later_reconcile_after_three_deci
 #[tokio::test]
 async fn without_a_forecast_a_held_job_is_released_at_once() {
     let env = TestEnv::new(t(T0));
-    let controller = WorkloadController::new(env.ctx.clone());
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
     let base = workload_base(&held_job("1"), t(T0));
     env.api.expect(get_workload(not_found()));
     // The store has nothing: the API says whether the forecast exists. It does not.
@@ -542,7 +551,11 @@ async fn jobs_that_are_not_carbonshifts_cost_no_request() {
     let env = env();
     let mut plain = held_job("1");
     plain["metadata"]["annotations"] = json!({"team": "ml"});
-    let action = reconcile(job(plain), WorkloadController::new(env.ctx.clone())).await;
+    let action = reconcile(
+        job(plain),
+        WorkloadController::new(env.ctx.clone(), &BatchJob),
+    )
+    .await;
     assert_eq!(action.ok(), Some(Action::await_change()));
     env.api.verify();
     assert!(env.api.seen().is_empty());
@@ -557,7 +570,11 @@ async fn namespaces_outside_the_allow_list_are_left_alone() {
             ..OperatorConfig::default()
         },
     );
-    let action = reconcile(job(held_job("1")), WorkloadController::new(env.ctx.clone())).await;
+    let action = reconcile(
+        job(held_job("1")),
+        WorkloadController::new(env.ctx.clone(), &BatchJob),
+    )
+    .await;
     assert_eq!(action.ok(), Some(Action::await_change()));
     env.api.verify();
     assert!(env.api.seen().is_empty());
@@ -581,7 +598,11 @@ async fn a_held_job_with_unreadable_annotations_and_no_workload_is_released_and_
                 .kind("Warning"),
         );
     }
-    let action = reconcile(job(bad), WorkloadController::new(env.ctx.clone())).await;
+    let action = reconcile(
+        job(bad),
+        WorkloadController::new(env.ctx.clone(), &BatchJob),
+    )
+    .await;
     assert_eq!(action.ok(), Some(Action::await_change()));
     env.api.verify();
 }
@@ -603,7 +624,11 @@ async fn the_workload_of_an_older_job_of_the_same_name_is_deleted_first() {
                 json!({"kind": "Status", "status": "Success"}),
             )),
     );
-    let action = reconcile(job(held_job("1")), WorkloadController::new(env.ctx.clone())).await;
+    let action = reconcile(
+        job(held_job("1")),
+        WorkloadController::new(env.ctx.clone(), &BatchJob),
+    )
+    .await;
     assert_eq!(action.ok(), Some(Action::requeue(STALE_RECHECK)));
     env.api.verify();
 }
@@ -611,7 +636,7 @@ async fn the_workload_of_an_older_job_of_the_same_name_is_deleted_first() {
 #[tokio::test]
 async fn api_errors_back_off_and_are_counted() {
     let env = env();
-    let controller = WorkloadController::new(env.ctx.clone());
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
     env.api
         .expect(get_workload(Reply::Error(500, "InternalError")));
     let j = job(held_job("1"));
@@ -685,7 +710,7 @@ fn a_forecast_change_reconciles_the_jobs_waiting_on_it() {
         named("f", "uk", Some(Phase::Succeeded)),
         dry,
     ]);
-    let mut names: Vec<String> = jobs_waiting_on(&store, Some("uk"))
+    let mut names: Vec<String> = jobs_waiting_on(&store, &BatchJob, Some("uk"))
         .into_iter()
         .map(|r| {
             assert_eq!(r.namespace.as_deref(), Some("ml"));
@@ -694,7 +719,7 @@ fn a_forecast_change_reconciles_the_jobs_waiting_on_it() {
         .collect();
     names.sort();
     assert_eq!(names, ["a", "d", "dry", "e"]);
-    let mut all: Vec<String> = jobs_waiting_on(&store, None)
+    let mut all: Vec<String> = jobs_waiting_on(&store, &BatchJob, None)
         .into_iter()
         .map(|r| r.name)
         .collect();
@@ -860,7 +885,11 @@ async fn an_interruptible_job_is_paused_at_the_end_of_its_window_with_the_guarde
             ),
     );
     expect_all(&env, events("Paused"));
-    let action = reconcile(job(running), WorkloadController::new(env.ctx.clone())).await;
+    let action = reconcile(
+        job(running),
+        WorkloadController::new(env.ctx.clone(), &BatchJob),
+    )
+    .await;
     assert_eq!(
         action.ok(),
         Some(Action::requeue(Duration::from_secs(3600)))
@@ -895,7 +924,7 @@ mod first_data {
     #[tokio::test]
     async fn a_forecast_without_its_first_status_keeps_the_job_held_and_awaiting() {
         let env = TestEnv::new(t(T0));
-        let controller = WorkloadController::new(env.ctx.clone());
+        let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
         let base = workload_base(&held_job("1"), t(T0));
         env.api.expect(get_workload(not_found()));
         env.api.expect(
@@ -926,7 +955,7 @@ mod first_data {
         // The ordering: the first refresh wrote the points, the Job came, the store's
         // watch event of that status had not arrived.
         let env = TestEnv::new(t(T0));
-        let controller = WorkloadController::new(env.ctx.clone());
+        let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
         let base = workload_base(&held_job("1"), t(T0));
         env.api.expect(get_workload(not_found()));
         env.api.expect(
@@ -949,7 +978,7 @@ mod first_data {
     #[tokio::test]
     async fn a_forecast_whose_provider_failed_before_any_data_releases_fail_open() {
         let env = TestEnv::new(t(T0));
-        let controller = WorkloadController::new(env.ctx.clone());
+        let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
         let base = workload_base(&held_job("1"), t(T0));
         let failed = awaiting_forecast().with_status(Some(CarbonForecastStatus {
             conditions: vec![Condition::new(
@@ -995,7 +1024,7 @@ mod first_data {
             ..OperatorConfig::default()
         };
         let env = TestEnv::with_config(t(T0), config);
-        let controller = WorkloadController::new(env.ctx.clone());
+        let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
         let base = workload_base(&held_job("1"), t(T0));
         env.api.expect(get_workload(not_found()));
         env.api.expect(

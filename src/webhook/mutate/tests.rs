@@ -9,6 +9,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::api::annotations::JOB_CONTROLLER;
+use k8s_openapi::api::batch::v1::Job;
 
 const NOW: &str = "2026-05-04T10:00:30Z";
 
@@ -702,10 +704,9 @@ fn an_object_that_is_not_a_valid_job_is_denied_clearly() {
     assert!(!response.allowed);
     assert_eq!(outcome.result(), "error");
     assert!(
-        response
-            .result
-            .message
-            .starts_with("the object is not a valid batch/v1 Job: invalid type: string \"two\""),
+        response.result.message.starts_with(
+            "the object is not a valid batch/v1 Job: spec.parallelism: invalid type: string \"two\""
+        ),
         "{}",
         response.result.message
     );
@@ -810,7 +811,7 @@ proptest! {
         let expected = if has_queue || managed {
             "allowed"
         } else {
-            match annotations::parse(&typed, &AnnotationDefaults::default(), now()) {
+            match crate::workload::job::view(&typed, &AnnotationDefaults::default(), now()).deferral {
                 Err(_) => "denied",
                 Ok(None) => "allowed",
                 Ok(Some(mut d)) => {

@@ -9,11 +9,15 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobSpec, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use proptest::prelude::*;
 
-use super::*;
 use crate::api::annotations::{
     AnnotationDefaults, DEADLINE, DEFERRABLE, DRY_RUN, DURATION, HELD, INTERRUPTIBLE, MAX_DELAY,
     POWER, RELEASED_AT, RUN_NOW, SUBMITTED_AT,
 };
+use crate::api::workload::JobRef;
+use crate::api::workload::TimeWindow;
+use crate::api::{CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, Phase};
+use crate::lifecycle::*;
+use crate::planner::Forecast;
 use crate::planner::{Point, hourly_points};
 
 const T0: &str = "2026-05-04T10:00:00Z";
@@ -233,8 +237,8 @@ impl Sim {
         }
     }
 
-    fn view(&self, now: DateTime<Utc>) -> JobView {
-        JobView::from_job(&self.job, &self.defaults, now)
+    fn view(&self, now: DateTime<Utc>) -> WorkloadView {
+        crate::workload::job::view(&self.job, &self.defaults, now)
     }
 
     fn decide(&self, now: DateTime<Utc>) -> Decision {
@@ -327,7 +331,7 @@ impl Sim {
 }
 
 /// What must hold for every Decision.
-fn check_invariants(job: &JobView, d: &Decision, config: &Config, now: DateTime<Utc>) {
+fn check_invariants(job: &WorkloadView, d: &Decision, config: &Config, now: DateTime<Utc>) {
     let held = classify(job) == State::Held;
     match &d.job_action {
         Some(JobAction::Release { planned, .. }) => {
@@ -1395,7 +1399,8 @@ fn only_planned_releases_are_paused() {
 
 #[test]
 fn constraints_from_annotations_and_from_the_spec_agree() {
-    let view = JobView::from_job(&job().held().build(), &AnnotationDefaults::default(), t0());
+    let view =
+        crate::workload::job::view(&job().held().build(), &AnnotationDefaults::default(), t0());
     let deferral = match &view.deferral {
         Ok(Some(d)) => d.clone(),
         other => panic!("{other:?}"),
@@ -1432,14 +1437,14 @@ fn job_view_reads_the_markers_status_and_managers() {
         .active(3)
         .build();
     finish(&mut j, "Failed", hour(4));
-    let v = JobView::from_job(&j, &AnnotationDefaults::default(), t0());
+    let v = crate::workload::job::view(&j, &AnnotationDefaults::default(), t0());
     assert!(v.held_marker && v.suspend && v.run_now);
     assert_eq!(v.released_at, Some(hour(3)));
     assert_eq!(v.released_marker.as_deref(), Some("2026-05-04T13:00:00Z"));
     assert_eq!(v.finished, Some(Finished::Failed(hour(4))));
     assert_eq!(v.managed_elsewhere, Some(ManagedElsewhere::Kueue));
     assert_eq!(v.resource_version.as_deref(), Some("1"));
-    let v = JobView::from_job(
+    let v = crate::workload::job::view(
         &job().managed_by("kubernetes.io/job-controller").build(),
         &AnnotationDefaults::default(),
         t0(),
@@ -1504,7 +1509,7 @@ fn realised_intensity_mixes_measured_values_and_the_forecast() {
 fn every_release_reason_is_a_known_reason() {
     for r in ReleaseReason::ALL {
         assert_eq!(reason::known(r.as_str()), Some(r.as_str()));
-        assert_eq!(ReleaseReason::from_str(r.as_str()), Some(r));
+        assert_eq!(ReleaseReason::parse(r.as_str()), Some(r));
     }
     assert_eq!(reason::known("Whatever"), None);
 }

@@ -1,0 +1,161 @@
+//! Running the workload controllers: one `kube::runtime::Controller` per supported kind and
+//! namespace scope, triggered by the kind's objects, their CarbonWorkloads and the forecast store's
+//! change announcements; and the workload gauges.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::{FutureExt, Stream, StreamExt};
+use kube::core::DynamicObject;
+use kube::runtime::controller;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use tokio::sync::broadcast;
+use tracing::{debug, info, warn};
+
+use super::{GAUGE_INTERVAL, WorkloadController, error_policy, reconcile};
+use crate::api::{CarbonWorkload, Phase};
+use crate::controller::{Context, WORKLOADS};
+use crate::lifecycle;
+use crate::workload::{self, Adapter};
+
+/// Whether a workload waits for forecast data: held (pending, deferred, paused), or a dry run not
+/// planned yet.
+fn waits_for_forecast(w: &CarbonWorkload) -> bool {
+    let status = w.status.as_ref();
+    match status.and_then(|s| s.phase) {
+        None | Some(Phase::Pending | Phase::Deferred | Phase::Paused) => true,
+        Some(Phase::Succeeded | Phase::Failed) => false,
+        Some(_) => w.spec.dry_run && status.is_none_or(|s| s.forecast_version.is_none()),
+    }
+}
+
+/// The objects of `adapter`'s kind to reconcile when forecast `name` changed (every forecast when
+/// `None`): those whose cached workload waits on it. One scan of the cache.
+pub fn jobs_waiting_on(
+    workloads: &Store<CarbonWorkload>,
+    adapter: &dyn Adapter,
+    name: Option<&str>,
+) -> Vec<ObjectRef<DynamicObject>> {
+    workloads
+        .state()
+        .iter()
+        .filter(|w| name.is_none_or(|n| w.spec.forecast == n))
+        .filter(|w| waits_for_forecast(w))
+        .map(|w| {
+            let job = ObjectRef::new_with(&w.spec.job_ref.name, adapter.resource().clone());
+            match w.namespace() {
+                Some(ns) => job.within(&ns),
+                None => job,
+            }
+        })
+        .collect()
+}
+
+/// The names of forecasts whose data changed, from the store; `None` after the receiver fell
+/// behind (treat every forecast as changed).
+fn forecast_changes(
+    receiver: broadcast::Receiver<String>,
+) -> impl Stream<Item = Option<String>> + Send + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        match receiver.recv().await {
+            Ok(name) => Some((Some(name), receiver)),
+            Err(broadcast::error::RecvError::Lagged(_)) => Some((None, receiver)),
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+}
+
+/// Runs the controller until `shutdown` completes (reconciles in progress finish first). Fill
+/// the context's forecast store from the API before calling it, so that no Job is decided
+/// without the last known forecasts; leader election starts and stops this from outside.
+pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
+    let shutdown = shutdown.boxed().shared();
+    let scopes: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        ctx.config.namespaces.iter().cloned().map(Some).collect()
+    };
+    info!(controller = WORKLOADS, namespaces = ?ctx.config.namespaces, "starting");
+    let mut stores = Vec::new();
+    let mut controllers = Vec::new();
+    for adapter in workload::adapters() {
+        let this = WorkloadController::new(ctx.clone(), adapter);
+        let resource = adapter.resource();
+        for scope in &scopes {
+            let client = ctx.client.clone();
+            let (objects, workloads): (Api<DynamicObject>, Api<CarbonWorkload>) = match scope {
+                None => (Api::all_with(client.clone(), resource), Api::all(client)),
+                Some(ns) => (
+                    Api::namespaced_with(client.clone(), ns, resource),
+                    Api::namespaced(client, ns),
+                ),
+            };
+            let (reader, writer) = reflector::store();
+            let owned = watcher(workloads, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .touched_objects();
+            let index = reader.clone();
+            let triggers = forecast_changes(ctx.store.subscribe()).flat_map(move |name| {
+                futures::stream::iter(jobs_waiting_on(&index, adapter, name.as_deref()))
+            });
+            stores.push(reader);
+            let this = this.clone();
+            controllers.push(
+                Controller::new_with(objects, watcher::Config::default(), resource.clone())
+                    .owns_stream(owned)
+                    .reconcile_on(triggers)
+                    .graceful_shutdown_on(shutdown.clone())
+                    .run(reconcile, error_policy, this.clone())
+                    .for_each(move |result| {
+                        let this = this.clone();
+                        async move {
+                            match result {
+                                Ok((job, _)) => debug!(job = %job.name, "reconciled"),
+                                // Already logged and counted by error_policy.
+                                Err(controller::Error::ReconcilerFailed(..)) => {}
+                                Err(controller::Error::ObjectNotFound(job)) => {
+                                    this.forget(job.namespace.as_deref(), &job.name);
+                                    debug!(job = %job.name, "deleted before its reconcile");
+                                }
+                                Err(error) => warn!(%error, "workload controller"),
+                            }
+                        }
+                    })
+                    .boxed(),
+            );
+        }
+    }
+    let gauges = gauges(ctx.clone(), stores, shutdown);
+    futures::join!(futures::future::join_all(controllers), gauges);
+    info!(controller = WORKLOADS, "stopped");
+}
+
+/// Recomputes the workload gauges every [`GAUGE_INTERVAL`] until `shutdown`.
+async fn gauges(
+    ctx: Arc<Context>,
+    stores: Vec<Store<CarbonWorkload>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut tick = tokio::time::interval(GAUGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = tick.tick() => set_gauges(&ctx, &stores),
+        }
+    }
+}
+
+/// Sets `workloads{phase}` and `held_past_latest_start` from the cached workloads.
+pub fn set_gauges(ctx: &Context, stores: &[Store<CarbonWorkload>]) {
+    let all: Vec<Arc<CarbonWorkload>> = stores.iter().flat_map(Store::state).collect();
+    let tally = lifecycle::tally(all.iter().map(|w| w.as_ref()), ctx.clock.now());
+    ctx.metrics.set_workloads(|phase| tally.count(phase));
+    ctx.metrics
+        .held_past_latest_start
+        .set(tally.held_past_latest_start);
+}
