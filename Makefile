@@ -27,8 +27,16 @@ lint: ## cargo fmt --check and cargo clippy -D warnings
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
 .PHONY: test
-test: tools lint ## Everything CI runs: lint, unit/property/integration tests, CRD drift, chart checks
-	CARBONSHIFT_REQUIRE_HELM=1 CARBONSHIFT_HELM="$(TOOLS_BIN)/helm" $(CARGO) test --locked
+test: tools lint ## Everything CI runs: lint, unit/property/integration tests, CRD drift, chart checks, and the e2e suite on a real control plane
+	CARBONSHIFT_REQUIRE_HELM=1 CARBONSHIFT_HELM="$(TOOLS_BIN)/helm" scripts/e2e.sh --all-tests
+
+.PHONY: e2e
+e2e: tools ## The e2e suite against a real kube-apiserver + controller-manager + scheduler (../shared/tools/k8s; started and stopped if not up)
+	scripts/e2e.sh
+
+.PHONY: load
+load: tools ## N annotated Jobs (default 1000: make load N=10000) on a real control plane; figures into docs/benchmarks.md
+	scripts/load.sh $(N)
 
 .PHONY: bench
 bench: ## Run the planner benchmarks (criterion, release build; figures in docs/benchmarks.md)

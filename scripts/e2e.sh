@@ -4,6 +4,11 @@
 # suite simulates the nodes).
 #
 #   scripts/e2e.sh [LIBTEST ARGS...]      # e.g. scripts/e2e.sh lifecycle::   or   scripts/e2e.sh --test-threads=4
+#   scripts/e2e.sh --all-tests [ARGS...]  # every test target (make test), the e2e suite included
+#
+# With --all-tests the command is `cargo test --locked` over every target instead of the e2e suite
+# alone, so that `make test` runs each test once: against the control plane when there is one,
+# and (saying so) without it when there is none.
 #
 # - Without the control plane's tools (../shared/tools/k8s, or $CARBONSHIFT_K8S_TOOLS) it prints one
 #   line saying so and exits 0.
@@ -21,9 +26,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 
+all_tests=0
+if [ "${1:-}" = "--all-tests" ]; then
+    all_tests=1
+    shift
+fi
+
 tools="${CARBONSHIFT_K8S_TOOLS:-../shared/tools/k8s}"
 if [ ! -d "$tools" ] || [ ! -x "$tools/up.sh" ]; then
     echo "e2e: SKIPPED — ../shared/tools/k8s not found (no local control plane); the e2e suite needs a cluster"
+    if [ "$all_tests" = 1 ]; then
+        exec cargo test --locked "$@"
+    fi
     exit 0
 fi
 tools="$(cd "$tools" && pwd)"
@@ -74,8 +88,13 @@ case " $* " in
     *) threads=("--test-threads=${CARBONSHIFT_E2E_THREADS:-16}") ;;
 esac
 
-log "running the suite against $kubeconfig"
 status=0
-CARBONSHIFT_E2E_KUBECONFIG="$kubeconfig" CARBONSHIFT_E2E_CP_HOME="$cp_home" CARBONSHIFT_E2E_REQUIRE=1 \
+export CARBONSHIFT_E2E_KUBECONFIG="$kubeconfig" CARBONSHIFT_E2E_CP_HOME="$cp_home" CARBONSHIFT_E2E_REQUIRE=1
+if [ "$all_tests" = 1 ]; then
+    log "running every test target, the e2e suite against $kubeconfig"
+    cargo test --locked -- ${threads[@]+"${threads[@]}"} "$@" || status=$?
+else
+    log "running the suite against $kubeconfig"
     cargo test --locked --test e2e -- --nocapture ${threads[@]+"${threads[@]}"} "$@" || status=$?
+fi
 exit "$status"
