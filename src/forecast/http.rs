@@ -7,7 +7,6 @@
 //! and it retries with backon (see [`crate::retry`]): the policy's delays are its schedule and
 //! `Retry-After` adjusts them.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -19,6 +18,7 @@ use reqwest::Url;
 use reqwest::header::{ACCEPT, HeaderValue, RETRY_AFTER};
 
 use super::ProviderError;
+use super::tokens::TokenCache;
 use crate::retry::{Backoff, Doubling, Retryable};
 
 /// The `User-Agent` every request carries, so providers can tell who is calling.
@@ -614,34 +614,6 @@ pub(crate) fn sensitive_header(value: &str) -> Option<HeaderValue> {
     let mut header = HeaderValue::from_str(value).ok()?;
     header.set_sensitive(true);
     Some(header)
-}
-
-/// Cached bearer tokens, one slot per credential. A slot's async mutex is held during a login so
-/// that concurrent fetches with the same credential log in once.
-#[derive(Default)]
-pub(crate) struct TokenCache {
-    slots: Mutex<HashMap<(String, String), TokenSlot>>,
-}
-
-/// The token of one credential; `None` until the first login or after a refused token.
-pub(crate) type TokenSlot = Arc<tokio::sync::Mutex<Option<String>>>;
-
-impl TokenCache {
-    pub(crate) fn slot(&self, base: &str, username: &str) -> TokenSlot {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        slots
-            .entry((base.to_string(), username.to_string()))
-            .or_default()
-            .clone()
-    }
-
-    /// Credentials with a slot (for `Debug`).
-    pub(crate) fn len(&self) -> usize {
-        self.slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod fixed;
 pub mod http;
 mod points;
 pub mod status;
+mod tokens;
 pub mod uk;
 pub mod watttime;
 

@@ -20,6 +20,10 @@ use tokio::time::Instant;
 use tower_test::mock;
 
 use super::*;
+use chrono::TimeDelta;
+use http::{Request, Response};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::client::Body;
 
 const NS: &str = "carbonshift";
 const LEASE: &str = "carbonshift-leader";

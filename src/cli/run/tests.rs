@@ -6,7 +6,13 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
 use super::*;
+use crate::api::annotations::AnnotationDefaults;
 use crate::cli::{Cli, Command};
+use crate::controller::NoForecastPolicy;
+use crate::leader::ElectionParams;
+use crate::telemetry::LogFormat;
+use crate::webhook::TlsConfigPaths;
+use chrono::TimeDelta;
 
 fn parse(args: &[&str]) -> Result<Args, clap::Error> {
     let mut argv = vec!["carbonshift", "run"];
