@@ -173,7 +173,7 @@ impl Metrics {
         let reconcile_errors = Family::<ErrorLabels, Counter>::default();
         registry.register(
             "reconcile_errors",
-            "Reconcile errors by controller and category",
+            "Reconcile errors by controller and category (conflict, not_found, forbidden, throttled, server, rejected, unreachable, client, invalid, event)",
             reconcile_errors.clone(),
         );
         let forecast_refreshes = Family::<RefreshLabels, Counter>::default();

@@ -109,7 +109,7 @@ fn carbonshift_equals_the_oracle_on_nightly_jobs() {
                     year: None,
                 };
                 let mut o = options("carbonshift,carbonshiftReplan,oracle");
-                o.paper_compat = paper_compat;
+                o.set_paper_compat(paper_compat);
                 let report = replay(builtin, &spec, o);
                 assert_eq!(report.jobs, if paper_compat { 365 } else { 366 });
                 assert_agrees(

@@ -125,6 +125,10 @@ pub struct Args {
     /// Power usage effectiveness of the facility (1 counts IT power only).
     #[arg(long, value_name = "RATIO", default_value_t = 1.0)]
     pub pue: f64,
+    /// The operator's safety margin: a job starts at the latest this long before its latest
+    /// start (default: 5m, the operator's default; 0s with --paper-compat).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub margin: Option<TimeDelta>,
     /// Reproduce the paper's simulator: 30-min samples from 1 January, the first day skipped in
     /// shifted runs only (nightly), one extra 30-min slot per window and a two-slot baseline (ml).
     #[arg(long)]
@@ -385,7 +389,10 @@ pub fn options(args: &Args) -> Result<Options, ReplayCliError> {
         limit: f64::from(n),
         slot: args.capacity_slot,
     });
-    o.paper_compat = args.paper_compat;
+    o.set_paper_compat(args.paper_compat);
+    if let Some(margin) = args.margin {
+        o.margin = margin;
+    }
     o.threads = threads(args);
     Ok(o)
 }

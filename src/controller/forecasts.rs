@@ -317,10 +317,7 @@ pub fn error_policy(
         .record_reconcile_error(FORECASTS, error.category());
     let name = object.name_any();
     warn!(forecast = %name, %error, category = error.category(), "reconcile failed");
-    match error {
-        Error::InvalidObject(_) => Action::await_change(),
-        Error::Api { .. } => Action::requeue(api_retry_delay(this.api_failure(&name))),
-    }
+    error.kind().retry(this.api_failure(&name))
 }
 
 /// `min(API_RETRY_BASE × 2^(failures−1), API_RETRY_MAX)` ([`crate::retry::api_backoff`]).

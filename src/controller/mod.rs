@@ -11,6 +11,8 @@
 //! [`ForecastStore::fill_from_api`], then run [`forecasts::run`] and the workload controller side by
 //! side, both stopped by the same shutdown future (leader election lives outside).
 
+mod error;
+pub use error::{Error, ErrorCategory};
 pub mod forecasts;
 pub mod release;
 pub mod store;
@@ -270,40 +272,6 @@ pub fn truncate(text: &str, max: usize) -> String {
     format!("{}{ellipsis}", &text[..end])
 }
 
-/// Why a reconcile failed. Provider failures are not errors here: they are recorded in the
-/// status and retried by the decision itself.
-#[derive(Debug, Error)]
-pub enum Error {
-    /// A Kubernetes API call failed (transient: retried with backoff).
-    #[error("{action}: {source}")]
-    Api {
-        /// What was attempted, for example `reading Secret carbonshift/em-token`.
-        action: String,
-        /// The client error.
-        #[source]
-        source: kube::Error,
-    },
-    /// The object itself cannot be handled (no name...): wait for it to change.
-    #[error("{0}")]
-    InvalidObject(String),
-}
-
-impl Error {
-    /// `api` or `invalid`: the `category` label of `reconcile_errors`.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Self::Api { .. } => "api",
-            Self::InvalidObject(_) => "invalid",
-        }
-    }
-
-    /// A mapper for `map_err` that records what was attempted.
-    pub fn api(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Self {
-        let action = action.into();
-        move |source| Self::Api { action, source }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,18 +284,6 @@ mod tests {
         assert!(cut.len() <= MAX_NOTE_BYTES, "{}", cut.len());
         assert!(cut.ends_with('…'));
         assert_eq!(cut.chars().filter(|c| *c == 'é').count(), 510);
-    }
-
-    #[test]
-    fn errors_have_categories() {
-        let e = Error::InvalidObject("no name".into());
-        assert_eq!(e.category(), "invalid");
-        assert_eq!(e.to_string(), "no name");
-        let e = Error::api("reading Secret carbonshift/em")(
-            kube::Error::LinesCodecMaxLineLengthExceeded,
-        );
-        assert_eq!(e.category(), "api");
-        assert!(e.to_string().starts_with("reading Secret carbonshift/em: "));
     }
 
     #[test]

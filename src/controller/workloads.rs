@@ -236,10 +236,7 @@ pub fn error_policy(
         .metrics
         .record_reconcile_error(WORKLOADS, error.category());
     warn!(job = %key(&job), %error, category = error.category(), "reconcile failed");
-    match error {
-        Error::InvalidObject(_) => Action::await_change(),
-        Error::Api { .. } => Action::requeue(crate::retry::api_backoff(this.api_failure(&job))),
-    }
+    error.kind().retry(this.api_failure(&job))
 }
 
 #[instrument(skip_all, fields(job = %job.name_any(), namespace = job.namespace().unwrap_or_default()))]

@@ -46,11 +46,11 @@ impl Machine<'_> {
                     ),
                     _ => format!("planned windows changed: {message}"),
                 };
-                self.event(EventType::Normal, "Replanned", "Plan", note);
+                self.event(NoteKind::Normal, "Replanned", "Plan", note);
             }
             Some(_) => {}
-            None if !paused => self.event(EventType::Normal, "Deferred", "Plan", message),
-            None => self.event(EventType::Normal, "Replanned", "Plan", message),
+            None if !paused => self.event(NoteKind::Normal, "Deferred", "Plan", message),
+            None => self.event(NoteKind::Normal, "Replanned", "Plan", message),
         }
         self.decision.requeue_at = Some(plan.start.min(release_by));
     }
@@ -184,7 +184,7 @@ impl Machine<'_> {
         self.set_following(phase, &why, message);
         if first_owner_release {
             self.event(
-                EventType::Normal,
+                NoteKind::Normal,
                 reason::RELEASED_BY_OWNER,
                 "Track",
                 "the held Job was unsuspended by someone other than carbonshift".to_string(),
@@ -258,7 +258,7 @@ impl Machine<'_> {
         );
         self.set(Phase::Paused, reason::PAUSED, message.clone());
         self.decision.job_action = Some(JobAction::Pause);
-        self.event(EventType::Normal, reason::PAUSED, "Pause", message);
+        self.event(NoteKind::Normal, reason::PAUSED, "Pause", message);
         self.decision.requeue_at = Some(next.min(release_by));
     }
 
@@ -273,7 +273,7 @@ impl Machine<'_> {
         self.set(Phase::Released, reason::SUSPENDED_BY_OWNER, message.clone());
         if first {
             self.event(
-                EventType::Normal,
+                NoteKind::Normal,
                 reason::SUSPENDED_BY_OWNER,
                 "Track",
                 message,
@@ -315,9 +315,9 @@ impl Machine<'_> {
             && let Some(known) = reason::known(&why)
         {
             let type_ = if why == reason::WEBHOOK_BYPASSED {
-                EventType::Warning
+                NoteKind::Warning
             } else {
-                EventType::Normal
+                NoteKind::Normal
             };
             self.event(type_, known, "Track", explanation);
         }
@@ -347,7 +347,7 @@ impl Machine<'_> {
         let release_by = constraints.release_by().unwrap_or(self.spec.latest_start);
         let message = self.plan_message(&plan, release_by);
         self.event(
-            EventType::Normal,
+            NoteKind::Normal,
             reason::DRY_RUN,
             "Plan",
             format!("dry run, not held; would have been {message}"),
@@ -436,9 +436,9 @@ impl Machine<'_> {
         }
         self.set(phase, &why, note.clone());
         let type_ = if phase == Phase::Failed {
-            EventType::Warning
+            NoteKind::Warning
         } else {
-            EventType::Normal
+            NoteKind::Normal
         };
         self.event(type_, phase.as_str(), "Track", note);
     }

@@ -58,11 +58,11 @@ pub(super) fn without_spec(job: &WorkloadView, state: State, now: DateTime<Utc>)
     let mut decision = Decision::default();
     let error = job.deferral.as_ref().err().map(ToString::to_string);
     if let Some(error) = &error {
-        decision.events.push(Event {
-            type_: EventType::Warning,
+        decision.events.push(Note {
+            kind: NoteKind::Warning,
             reason: reason::INVALID_ANNOTATIONS,
             action: "Validate",
-            note: truncate(error),
+            message: truncate(error),
         });
     }
     if state == State::Held && job.held_marker {
@@ -84,11 +84,11 @@ pub(super) fn without_spec(job: &WorkloadView, state: State, now: DateTime<Utc>)
             reason,
             planned: now,
         });
-        decision.events.push(Event {
-            type_: EventType::Warning,
+        decision.events.push(Note {
+            kind: NoteKind::Warning,
             reason: reason.as_str(),
             action: "Release",
-            note: truncate(&note),
+            message: truncate(&note),
         });
     }
     decision
@@ -164,16 +164,16 @@ pub(super) struct Machine<'a> {
 impl Machine<'_> {
     pub(super) fn event(
         &mut self,
-        type_: EventType,
+        kind: NoteKind,
         reason: &'static str,
         action: &'static str,
-        note: String,
+        message: String,
     ) {
-        self.decision.events.push(Event {
-            type_,
+        self.decision.events.push(Note {
+            kind,
             reason,
             action,
-            note: truncate(&note),
+            message: truncate(&message),
         });
     }
 
@@ -237,7 +237,7 @@ impl Machine<'_> {
                     ""
                 };
                 self.event(
-                    EventType::Warning,
+                    NoteKind::Warning,
                     reason::INVALID_ANNOTATIONS,
                     "Validate",
                     format!("{error}{kept}"),
@@ -296,11 +296,11 @@ impl Machine<'_> {
     ) {
         let type_ = match reason {
             ReleaseReason::Released | ReleaseReason::Resumed | ReleaseReason::ManualRelease => {
-                EventType::Normal
+                NoteKind::Normal
             }
             ReleaseReason::DeadlineRelease
             | ReleaseReason::NoForecast
-            | ReleaseReason::InvalidAnnotations => EventType::Warning,
+            | ReleaseReason::InvalidAnnotations => NoteKind::Warning,
         };
         self.decision.job_action = Some(JobAction::Release { reason, planned });
         self.status.released_at = self.status.released_at.or(Some(self.now));
@@ -550,7 +550,7 @@ impl Machine<'_> {
             message.clone(),
         );
         if changed {
-            self.event(EventType::Normal, why, "Plan", message);
+            self.event(NoteKind::Normal, why, "Plan", message);
         }
         self.decision.requeue_at = Some((self.now + AWAIT_RECHECK).min(until).min(release_by));
     }
@@ -573,7 +573,7 @@ impl Machine<'_> {
         self.status.planned_start = None;
         self.set(phase, why, message.clone());
         if changed {
-            self.event(EventType::Warning, why, "Plan", message);
+            self.event(NoteKind::Warning, why, "Plan", message);
         }
         self.decision.requeue_at = Some(release_by);
     }

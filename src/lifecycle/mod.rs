@@ -85,6 +85,7 @@ use crate::planner::{self, ConstraintError, Constraints, Forecast, NoPlan, Plan,
 use crate::units::{self, DurationError, format_duration};
 
 pub use crate::api::annotations::ManagedElsewhere;
+pub use crate::note::{Note, NoteKind};
 pub use machine::decide;
 pub use spec::{SpecError, constraints, effective_spec, spec_constraints};
 pub use tally::{Tally, tally};
@@ -258,28 +259,6 @@ pub enum JobAction {
     Pause,
 }
 
-/// Severity of an Event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
-    /// Expected behaviour.
-    Normal,
-    /// Something a person may want to look at.
-    Warning,
-}
-
-/// An Event to emit on the Job and on its workload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    /// Severity.
-    pub type_: EventType,
-    /// PascalCase reason from a fixed set, for example `Deferred`.
-    pub reason: &'static str,
-    /// PascalCase action: `Plan`, `Release`, `Pause`, `Track` or `Validate`.
-    pub action: &'static str,
-    /// Human-readable explanation.
-    pub note: String,
-}
-
 /// Estimated emissions of a Job that just finished, for the metrics (counted once).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Completion {
@@ -302,7 +281,7 @@ pub struct Decision {
     /// At most one write to the Job.
     pub job_action: Option<JobAction>,
     /// Events to emit, after the writes succeeded.
-    pub events: Vec<Event>,
+    pub events: Vec<Note>,
     /// When to decide again even if nothing changes.
     pub requeue_at: Option<DateTime<Utc>>,
     /// Set on the transition to `Succeeded`/`Failed`: the figures to add to the metrics.

@@ -15,13 +15,18 @@
 //!   table; [`plot`]: the SVG chart; [`results`]: the `docs/results.md` matrix.
 
 pub mod noise;
+pub mod operator;
 pub mod oracle;
 pub mod plot;
 pub mod policy;
+mod prepare;
 pub mod report;
 pub mod results;
+mod run;
 pub mod scenario;
 pub mod series;
+#[cfg(test)]
+mod testkit;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
@@ -32,10 +37,11 @@ use thiserror::Error;
 use crate::planner::{Capacity, CapacityError, Forecast, ForecastError, Point, Power};
 use crate::units::format_duration;
 
+use operator::{OperatorConfig, OperatorTally};
 use policy::{PlanConfig, Runs, Source};
 use report::{
-    ForecastInfo, Policies, PolicyReport, PowerInfo, Report, ScenarioInfo, Score, SeedSpread,
-    TraceInfo, Uncapped, savings_percent, score,
+    ForecastInfo, OperatorReport, Policies, PolicyReport, PowerInfo, Report, ScenarioInfo, Score,
+    SeedSpread, TraceInfo, Uncapped, savings_percent, score,
 };
 use scenario::{DeadlineRule, Job, JobSet, Span, TraceJob};
 use series::{Series, at};
@@ -88,6 +94,15 @@ pub enum ReplayError {
     /// An invalid capacity.
     #[error("{0}")]
     Capacity(#[from] CapacityError),
+    /// The simulated operator did not bring a job to an end (a bug in the state machine or the
+    /// simulation, never expected).
+    #[error("the simulated operator got stuck on job {job}: {detail}")]
+    Simulation {
+        /// The job's index.
+        job: usize,
+        /// What happened.
+        detail: String,
+    },
 }
 
 /// Which job set to replay.
@@ -217,6 +232,9 @@ pub struct Options {
     pub capacity: Option<Capacity>,
     /// Power per job.
     pub power: Power,
+    /// The operator's safety margin (`--margin`): a job starts at the latest this long before its
+    /// latest start. Default 5 minutes, as the operator's `--margin`; 0 with `--paper-compat`.
+    pub margin: TimeDelta,
     /// Reproduce the paper's simulator (30-minute sampling from 1 January, its first-day and
     /// extra-slot quirks).
     pub paper_compat: bool,
@@ -238,9 +256,21 @@ impl Options {
             horizon: None,
             capacity: None,
             power,
+            margin: DEFAULT_MARGIN,
             paper_compat: false,
             threads: 1,
         }
+    }
+
+    /// Turns `--paper-compat` on or off, with the margin that goes with it: none for the paper's
+    /// simulator (it has none), the operator's default otherwise.
+    pub fn set_paper_compat(&mut self, on: bool) {
+        self.paper_compat = on;
+        self.margin = if on {
+            TimeDelta::zero()
+        } else {
+            DEFAULT_MARGIN
+        };
     }
 
     fn validate(&self) -> Result<(), ReplayError> {
@@ -260,6 +290,13 @@ impl Options {
         if self.horizon.is_some_and(|h| h <= TimeDelta::zero()) {
             return bad("--horizon must be positive".into());
         }
+        if self.margin < TimeDelta::zero() || self.margin > MAX_SHIFT {
+            return bad(format!(
+                "--margin must be between 0 and {}, not {}",
+                format_duration(MAX_SHIFT),
+                format_duration(self.margin)
+            ));
+        }
         if self.threshold.is_some_and(|t| !t.is_finite() || t < 0.0) {
             return bad("--threshold must be a non-negative number of g/kWh".into());
         }
@@ -273,6 +310,9 @@ impl Options {
         self.error > 0.0
     }
 }
+
+/// The default of [`Options::margin`]: the operator's default `--margin`.
+pub const DEFAULT_MARGIN: TimeDelta = TimeDelta::minutes(5);
 
 /// A replay ready to run: the actual trace, the jobs and the options.
 #[derive(Debug, Clone)]
@@ -303,205 +343,10 @@ pub struct Outcome {
     /// The planner's runs, if a planner policy ran.
     pub planned: Option<Runs>,
 }
-
-/// One noise seed of a planner policy.
-#[derive(Debug)]
-struct SeedResult {
-    k: u32,
-    free: Score,
-    capped: Option<Score>,
-    overflow: usize,
-    fallbacks: usize,
-    plans: usize,
-    runs: Option<Runs>,
-}
-
-fn span_of(series: &Series) -> Option<Span> {
-    Some(Span {
-        from: series.first()?,
-        to: series.last_end()?,
-    })
-}
-
 /// Longest `--window` and `--slack`: a year either way is already far beyond any deadline.
 pub const MAX_SHIFT: TimeDelta = TimeDelta::days(366);
 
 impl Replay {
-    /// Builds the actual trace from `points` (read from `trace_name`) and generates the jobs.
-    pub fn prepare(
-        trace_name: &str,
-        points: Vec<Point>,
-        spec: &ScenarioSpec,
-        options: Options,
-    ) -> Result<Replay, ReplayError> {
-        options.validate()?;
-        let too_long = |flag: &str, d: TimeDelta| {
-            (d > MAX_SHIFT || d < TimeDelta::zero()).then(|| {
-                ReplayError::Option(format!(
-                    "{flag} must be between 0 and {}, not {}",
-                    format_duration(MAX_SHIFT),
-                    format_duration(d)
-                ))
-            })
-        };
-        let shift_error = match spec {
-            ScenarioSpec::Nightly { window, .. } => too_long("--window", *window),
-            ScenarioSpec::Jobs { slack, .. } => too_long("--slack", *slack),
-            ScenarioSpec::Ml { .. } => None,
-        };
-        if let Some(e) = shift_error {
-            return Err(e);
-        }
-        let raw = Forecast::new(points)?;
-        let raw_series = Series::from_forecast(&raw);
-        let raw_span = span_of(&raw_series).ok_or(ReplayError::EmptyTrace(""))?;
-        let no_full_year = || ReplayError::NoFullYear {
-            from: at(raw_span.from),
-            to: at(raw_span.to),
-        };
-        let year = match spec {
-            ScenarioSpec::Nightly { year, .. } | ScenarioSpec::Ml { year, .. } => Some(
-                year.or_else(|| scenario::first_full_year(raw_span))
-                    .ok_or_else(no_full_year)?,
-            ),
-            ScenarioSpec::Jobs { .. } => None,
-        };
-        let (actual, series) = match (options.paper_compat, year) {
-            (false, _) => (raw, raw_series),
-            (true, None) => return Err(ReplayError::PaperCompatScenario),
-            (true, Some(year)) => {
-                let sampled = scenario::paper_sampling(raw.points(), year);
-                if sampled.is_empty() {
-                    return Err(ReplayError::EmptyTrace(
-                        " at :00 or :30 from 1 January of the year (--paper-compat)",
-                    ));
-                }
-                let sampled = Forecast::new(sampled)?;
-                let series = Series::from_forecast(&sampled);
-                (sampled, series)
-            }
-        };
-        let span = span_of(&series).ok_or(ReplayError::EmptyTrace(""))?;
-        let compat = options.paper_compat;
-        let base_info = |name: &'static str, description: String| ScenarioInfo {
-            name,
-            description,
-            window: None,
-            year,
-            deadline: None,
-            seed: None,
-            slack: None,
-            start: None,
-            source: None,
-            interruptible: false,
-            paper_compat: compat,
-        };
-        let (jobs, info) = match spec {
-            ScenarioSpec::Nightly { window, .. } => {
-                let year = year.unwrap_or_default();
-                let w = format_duration(*window);
-                (
-                    scenario::nightly(span, year, *window, compat),
-                    ScenarioInfo {
-                        window: Some(w.clone()),
-                        ..base_info(
-                            "nightly",
-                            format!("nightly: one 30-min job a day at 01:00 UTC ±{w}, {year}"),
-                        )
-                    },
-                )
-            }
-            ScenarioSpec::Ml {
-                rule,
-                interruptible,
-                count,
-                seed,
-                ..
-            } => {
-                let year = year.unwrap_or_default();
-                let kind = if *interruptible {
-                    "interruptible"
-                } else {
-                    "one block"
-                };
-                (
-                    scenario::ml(span, year, *count, *seed, *rule, *interruptible, compat),
-                    ScenarioInfo {
-                        deadline: Some(rule.name()),
-                        seed: Some(*seed),
-                        interruptible: *interruptible,
-                        ..base_info(
-                            "ml",
-                            format!(
-                                "ml: 4-90 h training jobs on {year} workdays, {} deadlines, {kind}",
-                                rule.name()
-                            ),
-                        )
-                    },
-                )
-            }
-            ScenarioSpec::Jobs {
-                jobs,
-                source,
-                slack,
-                start,
-                interruptible,
-            } => {
-                let start = start.unwrap_or(at(span.from));
-                let s = format_duration(*slack);
-                (
-                    scenario::from_trace(span, jobs, start, *slack, *interruptible),
-                    ScenarioInfo {
-                        slack: Some(s.clone()),
-                        start: Some(start),
-                        source: Some(source.clone()),
-                        interruptible: *interruptible,
-                        ..base_info("jobs", format!("jobs from {source}, slack {s}"))
-                    },
-                )
-            }
-        };
-        if jobs.jobs.is_empty() {
-            return Err(ReplayError::NoJobs {
-                from: at(span.from),
-                to: at(span.to),
-            });
-        }
-        // Every policy runs inside [submission, deadline] (runNow at its run-now time, inside too).
-        let from = jobs
-            .jobs
-            .iter()
-            .map(|j| j.submitted_at)
-            .min()
-            .unwrap_or_default();
-        let to = jobs
-            .jobs
-            .iter()
-            .map(|j| j.deadline)
-            .max()
-            .unwrap_or_default();
-        if let Some((a, b)) = series.gap_within(series::ms(from), series::ms(to)) {
-            return Err(ReplayError::Gap {
-                from: at(a),
-                to: at(b),
-            });
-        }
-        let trace = TraceInfo {
-            name: trace_name.to_string(),
-            from: at(span.from),
-            to: at(span.to),
-            mean_intensity: series.mean(),
-        };
-        Ok(Replay {
-            actual,
-            series,
-            jobs,
-            scenario: info,
-            trace,
-            options,
-        })
-    }
-
     /// The jobs.
     pub fn jobs(&self) -> &[Job] {
         &self.jobs.jobs
@@ -512,6 +357,7 @@ impl Replay {
         self.options.error * self.series.mean()
     }
 
+    /// Noise seeds to run: the configured number with forecast error, else 1.
     fn seeds(&self) -> u32 {
         if self.options.noisy() {
             self.options.seeds
@@ -539,338 +385,5 @@ impl Replay {
     /// Jobs the shifted policies run (all but `--paper-compat` baseline-only jobs).
     fn shifted_jobs(&self) -> u64 {
         self.jobs().iter().filter(|j| !j.baseline_only).count() as u64
-    }
-
-    /// Runs every selected policy and scores it. `progress` receives units of [`Replay::work`].
-    pub fn run(&self, progress: &mut dyn FnMut(u64)) -> Result<Outcome, ReplayError> {
-        let jobs = self.jobs();
-        let power = &self.options.power;
-        let run_now = policy::run_now(&self.series, jobs);
-        let base = score(&self.series, jobs, &run_now, power);
-        let baseline = base.emissions_grams;
-        let simple = |s: Score, rule: String| PolicyReport {
-            savings_percent: savings_percent(baseline, s.emissions_grams),
-            emissions_grams: s.emissions_grams,
-            deadline_misses: s.deadline_misses,
-            peak_concurrency: s.peak_concurrency,
-            seeds: None,
-            overflow_jobs: None,
-            uncapped: None,
-            planning_calls: None,
-            fallbacks: 0,
-            rule,
-        };
-        let mut policies = Policies {
-            run_now: simple(base, self.run_now_rule()),
-            threshold: None,
-            carbonshift: None,
-            carbonshift_replan: None,
-            oracle: None,
-        };
-        let p = self.options.policies;
-        if p.threshold {
-            let runs = policy::threshold(&self.series, jobs, self.options.threshold);
-            progress(self.shifted_jobs());
-            let rule = match self.options.threshold {
-                Some(t) => format!(
-                    "start at the first moment the measured intensity is at or below {t} g/kWh, else at the latest start"
-                ),
-                None => "start at the first moment the measured intensity is at or below the 25th percentile of the previous 7 days, else at the latest start".to_string(),
-            };
-            policies.threshold = Some(simple(score(&self.series, jobs, &runs, power), rule));
-        }
-        let mut planned = None;
-        let mut oracle_grams = None;
-        if p.oracle {
-            let runs: Runs = jobs
-                .iter()
-                .map(|j| (!j.baseline_only).then(|| oracle::best(&self.series, j)))
-                .collect();
-            progress(self.shifted_jobs());
-            let s = score(&self.series, jobs, &runs, power);
-            oracle_grams = Some(s.emissions_grams);
-            policies.oracle = Some(simple(
-                s,
-                "brute-force optimum on the actual trace (perfect foresight, no cap)".into(),
-            ));
-        }
-        if p.carbonshift {
-            let (report, runs) = self.planner_policy(None, baseline, progress)?;
-            policies.carbonshift = Some(report);
-            planned = Some(runs);
-        }
-        if p.replan {
-            let (report, runs) =
-                self.planner_policy(Some(self.options.replan), baseline, progress)?;
-            policies.carbonshift_replan = Some(report);
-            planned.get_or_insert(runs);
-        }
-        let ours = policies
-            .carbonshift
-            .as_ref()
-            .or(policies.carbonshift_replan.as_ref());
-        // Comparable only where both see the actual trace without limits.
-        let exact = !self.options.noisy()
-            && self.options.horizon.is_none()
-            && self.options.capacity.is_none();
-        let carbonshift_vs_oracle = match (ours, oracle_grams) {
-            (Some(c), Some(o)) if exact && o > 0.0 => Some((c.emissions_grams - o) / o),
-            _ => None,
-        };
-        let f = &self.options;
-        let report = Report {
-            scenario: self.scenario.clone(),
-            jobs: jobs.len(),
-            skipped_jobs: self.jobs.skipped,
-            trace: self.trace.clone(),
-            forecast: ForecastInfo {
-                error: f.error,
-                error_model: if f.noisy() {
-                    f.error_model.name()
-                } else {
-                    "perfect"
-                },
-                sigma: self.sigma(),
-                seeds: self.seeds(),
-                horizon: f.horizon.map(format_duration),
-                replan: format_duration(f.replan),
-            },
-            power: PowerInfo {
-                watts: power.watts(),
-                pue: power.pue(),
-                model: format!(
-                    "constant {} W IT power per running job × PUE {}; emissions gCO2eq = kWh × g/kWh of the actual trace",
-                    power.watts(),
-                    power.pue()
-                ),
-            },
-            capacity: f.capacity,
-            policies,
-            carbonshift_vs_oracle,
-        };
-        Ok(Outcome {
-            report,
-            run_now,
-            planned,
-        })
-    }
-
-    fn run_now_rule(&self) -> String {
-        let mut rule = match self.scenario.name {
-            "nightly" => "start at 01:00 as scheduled (no shifting)".to_string(),
-            _ => "start at submission (no shifting)".to_string(),
-        };
-        if self.options.paper_compat && self.scenario.name == "ml" {
-            rule.push_str("; as in the paper, at submission or 30 min later, whichever is cheaper");
-        }
-        rule
-    }
-
-    /// One noise seed of a planner policy: uncapped, and capped when a cap is set.
-    fn one_seed(
-        &self,
-        k: u32,
-        replan: Option<TimeDelta>,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<SeedResult, ReplayError> {
-        let o = &self.options;
-        let jobs = self.jobs();
-        let sigma = self.sigma();
-        let noisy_forecast;
-        let source = if !o.noisy() {
-            Source::Fixed(&self.actual)
-        } else {
-            match o.error_model {
-                ErrorModel::Constant => {
-                    noisy_forecast = noise::constant(
-                        self.actual.points(),
-                        sigma,
-                        &mut noise::rng(o.seed, 1 + u64::from(k)),
-                    )?;
-                    Source::Fixed(&noisy_forecast)
-                }
-                ErrorModel::LeadTime => Source::LeadTime {
-                    actual: &self.series,
-                    step: self.actual.median_step(),
-                    sigma,
-                    seed: o.seed,
-                    k,
-                },
-            }
-        };
-        let mut config = PlanConfig {
-            replan,
-            horizon: o.horizon,
-            capacity: None,
-        };
-        let free = policy::carbonshift(jobs, source, &config, progress)?;
-        let mut result = SeedResult {
-            k,
-            free: score(&self.series, jobs, &free.runs, &o.power),
-            capped: None,
-            overflow: 0,
-            fallbacks: free.fallbacks,
-            plans: free.plans,
-            runs: None,
-        };
-        let mut keep = free.runs;
-        if o.capacity.is_some() {
-            config.capacity = o.capacity;
-            let capped = policy::carbonshift(jobs, source, &config, progress)?;
-            result.capped = Some(score(&self.series, jobs, &capped.runs, &o.power));
-            result.overflow = capped.overflow;
-            result.fallbacks += capped.fallbacks;
-            result.plans += capped.plans;
-            keep = capped.runs;
-        }
-        // Only seed 0's runs are kept (for the chart).
-        if k == 0 {
-            result.runs = Some(keep);
-        }
-        Ok(result)
-    }
-
-    /// [`Replay::one_seed`] for every seed, on up to `options.threads` threads. The result does
-    /// not depend on the number of threads: seeds are independent and aggregated in order.
-    fn seeds_in_parallel(
-        &self,
-        replan: Option<TimeDelta>,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Vec<SeedResult>, ReplayError> {
-        let seeds = self.seeds();
-        let threads = self.options.threads.clamp(1, seeds as usize);
-        if threads == 1 {
-            return (0..seeds)
-                .map(|k| self.one_seed(k, replan, progress))
-                .collect();
-        }
-        let next = AtomicU32::new(0);
-        std::thread::scope(|scope| {
-            let (tx, rx) = mpsc::channel::<u64>();
-            let handles: Vec<_> = (0..threads)
-                .map(|_| {
-                    let tx = tx.clone();
-                    let next = &next;
-                    scope.spawn(move || {
-                        let mut out = Vec::new();
-                        loop {
-                            let k = next.fetch_add(1, Ordering::Relaxed);
-                            if k >= seeds {
-                                break;
-                            }
-                            let result = self.one_seed(k, replan, &mut |n| {
-                                // The receiver lives until every worker is done.
-                                let _ = tx.send(n);
-                            });
-                            let failed = result.is_err();
-                            out.push(result);
-                            if failed {
-                                break;
-                            }
-                        }
-                        out
-                    })
-                })
-                .collect();
-            drop(tx);
-            for n in rx {
-                progress(n);
-            }
-            let mut all = Vec::new();
-            for handle in handles {
-                match handle.join() {
-                    Ok(results) => all.extend(results),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
-            }
-            all.into_iter().collect()
-        })
-    }
-
-    /// Runs `carbonshift` (`replan: None`) or `carbonshiftReplan` over all seeds, capped and
-    /// uncapped.
-    fn planner_policy(
-        &self,
-        replan: Option<TimeDelta>,
-        baseline: f64,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<(PolicyReport, Runs), ReplayError> {
-        let o = &self.options;
-        let seeds = self.seeds();
-        let mut results = self.seeds_in_parallel(replan, progress)?;
-        results.sort_by_key(|r| r.k);
-        let free_scores: Vec<Score> = results.iter().map(|r| r.free).collect();
-        let capped_scores: Vec<Score> = results.iter().filter_map(|r| r.capped).collect();
-        let overflow: usize = results.iter().map(|r| r.overflow).sum();
-        let fallbacks: usize = results.iter().map(|r| r.fallbacks).sum();
-        let plans: usize = results.iter().map(|r| r.plans).sum();
-        let first_runs = results.into_iter().find_map(|r| r.runs);
-        let aggregate = |scores: &[Score]| {
-            let n = scores.len().max(1) as f64;
-            let mean = scores.iter().map(|s| s.emissions_grams).sum::<f64>() / n;
-            let misses = scores.iter().map(|s| s.deadline_misses).sum::<usize>();
-            let peak = scores.iter().map(|s| s.peak_concurrency).max().unwrap_or(0);
-            let each: Vec<f64> = scores
-                .iter()
-                .map(|s| savings_percent(baseline, s.emissions_grams))
-                .collect();
-            (mean, misses, peak, each)
-        };
-        let (free_mean, free_misses, free_peak, free_each) = aggregate(&free_scores);
-        let spread = |each: &[f64]| {
-            (seeds > 1).then(|| SeedSpread {
-                count: seeds,
-                savings_percent_min: each.iter().copied().fold(f64::INFINITY, f64::min),
-                savings_percent_max: each.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-            })
-        };
-        let rule = match replan {
-            None => {
-                "the operator's planner, once at submission, on the forecast the scheduler sees"
-            }
-            Some(_) => {
-                "the operator's planner at submission and again at every forecast refresh until the job has started (interruptible: finished)"
-            }
-        };
-        let mut rule = rule.to_string();
-        if let Some(r) = replan {
-            rule.push_str(&format!(" (every {})", format_duration(r)));
-        }
-        let report = if o.capacity.is_some() {
-            let (mean, misses, peak, each) = aggregate(&capped_scores);
-            rule.push_str(
-                "; under the cap with plan_with_capacity (overflow only to keep a deadline)",
-            );
-            PolicyReport {
-                savings_percent: savings_percent(baseline, mean),
-                emissions_grams: mean,
-                deadline_misses: misses + free_misses,
-                peak_concurrency: peak,
-                seeds: spread(&each),
-                overflow_jobs: Some(overflow as f64 / f64::from(seeds)),
-                uncapped: Some(Uncapped {
-                    savings_percent: savings_percent(baseline, free_mean),
-                    emissions_grams: free_mean,
-                    peak_concurrency: free_peak,
-                }),
-                planning_calls: Some(plans),
-                fallbacks,
-                rule,
-            }
-        } else {
-            PolicyReport {
-                savings_percent: savings_percent(baseline, free_mean),
-                emissions_grams: free_mean,
-                deadline_misses: free_misses,
-                peak_concurrency: free_peak,
-                seeds: spread(&free_each),
-                overflow_jobs: None,
-                uncapped: None,
-                planning_calls: Some(plans),
-                fallbacks,
-                rule,
-            }
-        };
-        Ok((report, first_runs.unwrap_or_default()))
     }
 }

@@ -5,16 +5,18 @@
 //!   is at or below a threshold, else at the latest start (an interruptible job runs whenever the
 //!   intensity is at or below the threshold and runs straight through once it must to finish in
 //!   time).
-//! - `carbonshift` / `carbonshiftReplan`: the operator's planner ([`crate::planner::plan`], or
-//!   [`crate::planner::plan_with_capacity`] under a cap) on what the scheduler can see, planning
-//!   once at submission or again at every forecast refresh like the operator does.
+//! - [`capped`]: `carbonshift` / `carbonshiftReplan` under `--capacity`. The operator has no
+//!   capacity cap yet, so the capped figures come from the planner itself
+//!   ([`crate::planner::plan_with_capacity`] over one capacity ledger, jobs in time order, with the
+//!   operator's margin and deadline rule); without a cap both policies are the operator's own
+//!   state machine ([`super::operator`]).
 //! - `oracle`: [`super::oracle`].
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use rand_chacha::ChaCha8Rng;
 
 use crate::planner::{self, Capacity, CapacityLedger, Forecast, Reservation, Window};
@@ -180,6 +182,40 @@ pub enum Source<'a> {
     },
 }
 
+impl<'a> Source<'a> {
+    /// The forecast `job` sees when one is issued at `at`: reaching to `horizon` (or the
+    /// deadline, whichever is first). Lead-time noise is drawn from the job's own stream, kept
+    /// in `stream` between calls.
+    pub fn issue(
+        &self,
+        job: &Job,
+        horizon: Option<TimeDelta>,
+        stream: &mut Option<ChaCha8Rng>,
+        at: DateTime<Utc>,
+    ) -> Result<Cow<'a, Forecast>, ReplayError> {
+        let to = match horizon {
+            Some(h) => at
+                .checked_add_signed(h)
+                .map_or(job.deadline, |t| t.min(job.deadline)),
+            None => job.deadline,
+        };
+        Ok(match *self {
+            Source::Fixed(f) if horizon.is_none() => Cow::Borrowed(f),
+            Source::Fixed(f) => Cow::Owned(f.clip(at, to)),
+            Source::LeadTime {
+                actual,
+                step,
+                sigma,
+                seed,
+                k,
+            } => {
+                let rng = stream.get_or_insert_with(|| rng(seed, lead_time_stream(k, job.id)));
+                Cow::Owned(noise::lead_time(actual, step, at, to, sigma, rng)?)
+            }
+        })
+    }
+}
+
 /// How the planner policies plan.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PlanConfig {
@@ -190,6 +226,8 @@ pub struct PlanConfig {
     pub horizon: Option<TimeDelta>,
     /// A cap on concurrent jobs (each job has load 1).
     pub capacity: Option<Capacity>,
+    /// The operator's safety margin.
+    pub margin: TimeDelta,
 }
 
 /// The result of a planner policy.
@@ -227,10 +265,10 @@ fn next_tick(t: i64, interval: i64) -> i64 {
     (t.div_euclid(interval) + 1) * interval
 }
 
-/// The planner policy (`carbonshift` with `config.replan == None`, else `carbonshiftReplan`)
-/// over all jobs, in time order through one event queue (so that a capacity ledger sees jobs in
-/// the order the operator would). `progress` is called once per finished job.
-pub fn carbonshift(
+/// The planner-level policy (`carbonshift` with `config.replan == None`, else
+/// `carbonshiftReplan`) over all jobs, in time order through one event queue (so that a capacity
+/// ledger sees jobs in the order the operator would). `progress` is called once per finished job.
+pub fn capped(
     jobs: &[Job],
     source: Source<'_>,
     config: &PlanConfig,
@@ -268,29 +306,10 @@ pub fn carbonshift(
             ledger.release(&r);
         }
         let now = at(t);
-        let constraints = job.constraints_for(TimeDelta::milliseconds(state.remaining));
-        let to = match config.horizon {
-            Some(h) => now
-                .checked_add_signed(h)
-                .map_or(job.deadline, |t| t.min(job.deadline)),
-            None => job.deadline,
-        };
-        let view: Cow<'_, Forecast> = match source {
-            Source::Fixed(f) if config.horizon.is_none() => Cow::Borrowed(f),
-            Source::Fixed(f) => Cow::Owned(f.clip(now, to)),
-            Source::LeadTime {
-                actual,
-                step,
-                sigma,
-                seed,
-                k,
-            } => {
-                let rng = state
-                    .rng
-                    .get_or_insert_with(|| rng(seed, lead_time_stream(k, job.id)));
-                Cow::Owned(noise::lead_time(actual, step, now, to, sigma, rng)?)
-            }
-        };
+        let constraints = job
+            .constraints_for(TimeDelta::milliseconds(state.remaining))
+            .with_margin(config.margin);
+        let view = source.issue(job, config.horizon, &mut state.rng, now)?;
         out.plans += 1;
         let planned = match ledger.as_mut() {
             Some(ledger) => planner::plan_with_capacity(&view, &constraints, now, 1.0, ledger)
@@ -300,11 +319,11 @@ pub fn carbonshift(
         let (plan, overflowed, reservation) = match planned {
             Ok(p) => p,
             Err(_) => {
-                // The operator's deadline rule: release at the latest moment that still finishes.
+                // The operator's deadline rule: release at the latest start minus the margin.
                 out.fallbacks += 1;
                 let d = state.remaining;
-                let deadline = ms(job.deadline);
-                let runs = vec![(deadline - d, deadline)];
+                let start = (ms(job.deadline) - d - config.margin.num_milliseconds()).max(t);
+                let runs = vec![(start, start + d)];
                 let reservation = ledger
                     .as_mut()
                     .map(|l| l.reserve(&windows(&runs), 1.0))
@@ -375,38 +394,8 @@ pub fn carbonshift(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testkit::{H, M, hourly, job};
     use super::*;
-    use crate::planner::hourly_points;
-    use crate::units::parse_timestamp;
-    use chrono::{DateTime, Utc};
-
-    const M: i64 = 60_000;
-    const H: i64 = 60 * M;
-
-    fn t(s: &str) -> DateTime<Utc> {
-        parse_timestamp(s).unwrap_or_default()
-    }
-
-    /// Hourly values from 2023-01-01 00:00.
-    fn hourly(values: &[f64]) -> (Forecast, Series, i64) {
-        let t0 = t("2023-01-01T00:00Z");
-        let f = Forecast::new(hourly_points(t0, values)).unwrap_or_else(|e| panic!("{e}"));
-        let s = Series::from_forecast(&f);
-        (f, s, t0.timestamp_millis())
-    }
-
-    fn job(t0: i64, submit_h: i64, duration_m: i64, deadline_h: i64, interruptible: bool) -> Job {
-        Job {
-            id: 0,
-            submitted_at: at(t0 + submit_h * H),
-            duration: TimeDelta::minutes(duration_m),
-            deadline: at(t0 + deadline_h * H),
-            interruptible,
-            run_now: at(t0 + submit_h * H),
-            run_now_alt: None,
-            baseline_only: false,
-        }
-    }
 
     #[test]
     fn weighted_quantile_is_the_lower_time_weighted_quantile() {
@@ -501,8 +490,9 @@ mod tests {
             replan: Some(TimeDelta::minutes(30)),
             horizon: None,
             capacity: None,
+            margin: TimeDelta::zero(),
         };
-        let run = carbonshift(
+        let run = capped(
             std::slice::from_ref(&j),
             Source::Fixed(&f),
             &config,
@@ -531,8 +521,9 @@ mod tests {
                 limit: 1.0,
                 slot: TimeDelta::minutes(30),
             }),
+            margin: TimeDelta::zero(),
         };
-        let run = carbonshift(&jobs, Source::Fixed(&f), &config, &mut |_| {})
+        let run = capped(&jobs, Source::Fixed(&f), &config, &mut |_| {})
             .unwrap_or_else(|e| panic!("{e}"));
         // Job 0 takes 01:00 (10), job 1 02:00 (50), job 2 00:00 (100); job 3 has no room and
         // runs at its latest start, 02:00, over the cap.

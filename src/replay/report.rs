@@ -209,14 +209,30 @@ pub struct PolicyReport {
     /// Under `--capacity`: the same policy without the cap.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uncapped: Option<Uncapped>,
-    /// Planning calls made (all seeds together).
+    /// Under `--capacity`: the planner-level simulation's planning calls (all seeds together).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub planning_calls: Option<usize>,
-    /// Planning calls without a plan that fell back to the deadline rule.
+    /// Jobs released by the deadline rule (no plan, or none early enough) instead of a plan (all
+    /// seeds together; under `--capacity`, of the capped run).
     #[serde(skip_serializing_if = "is_zero")]
     pub fallbacks: usize,
+    /// For the planner policies: what the operator's state machine did (without the cap).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub operator: Option<OperatorReport>,
     /// How the policy decides, in words.
     pub rule: String,
+}
+
+/// What the operator's state machine did in a planner policy, all seeds together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorReport {
+    /// Calls of `lifecycle::decide`.
+    pub decisions: usize,
+    /// Releases by reason (`Released`, `Resumed`, `DeadlineRelease`, …).
+    pub releases: std::collections::BTreeMap<String, usize>,
+    /// Pauses of interruptible jobs between windows.
+    pub pauses: usize,
 }
 
 /// Every policy's results; absent policies were not selected.

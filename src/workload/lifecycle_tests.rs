@@ -509,7 +509,7 @@ fn failed_jobs_end_in_failed_with_their_emissions() {
     sim.edit(|j| finish(j, "Failed", hour(4)));
     let d = sim.step(hour(4));
     assert_eq!(reasons(&d), ["Failed"]);
-    assert_eq!(d.events[0].type_, EventType::Warning);
+    assert_eq!(d.events[0].kind, NoteKind::Warning);
     let s = sim.status();
     assert_eq!(s.phase, Some(Phase::Failed));
     assert_eq!(s.reason.as_deref(), Some("Released"));
@@ -620,7 +620,7 @@ fn a_forecast_awaiting_its_first_data_keeps_the_job_pending_then_plans_with_it()
     assert_eq!(sim.phase(), Some(Phase::Pending));
     assert_eq!(sim.status().reason.as_deref(), Some("AwaitingForecast"));
     assert_eq!(reasons(&d), ["AwaitingForecast"]);
-    assert_eq!(d.events[0].type_, EventType::Normal);
+    assert_eq!(d.events[0].kind, NoteKind::Normal);
     assert_eq!(d.requeue_at, Some(t0() + AWAIT_RECHECK));
     // Looked at again: still waiting, no second Event.
     let d = sim.step(t0() + AWAIT_RECHECK);
@@ -781,7 +781,7 @@ fn no_forecast_releases_at_once_by_default() {
             planned: t0()
         })
     );
-    assert_eq!(d.events[0].type_, EventType::Warning);
+    assert_eq!(d.events[0].kind, NoteKind::Warning);
     let s = sim.status();
     assert_eq!(s.phase, Some(Phase::Released));
     assert_eq!(s.reason.as_deref(), Some("NoForecast"));
@@ -798,7 +798,11 @@ fn a_stale_forecast_without_a_plan_is_no_forecast() {
     sim.fresh = false;
     let d = sim.step(t0());
     assert_eq!(release_of(&d), Some(ReleaseReason::NoForecast));
-    assert!(d.events[0].note.contains("stale"), "{}", d.events[0].note);
+    assert!(
+        d.events[0].message.contains("stale"),
+        "{}",
+        d.events[0].message
+    );
 
     let mut sim = Sim::new(job().held().build());
     sim.fresh = false;
@@ -883,9 +887,11 @@ fn a_new_forecast_version_replans_and_records_replanned_only_when_the_plan_moves
     let d = sim.step(hour(2));
     assert_eq!(reasons(&d), ["Replanned"]);
     assert!(
-        d.events[0].note.contains("moved from 2026-05-04T13:00:00Z"),
+        d.events[0]
+            .message
+            .contains("moved from 2026-05-04T13:00:00Z"),
         "{}",
-        d.events[0].note
+        d.events[0].message
     );
     assert_eq!(d.requeue_at, Some(hour(6)));
     let s = sim.status();
@@ -903,9 +909,9 @@ fn annotation_edits_before_release_replan() {
     let d = sim.step(hour(1));
     assert_eq!(reasons(&d), ["Replanned"]);
     assert!(
-        d.events[0].note.starts_with("planned windows changed"),
+        d.events[0].message.starts_with("planned windows changed"),
         "{}",
-        d.events[0].note
+        d.events[0].message
     );
     assert_eq!(d.spec.as_ref().map(|s| s.duration.as_str()), Some("1h"));
     assert_close(sim.status().expected_intensity, 50.0);
@@ -931,13 +937,13 @@ fn an_invalid_edit_keeps_the_last_valid_constraints_and_warns_once() {
     sim.edit(|j| annotate(j, DURATION, "2x"));
     let d = sim.step(hour(1));
     assert_eq!(reasons(&d), ["InvalidAnnotations"]);
-    assert_eq!(d.events[0].type_, EventType::Warning);
+    assert_eq!(d.events[0].kind, NoteKind::Warning);
     assert!(
         d.events[0]
-            .note
+            .message
             .contains("carbonshift.dev/duration: \"2x\"")
     );
-    assert!(d.events[0].note.contains("last valid constraints"));
+    assert!(d.events[0].message.contains("last valid constraints"));
     assert_eq!(d.spec, spec);
     assert_eq!(d.job_action, None);
     assert_eq!(d.requeue_at, Some(hour(3)));
@@ -987,14 +993,14 @@ fn opting_out_or_turning_on_dry_run_releases_a_held_job() {
     sim.edit(|j| annotate(j, DEFERRABLE, "false"));
     let d = sim.step(hour(1));
     assert_eq!(release_of(&d), Some(ReleaseReason::ManualRelease));
-    assert!(d.events[0].note.contains("deferrable"));
+    assert!(d.events[0].message.contains("deferrable"));
 
     let mut sim = Sim::new(job().held().build());
     sim.step(t0());
     sim.edit(|j| annotate(j, DRY_RUN, "true"));
     let d = sim.step(hour(1));
     assert_eq!(release_of(&d), Some(ReleaseReason::ManualRelease));
-    assert!(d.events[0].note.contains("dry-run"));
+    assert!(d.events[0].message.contains("dry-run"));
 
     // Held by the webhook, opted out before carbonshift ever saw it: released, no workload.
     let mut sim = Sim::new(job().held().annotate(DEFERRABLE, "false").build());
@@ -1123,7 +1129,7 @@ fn a_dry_run_reports_its_plan_and_never_holds() {
     assert_eq!(reasons(&d), ["DryRun"]);
     assert!(
         d.events[0]
-            .note
+            .message
             .contains("would have been planned start 2026-05-04T13:00:00Z")
     );
     let s = sim.status();
@@ -1201,7 +1207,7 @@ fn not_deferred_reasons() {
         assert_eq!(s.phase, Some(Phase::NotDeferred), "{name}");
         assert_eq!(s.reason.as_deref(), Some(why), "{name}");
         let warning = why == "WebhookBypassed";
-        assert_eq!(d.events[0].type_ == EventType::Warning, warning, "{name}");
+        assert_eq!(d.events[0].kind == NoteKind::Warning, warning, "{name}");
         // Then followed, keeping the reason, without another Event.
         sim.edit(|j| {
             set_suspend(j, false);

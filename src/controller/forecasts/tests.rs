@@ -658,7 +658,7 @@ async fn api_errors_fail_the_reconcile_and_back_off() {
     for _ in 0..3 {
         let result = reconcile(object.clone(), this.clone()).await;
         let error = result.err().unwrap_or_else(|| panic!("the write failed"));
-        assert_eq!(error.category(), "api");
+        assert_eq!(error.category(), "server");
         assert!(
             error
                 .to_string()
@@ -675,7 +675,7 @@ async fn api_errors_fail_the_reconcile_and_back_off() {
     let metrics = metric_lines(&env.ctx);
     assert!(
         metrics.contains(
-            "carbonshift_reconcile_errors_total{controller=\"forecasts\",category=\"api\"} 3"
+            "carbonshift_reconcile_errors_total{controller=\"forecasts\",category=\"server\"} 3"
         ),
         "{metrics}"
     );

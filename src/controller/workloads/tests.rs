@@ -645,7 +645,7 @@ async fn api_errors_back_off_and_are_counted() {
         Ok(action) => panic!("{action:?}"),
     };
     env.api.verify();
-    assert_eq!(error.category(), "api");
+    assert_eq!(error.category(), "server");
     assert_eq!(
         error_policy(j.clone(), &error, controller.clone()),
         Action::requeue(API_RETRY_BASE)
@@ -668,7 +668,7 @@ async fn api_errors_back_off_and_are_counted() {
     );
     let metrics = env.ctx.metrics.encode();
     assert!(metrics.contains(
-        "carbonshift_reconcile_errors_total{controller=\"workloads\",category=\"api\"} 13"
+        "carbonshift_reconcile_errors_total{controller=\"workloads\",category=\"server\"} 13"
     ));
     assert!(metrics.contains(
         "carbonshift_reconcile_errors_total{controller=\"workloads\",category=\"invalid\"} 1"

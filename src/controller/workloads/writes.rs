@@ -9,8 +9,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::api::{CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, FIELD_MANAGER};
-use crate::controller::{Context, Error, Note, NoteKind, WORKLOADS};
-use crate::lifecycle::{Decision, EventType, WorkloadView};
+use crate::controller::{Context, Error, WORKLOADS};
+use crate::lifecycle::{Decision, WorkloadView};
 use crate::workload::Adapter;
 
 /// Whether the workload must be (re)applied: missing, another spec, or not owned by the Job.
@@ -132,18 +132,9 @@ pub(super) async fn publish(
     let job_ref: ObjectReference = job.object_ref(adapter.resource());
     let workload_ref = workload.map(|w| w.object_ref(&()));
     for event in &decision.events {
-        let note = Note {
-            kind: match event.type_ {
-                EventType::Normal => NoteKind::Normal,
-                EventType::Warning => NoteKind::Warning,
-            },
-            reason: event.reason,
-            action: event.action,
-            message: event.note.clone(),
-        };
-        ctx.publish(WORKLOADS, &job_ref, &note).await;
+        ctx.publish(WORKLOADS, &job_ref, event).await;
         if let Some(workload_ref) = &workload_ref {
-            ctx.publish(WORKLOADS, workload_ref, &note).await;
+            ctx.publish(WORKLOADS, workload_ref, event).await;
         }
     }
 }
