@@ -14,7 +14,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use carbonshift::api::forecast::{
     CarbonAwareSdk, ConfigMapKeyRef, ElectricityMaps, IntensityPoint, SecretRef, StaticPoints,
@@ -953,7 +953,13 @@ async fn static_and_trace_providers_need_no_network() {
         },
     ];
     let provider = forecast::build(
-        &spec(ProviderSpec::Static(StaticPoints { points }), None),
+        &spec(
+            ProviderSpec::Static(StaticPoints {
+                points,
+                actuals: Vec::new(),
+            }),
+            None,
+        ),
         Credentials::default(),
         None,
         &s,
@@ -1057,6 +1063,7 @@ fn configuration_errors_say_what_to_set() {
                 start: t("2026-11-28T16:00Z"),
                 intensity: -1.0,
             }],
+            actuals: Vec::new(),
         }),
         None,
     );
@@ -1549,4 +1556,197 @@ async fn cli_provider_failures_exit_1_with_one_line() {
         stderr(&out)
     );
     assert_eq!(server.seen().len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measured history (verified savings).
+
+const UK_HISTORY: &[u8] = include_bytes!("fixtures/providers/uk-national-history.json");
+
+#[tokio::test]
+async fn uk_history_reads_the_national_actuals_and_leaves_out_unpublished_slots() {
+    let server = Server::start(|_, _| Reply::ok(UK_HISTORY)).await;
+    let provider = build(&uk(&server.base, None, None), &shared(3));
+    let history = provider
+        .history(t("2026-11-28T12:10Z"), t("2026-11-28T14:00Z"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let values: Vec<f64> = history.points.iter().map(|p| p.intensity).collect();
+    assert_eq!(values, [198.0, 201.0, 187.0]);
+    assert_eq!(history.slot, Some(TimeDelta::minutes(30)));
+    assert_eq!(history.source, "UK Carbon Intensity API national actual");
+    // The slot 13:30-14:00 has no actual yet: the measured pieces end at 13:30.
+    let segments = history.segments();
+    assert_eq!(segments.last().map(|s| s.end), Some(t("2026-11-28T13:30Z")));
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    // From the half hour containing the start.
+    assert_eq!(
+        seen[0].path,
+        "/intensity/2026-11-28T12:00Z/2026-11-28T14:00Z"
+    );
+}
+
+#[tokio::test]
+async fn uk_history_asks_at_most_fourteen_days_at_a_time() {
+    let server = Server::start(|_, _| Reply::ok(UK_HISTORY)).await;
+    let provider = build(&uk(&server.base, None, None), &shared(3));
+    let history = provider
+        .history(t("2026-11-01T00:00Z"), t("2026-11-21T00:00Z"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let paths: Vec<String> = server.seen().into_iter().map(|s| s.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/intensity/2026-11-01T00:00Z/2026-11-15T00:00Z",
+            "/intensity/2026-11-15T00:00Z/2026-11-21T00:00Z"
+        ]
+    );
+    // Both answers carry the same slots: each is kept once.
+    assert_eq!(history.points.len(), 3);
+}
+
+#[tokio::test]
+async fn uk_history_errors_are_precise() {
+    let server = Server::start(|seen, _| match seen.path.as_str() {
+        p if p.contains("2026-10") => Reply::ok(b"{\"data\": 7}"),
+        _ => Reply::status(400, b"{\"error\":{\"code\":\"400 Bad Request\"}}"),
+    })
+    .await;
+    let provider = build(&uk(&server.base, None, None), &shared(1));
+    let garbage = provider
+        .history(t("2026-10-01T00:00Z"), t("2026-10-01T02:00Z"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("garbage accepted"));
+    assert_eq!(garbage.category(), "malformed", "{garbage}");
+    let refused = provider
+        .history(t("2026-11-01T00:00Z"), t("2026-11-01T02:00Z"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("400 accepted"));
+    assert_eq!(refused.category(), "rejected", "{refused}");
+    // An empty answer is no error: nothing is published yet.
+    let empty = carbonshift::forecast::uk::parse_national_history(b"{\"data\": []}")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(empty.is_empty());
+}
+
+#[tokio::test]
+async fn uk_regional_history_is_unsupported_with_a_way_out() {
+    let server = Server::start(|_, _| Reply::ok(UK_HISTORY)).await;
+    let provider = build(&uk(&server.base, Some(13), None), &shared(1));
+    let error = provider
+        .history(t("2026-11-28T12:00Z"), t("2026-11-28T14:00Z"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("regional history accepted"));
+    assert_eq!(error.category(), "unsupported");
+    assert!(error.to_string().contains("national"), "{error}");
+    assert!(server.seen().is_empty());
+}
+
+#[tokio::test]
+async fn static_history_is_its_declared_actuals() {
+    let s = shared(1);
+    let mut points_spec = vec![IntensityPoint {
+        start: t("2026-11-28T12:00Z"),
+        intensity: 100.0,
+    }];
+    let without = build(
+        &spec(
+            ProviderSpec::Static(StaticPoints {
+                points: points_spec.clone(),
+                actuals: Vec::new(),
+            }),
+            None,
+        ),
+        &s,
+    );
+    let error = without
+        .history(t("2026-11-28T12:00Z"), t("2026-11-28T13:00Z"))
+        .await
+        .err()
+        .unwrap_or_else(|| panic!("no actuals accepted"));
+    assert_eq!(error.category(), "unsupported");
+    assert!(
+        error.to_string().contains("spec.provider.static.actuals"),
+        "{error}"
+    );
+    points_spec.push(IntensityPoint {
+        start: t("2026-11-28T13:00Z"),
+        intensity: 50.0,
+    });
+    let actuals: Vec<IntensityPoint> = [(12, 90.0), (13, 60.0), (14, 70.0), (15, 80.0)]
+        .iter()
+        .map(|(h, v)| IntensityPoint {
+            start: t(&format!("2026-11-28T{h}:00Z")),
+            intensity: *v,
+        })
+        .collect();
+    let with = build(
+        &spec(
+            ProviderSpec::Static(StaticPoints {
+                points: points_spec,
+                actuals,
+            }),
+            None,
+        ),
+        &s,
+    );
+    let history = with
+        .history(t("2026-11-28T13:30Z"), t("2026-11-28T15:00Z"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let values: Vec<f64> = history.points.iter().map(|p| p.intensity).collect();
+    assert_eq!(values, [60.0, 70.0]);
+    // The forecast carries them as actuals too, for the completion estimate.
+    let data = with.fetch(now()).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(data.actuals.len(), 4);
+}
+
+#[tokio::test]
+async fn trace_history_is_the_replayed_trace_and_others_are_unsupported() {
+    let s = shared(1);
+    let trace = build(
+        &spec(
+            ProviderSpec::Trace(Trace {
+                builtin: Some("de-2020".into()),
+                ..Trace::default()
+            }),
+            None,
+        ),
+        &s,
+    );
+    let from = now();
+    let forecast = trace.fetch(from).await.unwrap_or_else(|e| panic!("{e}"));
+    let history = trace
+        .history(from, from + TimeDelta::hours(6))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!history.points.is_empty());
+    for p in &history.points {
+        assert!(forecast.points.contains(p), "{p:?} is not the replay");
+    }
+    let covered = history.segments();
+    assert!(covered.first().is_some_and(|s| s.start <= from));
+    assert!(
+        covered
+            .last()
+            .is_some_and(|s| s.end >= from + TimeDelta::hours(6))
+    );
+    for spec in [
+        em("http://127.0.0.1:9"),
+        wt("http://127.0.0.1:9"),
+        casdk("http://127.0.0.1:9"),
+    ] {
+        let provider = build(&spec, &s);
+        let error = provider
+            .history(from, from + TimeDelta::hours(1))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("history of {}", provider.kind()));
+        assert_eq!(error.category(), "unsupported", "{error}");
+    }
 }

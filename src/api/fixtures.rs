@@ -35,6 +35,7 @@ impl CarbonForecast {
                     TimeDelta::hours(1),
                     &[300.0, 200.0, 100.0, 250.0],
                 ),
+                actuals: Vec::new(),
             }),
             credentials_secret_ref: None,
             refresh_interval: None,

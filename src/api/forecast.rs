@@ -150,6 +150,12 @@ pub struct StaticPoints {
     /// as long as the previous interval (one hour when there is a single point). At most 2016.
     #[schemars(length(min = 1, max = MAX_POINTS))]
     pub points: Vec<IntensityPoint>,
+    /// Measured values for the same grid (optional), in time order, each holding until the next
+    /// one's start: what carbonshift verifies finished workloads' savings against, and what
+    /// completion estimates prefer over the forecast. At most 2016.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_POINTS))]
+    pub actuals: Vec<IntensityPoint>,
 }
 
 /// A CSV trace, from a ConfigMap or compiled into the operator: set exactly one of
@@ -403,7 +409,8 @@ spec:
                         start: start("2026-05-04T10:00:00Z"),
                         intensity: 80.5
                     },
-                ]
+                ],
+                actuals: Vec::new()
             }))
         );
     }

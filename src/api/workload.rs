@@ -33,6 +33,8 @@ use crate::units::format_duration;
     printcolumn = r#"{"name": "Expected g/kWh", "type": "number", "jsonPath": ".status.expectedIntensity"}"#,
     printcolumn = r#"{"name": "Run-Now g/kWh", "type": "number", "jsonPath": ".status.runNowIntensity"}"#,
     printcolumn = r#"{"name": "Saving %", "type": "number", "jsonPath": ".status.savingsPercent"}"#,
+    printcolumn = r#"{"name": "Verified", "type": "string", "priority": 1, "jsonPath": ".status.verification.state"}"#,
+    printcolumn = r#"{"name": "Avoided g", "type": "number", "priority": 1, "jsonPath": ".status.verified.avoidedGrams"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -299,6 +301,55 @@ pub struct CarbonWorkloadStatus {
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// After completion: the figures recomputed from the provider's **measured** intensity over
+    /// the actual runs and over the run-now counterfactual. Absent until verified; the `estimated*`
+    /// fields are estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<VerifiedFigures>,
+    /// Where the verification of a finished workload stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerificationState>,
+}
+
+/// Figures of a finished workload from measured grid data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifiedFigures {
+    /// Measured mean intensity over the actual runs, gCO2eq/kWh.
+    pub intensity: f64,
+    /// Measured mean intensity had the workload started at submission and run as long,
+    /// gCO2eq/kWh.
+    pub counterfactual_intensity: f64,
+    /// Facility energy of the run (PUE included), kWh.
+    pub energy_kwh: f64,
+    /// Emissions of the actual run, gCO2eq.
+    pub emissions_grams: f64,
+    /// Emissions of the counterfactual run, gCO2eq.
+    pub counterfactual_grams: f64,
+    /// `counterfactualGrams − emissionsGrams`, gCO2eq (negative when waiting cost carbon).
+    pub avoided_grams: f64,
+    /// The plan's forecast error over the run: (expected − measured) / measured, percent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forecast_error_percent: Option<f64>,
+    /// Where the measured values come from, for example `UK Carbon Intensity API national
+    /// actual`.
+    pub source: String,
+    /// When the figures were verified.
+    pub verified_at: DateTime<Utc>,
+}
+
+/// The state of a finished workload's verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationState {
+    /// `Pending` (waiting for the provider to publish measured values), `Verified`, `GaveUp`
+    /// (still missing when the wait ran out), `Unsupported` (the provider publishes no measured
+    /// history) or `NotApplicable` (nothing ran).
+    pub state: String,
+    /// Human-readable explanation.
+    pub message: String,
+    /// When it was last tried.
+    pub last_attempt: DateTime<Utc>,
 }
 
 #[cfg(test)]

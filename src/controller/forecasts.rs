@@ -360,6 +360,32 @@ fn count_refresh(metrics: &Metrics, kind: &str, result: &str) {
         .inc();
 }
 
+/// The provider a CarbonForecast spec describes, with its Secret and ConfigMap read; `Err` says
+/// what makes the spec unusable (for the status). Also used to fetch measured history for
+/// verification.
+pub(crate) async fn provider_for(
+    ctx: &Context,
+    spec: &crate::api::CarbonForecastSpec,
+) -> Result<Result<Box<dyn forecast::Provider>, (SpecProblem, String)>, Error> {
+    let credentials = match read_credentials(ctx, spec).await? {
+        Ok(credentials) => credentials,
+        Err(message) => return Ok(Err((SpecProblem::MissingCredentials, message))),
+    };
+    let trace_csv = match read_trace(ctx, spec).await? {
+        Ok(csv) => csv,
+        Err(message) => return Ok(Err((SpecProblem::InvalidSpec, message))),
+    };
+    let problem = if lacks_credentials(spec, &credentials) {
+        SpecProblem::MissingCredentials
+    } else {
+        SpecProblem::InvalidSpec
+    };
+    Ok(
+        forecast::build(spec, credentials, trace_csv, &ctx.providers)
+            .map_err(|error| (problem, error.to_string())),
+    )
+}
+
 /// The fetch phase: resolve the Secret and ConfigMap, build the provider, fetch and bound.
 async fn refresh(
     ctx: &Context,
@@ -379,22 +405,9 @@ async fn refresh(
     if let Err(error) = status::timing(spec) {
         return Ok(unusable(SpecProblem::InvalidSpec, error.to_string()));
     }
-    let credentials = match read_credentials(ctx, spec).await? {
-        Ok(credentials) => credentials,
-        Err(message) => return Ok(unusable(SpecProblem::MissingCredentials, message)),
-    };
-    let trace_csv = match read_trace(ctx, spec).await? {
-        Ok(csv) => csv,
-        Err(message) => return Ok(unusable(SpecProblem::InvalidSpec, message)),
-    };
-    let problem = if lacks_credentials(spec, &credentials) {
-        SpecProblem::MissingCredentials
-    } else {
-        SpecProblem::InvalidSpec
-    };
-    let provider = match forecast::build(spec, credentials, trace_csv, &ctx.providers) {
+    let provider = match provider_for(ctx, spec).await? {
         Ok(provider) => provider,
-        Err(error) => return Ok(unusable(problem, error.to_string())),
+        Err((problem, message)) => return Ok(unusable(problem, message)),
     };
     let started = Instant::now();
     let result = provider.fetch(now).await;

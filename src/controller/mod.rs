@@ -68,6 +68,8 @@ pub struct OperatorConfig {
     /// How long a held Job without a plan waits for the first data of a CarbonForecast that
     /// exists but has produced none yet. Default 2m.
     pub forecast_wait: TimeDelta,
+    /// How long after a workload finished its measured figures are waited for. Default 48h.
+    pub verify_give_up: TimeDelta,
     /// The CarbonForecasts this operator refreshes and plans with: those carrying every one of
     /// these labels (empty: all). Others count as absent.
     pub forecast_selector: ForecastSelector,
@@ -159,6 +161,7 @@ impl Default for OperatorConfig {
             margin: TimeDelta::minutes(5),
             no_forecast: NoForecastPolicy::Release,
             forecast_wait: crate::lifecycle::DEFAULT_FORECAST_WAIT,
+            verify_give_up: crate::lifecycle::verify::DEFAULT_GIVE_UP,
             forecast_selector: ForecastSelector::default(),
         }
     }

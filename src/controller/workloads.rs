@@ -110,6 +110,7 @@ impl WorkloadController {
             margin: ctx.config.margin,
             no_forecast: ctx.config.no_forecast,
             forecast_wait: ctx.config.forecast_wait,
+            verify_give_up: ctx.config.verify_give_up,
         };
         Arc::new(Self {
             ctx,
@@ -317,14 +318,39 @@ async fn decide_and_apply(
         None => KnownForecast::Missing,
     };
 
+    let measured = match &workload {
+        Some(w) if w.status.as_ref().is_some_and(lifecycle::needs_verification) => {
+            Some(verify::measured(ctx, w).await?)
+        }
+        _ => None,
+    };
+
     // 2. decide
     let input = Input {
         job: &view,
         workload: workload.as_ref(),
         forecast: forecast.input(),
         config: &this.lifecycle,
+        measured: measured.as_ref(),
     };
     let mut decision = lifecycle::decide(&input, now);
+    // The workload just finished: fetch the measured values its verification needs and decide
+    // again with them, so that the terminal status is written once.
+    if measured.is_none()
+        && let (Some(spec), Some(status)) = (&decision.spec, &decision.status)
+        && lifecycle::needs_verification(status)
+    {
+        let mut finished = CarbonWorkload::new(name, spec.clone());
+        finished.status = Some(status.clone());
+        let fetched = verify::measured(ctx, &finished).await?;
+        decision = lifecycle::decide(
+            &Input {
+                measured: Some(&fetched),
+                ..input
+            },
+            now,
+        );
+    }
 
     // 3. apply
     if decision.stale_workload {
@@ -431,6 +457,7 @@ fn record_release(ctx: &Context, action: Option<&JobAction>, now: DateTime<Utc>)
 
 mod known;
 mod run;
+mod verify;
 mod writes;
 
 pub use known::KnownForecast;

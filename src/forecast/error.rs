@@ -121,6 +121,15 @@ pub enum ProviderError {
         /// Parser detail (position, expected type); never a credential.
         detail: String,
     },
+    /// The provider (or its configuration) publishes no such data, for example no measured history
+    /// to verify savings against.
+    #[error("{provider} {detail}")]
+    Unsupported {
+        /// Provider display name.
+        provider: &'static str,
+        /// What it does not publish, and what would.
+        detail: String,
+    },
     /// Well-formed JSON whose values cannot be used: no points, unsorted or duplicate timestamps,
     /// intensities outside 0..=5000 gCO2eq/kWh, unsupported units.
     #[error("{provider} returned unusable data: {detail}")]
@@ -142,7 +151,7 @@ fn after_hint(retry_after: Option<Duration>) -> String {
 impl ProviderError {
     /// A short stable label for metrics and Events: `config`, `unauthorized`, `forbidden`,
     /// `not_found`, `rejected`, `rate_limited`, `server_error`, `timeout`, `connect`,
-    /// `malformed` or `invalid_data`.
+    /// `malformed`, `invalid_data` or `unsupported`.
     pub fn category(&self) -> &'static str {
         match self {
             Self::Config(_) => "config",
@@ -156,6 +165,7 @@ impl ProviderError {
             Self::Connect { .. } => "connect",
             Self::Malformed { .. } => "malformed",
             Self::InvalidData { .. } => "invalid_data",
+            Self::Unsupported { .. } => "unsupported",
         }
     }
 

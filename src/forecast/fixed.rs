@@ -15,7 +15,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
 
-use super::{ForecastData, KIND_STATIC, KIND_TRACE, Provider, ProviderError, validate};
+use super::{
+    ForecastData, History, KIND_STATIC, KIND_TRACE, Provider, ProviderError, overlapping, validate,
+    validate_allow_empty,
+};
 use crate::api::forecast::Trace;
 use crate::planner::Point;
 use crate::trace;
@@ -50,6 +53,25 @@ impl StaticProvider {
     }
 }
 
+impl StaticProvider {
+    /// The same points with measured values (`spec.provider.static.actuals`), validated;
+    /// `list` names them in errors.
+    pub fn with_actuals(mut self, actuals: Vec<Point>, list: &str) -> Result<Self, ProviderError> {
+        validate_allow_empty(list, &actuals).map_err(|e| ProviderError::Config(e.to_string()))?;
+        self.data.actuals = actuals;
+        Ok(self)
+    }
+}
+
+/// How long the last of a list of points holds: as long as the interval before it, one hour for
+/// a single point (the rule of `spec.provider.static.points`).
+fn last_step(points: &[Point]) -> TimeDelta {
+    match points {
+        [.., a, b] => b.start - a.start,
+        _ => TimeDelta::hours(1),
+    }
+}
+
 impl Provider for StaticProvider {
     fn kind(&self) -> &'static str {
         KIND_STATIC
@@ -57,6 +79,27 @@ impl Provider for StaticProvider {
 
     fn fetch(&self, _now: DateTime<Utc>) -> BoxFuture<'_, Result<ForecastData, ProviderError>> {
         Box::pin(std::future::ready(Ok(self.data.clone())))
+    }
+
+    fn history(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<History, ProviderError>> {
+        let actuals = &self.data.actuals;
+        let result = if actuals.is_empty() {
+            Err(ProviderError::Unsupported {
+                provider: KIND_STATIC,
+                detail: "has no spec.provider.static.actuals: add the measured values to verify savings against".into(),
+            })
+        } else {
+            Ok(History {
+                points: overlapping(actuals, last_step(actuals), from, to),
+                slot: None,
+                source: "static actuals (spec.provider.static.actuals)".into(),
+            })
+        };
+        Box::pin(std::future::ready(result))
     }
 }
 
@@ -279,6 +322,25 @@ impl Provider for TraceProvider {
             })
         };
         Box::pin(std::future::ready(result))
+    }
+
+    /// A replayed trace is its own measurement: the same replay, over `[from, to)`.
+    fn history(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<History, ProviderError>> {
+        let points = if to > from {
+            replay(&self.window, self.period, from, to - from)
+        } else {
+            Vec::new()
+        };
+        let last = last_step(&points);
+        Box::pin(std::future::ready(Ok(History {
+            points: overlapping(&points, last, from, to),
+            slot: None,
+            source: format!("{} replayed", self.label),
+        })))
     }
 }
 

@@ -112,6 +112,84 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// Fetches the forecast as of `now` (the trace provider replays around it, the UK API is
     /// asked from the half-hour containing it, `Retry-After` dates are read relative to it).
     fn fetch(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<ForecastData, ProviderError>>;
+
+    /// Fetches the **measured** intensity over `[from, to)` (the points whose interval overlaps
+    /// it), to verify a finished workload's savings. What is not yet published is simply missing
+    /// from the answer: the caller decides whether to wait. Providers without measured history
+    /// answer [`ProviderError::Unsupported`].
+    fn history(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<History, ProviderError>> {
+        let _ = (from, to);
+        let error = ProviderError::Unsupported {
+            provider: self.kind(),
+            detail: "publishes no measured history that carbonshift reads yet".into(),
+        };
+        Box::pin(std::future::ready(Err(error)))
+    }
+}
+
+/// Measured intensity a provider published for past time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    /// Measured points in strictly increasing time order (same rules as [`ForecastData::points`],
+    /// possibly empty when nothing is published yet).
+    pub points: Vec<Point>,
+    /// `Some(d)`: each point covers exactly `[start, start + d)` and the time between is not
+    /// measured (a slot whose value is not published yet); `None`: each holds until the next
+    /// one, the last for as long as the interval before it.
+    pub slot: Option<chrono::TimeDelta>,
+    /// Where the values come from, for the status: for example `UK Carbon Intensity national
+    /// actual`.
+    pub source: String,
+}
+
+impl History {
+    /// The measured time as pieces `[start, end)` with their value, in time order.
+    pub fn segments(&self) -> Vec<crate::planner::Segment> {
+        let last = match self.points.as_slice() {
+            [.., a, b] => b.start - a.start,
+            _ => chrono::TimeDelta::hours(1),
+        };
+        self.points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let next = self.points.get(i + 1).map(|n| n.start);
+                let end = match self.slot {
+                    Some(d) => next.map_or(p.start + d, |n| n.min(p.start + d)),
+                    None => next.unwrap_or(p.start + last),
+                };
+                crate::planner::Segment {
+                    start: p.start,
+                    end,
+                    intensity: p.intensity,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The points of `points` (each holding until the next; the last one for `last`) whose interval
+/// overlaps `[from, to)`.
+pub(crate) fn overlapping(
+    points: &[Point],
+    last: chrono::TimeDelta,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Vec<Point> {
+    points
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| {
+            let end = points.get(i + 1).map_or(p.start + last, |next| next.start);
+            end > from && p.start < to
+        })
+        .map(|(_, p)| *p)
+        .collect()
 }
 
 /// The provider key of a spec, without building anything (for labels before [`build`] succeeds).
@@ -176,10 +254,16 @@ pub fn build(
                 &sdk.location,
             )?)
         }
-        ProviderSpec::Static(points) => Box::new(fixed::StaticProvider::new(
-            points.points.iter().copied().map(Point::from).collect(),
-            "spec.provider.static.points",
-        )?),
+        ProviderSpec::Static(points) => Box::new(
+            fixed::StaticProvider::new(
+                points.points.iter().copied().map(Point::from).collect(),
+                "spec.provider.static.points",
+            )?
+            .with_actuals(
+                points.actuals.iter().copied().map(Point::from).collect(),
+                "spec.provider.static.actuals",
+            )?,
+        ),
         ProviderSpec::Trace(trace) => Box::new(fixed::TraceProvider::from_spec(trace, trace_csv)?),
     })
 }

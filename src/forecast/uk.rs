@@ -13,7 +13,9 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::http::{Auth, Hints, Shared, base_url, check_status, endpoint};
-use super::{ForecastData, KIND_UK, Provider, ProviderError, timestamp};
+use super::{
+    ForecastData, History, KIND_UK, Provider, ProviderError, timestamp, validate_allow_empty,
+};
 use crate::api::forecast::UkCarbonIntensity;
 use crate::planner::Point;
 
@@ -287,6 +289,72 @@ impl UkProvider {
     }
 }
 
+/// The longest range one `/intensity/{from}/{to}` request may ask for (the API's limit is 14
+/// days).
+pub const HISTORY_CHUNK: TimeDelta = TimeDelta::days(14);
+
+/// The path segments of the national measured values over `[from, to)`.
+pub fn history_path(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
+    let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%MZ").to_string();
+    vec!["intensity".into(), fmt(from), fmt(to)]
+}
+
+impl UkProvider {
+    async fn history_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<History, ProviderError> {
+        if !matches!(self.target, UkTarget::National) {
+            return Err(ProviderError::Unsupported {
+                provider: NAME,
+                detail: "publishes measured (actual) values for the national grid only, not per region or postcode: plan against a national CarbonForecast to have savings verified".into(),
+            });
+        }
+        let hints = Hints {
+            credentials: "the base URL; the UK API needs no credentials".into(),
+            forbidden: "the base URL; the UK API needs no credentials".into(),
+            not_found: "the base URL".into(),
+            rejected: "the base URL and the requested time range".into(),
+        };
+        let mut points: Vec<Point> = Vec::new();
+        let mut cursor = from.duration_trunc(TimeDelta::minutes(30)).unwrap_or(from);
+        while cursor < to {
+            let end = (cursor + HISTORY_CHUNK).min(to);
+            let segments = history_path(cursor, end);
+            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            let url = endpoint(&self.base, &segments, &[]);
+            let reply = self.shared.get(NAME, &url, &Auth::None, to).await?;
+            let body = check_status(NAME, reply, &hints, &[])?;
+            let data = parse_national_history(&body)?;
+            // Chunks meet at `end`: a slot in both answers is kept once.
+            let after = points.last().map(|last| last.start);
+            points.extend(
+                data.into_iter()
+                    .filter(|p| after.is_none_or(|last| p.start > last)),
+            );
+            cursor = end;
+        }
+        Ok(History {
+            points,
+            slot: Some(TimeDelta::minutes(30)),
+            source: "UK Carbon Intensity API national actual".into(),
+        })
+    }
+}
+
+/// Parses an `/intensity/{from}/{to}` answer (the forecast payload's shape) into its measured
+/// values; slots without an `actual` (not yet published) are left out.
+pub fn parse_national_history(body: &[u8]) -> Result<Vec<Point>, ProviderError> {
+    let national: National = serde_json::from_slice(body).map_err(malformed)?;
+    let (_, actuals) = slots("data", national.data)?;
+    validate_allow_empty("actuals", &actuals).map_err(|e| ProviderError::InvalidData {
+        provider: NAME,
+        detail: e.to_string(),
+    })?;
+    Ok(actuals)
+}
+
 impl Provider for UkProvider {
     fn kind(&self) -> &'static str {
         KIND_UK
@@ -294,6 +362,14 @@ impl Provider for UkProvider {
 
     fn fetch(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<ForecastData, ProviderError>> {
         Box::pin(self.fetch_at(now))
+    }
+
+    fn history(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<History, ProviderError>> {
+        Box::pin(self.history_between(from, to))
     }
 }
 

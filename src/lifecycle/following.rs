@@ -362,6 +362,7 @@ impl Machine<'_> {
                 self.status = old.clone();
                 self.status.conditions = conditions;
             }
+            self.verification();
             return;
         }
         let why = self.running_reason();
@@ -441,5 +442,6 @@ impl Machine<'_> {
             NoteKind::Normal
         };
         self.event(type_, phase.as_str(), "Track", note);
+        self.start_verification();
     }
 }

@@ -72,6 +72,8 @@ mod machine;
 mod spec;
 mod state;
 mod tally;
+pub mod verify;
+mod verifying;
 pub mod view;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -116,6 +118,9 @@ pub struct Config {
     /// How long a held Job without a plan waits for the first data of a CarbonForecast that
     /// exists but has not produced any yet, before that counts as no forecast.
     pub forecast_wait: TimeDelta,
+    /// How long after a workload finished carbonshift keeps waiting for its provider to publish
+    /// the measured values that verify it ([`verify::DEFAULT_GIVE_UP`]).
+    pub verify_give_up: TimeDelta,
 }
 
 /// The default of [`Config::forecast_wait`].
@@ -132,6 +137,7 @@ impl Default for Config {
             margin: TimeDelta::minutes(5),
             no_forecast: NoForecastPolicy::Release,
             forecast_wait: DEFAULT_FORECAST_WAIT,
+            verify_give_up: verify::DEFAULT_GIVE_UP,
         }
     }
 }
@@ -193,6 +199,58 @@ pub struct Input<'a> {
     pub forecast: ForecastInput<'a>,
     /// Operator settings.
     pub config: &'a Config,
+    /// For a finished workload not yet verified: what the provider's measured history said
+    /// (`None`: not asked).
+    pub measured: Option<&'a Measured>,
+}
+
+/// What the forecast's provider answered when asked for the measured intensity a finished
+/// workload needs ([`verify::needed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measured {
+    /// The measured pieces it published (possibly not all of the time yet).
+    Pieces {
+        /// Measured intensity, in time order.
+        segments: Vec<planner::Segment>,
+        /// Where they come from.
+        source: String,
+    },
+    /// It could not say.
+    Unavailable {
+        /// Why, for the status message.
+        reason: String,
+        /// It never will (the provider publishes no history, the forecast is gone): stop asking.
+        permanent: bool,
+    },
+}
+
+/// How soon a finished workload whose measured values are not all published is looked at again.
+pub const VERIFY_RECHECK: TimeDelta = TimeDelta::minutes(30);
+
+/// Whether a workload status still needs its measured figures asked for: finished, not
+/// verified, and not given up on. The shell asks the provider when the status it read, or the one
+/// just decided, says so, and decides again with the answer.
+pub fn needs_verification(status: &CarbonWorkloadStatus) -> bool {
+    status.phase.is_some_and(Phase::is_terminal)
+        && status.verified.is_none()
+        && status
+            .verification
+            .as_ref()
+            .is_none_or(|v| v.state == verification_state::PENDING)
+}
+
+/// The states of `status.verification`.
+pub mod verification_state {
+    /// Waiting for the provider to publish measured values.
+    pub const PENDING: &str = "Pending";
+    /// Verified.
+    pub const VERIFIED: &str = "Verified";
+    /// Still missing when the wait ran out.
+    pub const GAVE_UP: &str = "GaveUp";
+    /// The provider publishes no measured history (or the forecast is gone).
+    pub const UNSUPPORTED: &str = "Unsupported";
+    /// Nothing to verify: it never ran.
+    pub const NOT_APPLICABLE: &str = "NotApplicable";
 }
 
 /// Why carbonshift released a Job.

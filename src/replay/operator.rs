@@ -265,6 +265,7 @@ fn simulate(
                     fresh: true,
                 }),
                 config: settings,
+                measured: None,
             },
             now,
         );

@@ -213,6 +213,8 @@ struct Sim {
     releases: Vec<(DateTime<Utc>, ReleaseReason, DateTime<Utc>)>,
     pauses: Vec<DateTime<Utc>>,
     completions: Vec<Completion>,
+    /// What the shell fetched of the provider's measured history.
+    measured: Option<Measured>,
 }
 
 impl Sim {
@@ -229,11 +231,13 @@ impl Sim {
                 margin: margin(),
                 no_forecast: NoForecastPolicy::Release,
                 forecast_wait: DEFAULT_FORECAST_WAIT,
+                verify_give_up: verify::DEFAULT_GIVE_UP,
             },
             defaults: AnnotationDefaults::default(),
             releases: vec![],
             pauses: vec![],
             completions: vec![],
+            measured: None,
         }
     }
 
@@ -259,6 +263,7 @@ impl Sim {
             workload: self.workload.as_ref(),
             forecast,
             config: &self.config,
+            measured: self.measured.as_ref(),
         };
         let decision = decide(&input, now);
         check_invariants(&view, &decision, &self.config, now);
@@ -497,6 +502,121 @@ fn held_job_is_planned_released_at_its_start_and_followed_to_success() {
     assert_eq!(d.status.as_ref(), Some(&s));
     assert_eq!((d.events.len(), d.completion), (0, None));
     assert_eq!(sim.releases.len(), 1);
+}
+
+/// A held Job planned, released at 03:00, running until 05:00 (1 kW × PUE 1.2).
+fn succeeded_at_five() -> Sim {
+    let mut sim = Sim::new(job().held().build());
+    sim.step(t0());
+    sim.step(hour(3));
+    sim.edit(|j| set_active(j, 2));
+    sim.step(hour(3));
+    sim.edit(|j| finish(j, "Complete", hour(5)));
+    sim.step(at(301));
+    sim
+}
+
+/// Measured hourly pieces from T0.
+fn measured(values: &[f64]) -> Measured {
+    Measured::Pieces {
+        segments: hourly(values).segments().collect(),
+        source: "UK Carbon Intensity API national actual".into(),
+    }
+}
+
+#[test]
+fn finished_jobs_are_verified_from_measured_values() {
+    let mut sim = succeeded_at_five();
+    let s = sim.status();
+    // The transition to Succeeded starts the verification and asks to be looked at at once.
+    let v = s
+        .verification
+        .clone()
+        .unwrap_or_else(|| panic!("no verification"));
+    assert_eq!(v.state, "Pending");
+    assert!(s.verified.is_none());
+    // Measured: 310, 290 from T0 (the counterfactual), 60, 40 during the run.
+    sim.measured = Some(measured(&[310.0, 290.0, 200.0, 60.0, 40.0, 100.0]));
+    let d = sim.step(at(310));
+    assert_eq!(reasons(&d), ["Verified"]);
+    let s = sim.status();
+    let f = s
+        .verified
+        .clone()
+        .unwrap_or_else(|| panic!("not verified: {s:?}"));
+    // 2.4 kWh × 50 = 120 g; at once 2.4 × 300 = 720 g; 600 g avoided. The plan expected 55.
+    assert!((f.intensity - 50.0).abs() < 1e-9, "{f:?}");
+    assert!((f.counterfactual_intensity - 300.0).abs() < 1e-9);
+    assert!((f.emissions_grams - 120.0).abs() < 1e-9);
+    assert!((f.avoided_grams - 600.0).abs() < 1e-9);
+    assert_close(f.forecast_error_percent, 10.0);
+    assert_eq!(f.verified_at, at(310));
+    assert_eq!(f.source, "UK Carbon Intensity API national actual");
+    assert_eq!(s.verification.map(|v| v.state).as_deref(), Some("Verified"));
+    // The estimates stay what they were; nothing is counted again.
+    assert_close(s.estimated_avoided_grams, 588.0);
+    assert_eq!(sim.completions.len(), 1);
+    // Verified is final: the shell stops asking.
+    assert!(!needs_verification(&sim.status()));
+}
+
+#[test]
+fn verification_waits_for_publication_then_gives_up() {
+    let mut sim = succeeded_at_five();
+    // Published up to 04:00 only.
+    sim.measured = Some(measured(&[310.0, 290.0, 200.0, 60.0]));
+    let d = sim.step(at(310));
+    let s = sim.status();
+    let v = s
+        .verification
+        .clone()
+        .unwrap_or_else(|| panic!("no verification"));
+    assert_eq!(v.state, "Pending");
+    assert!(
+        v.message.contains("from 2026-05-04T14:00:00Z"),
+        "{}",
+        v.message
+    );
+    assert_eq!(d.requeue_at, Some(at(340)));
+    assert!(d.events.is_empty());
+    assert!(needs_verification(&sim.status()));
+    // 48 h after the end: given up, with a Warning.
+    let d = sim.step(hour(53));
+    assert_eq!(reasons(&d), ["VerificationGaveUp"]);
+    assert_eq!(
+        sim.status().verification.map(|v| v.state).as_deref(),
+        Some("GaveUp")
+    );
+    assert!(!needs_verification(&sim.status()));
+}
+
+#[test]
+fn an_unsupported_provider_says_so_once_and_a_failing_one_is_retried() {
+    let mut sim = succeeded_at_five();
+    sim.measured = Some(Measured::Unavailable {
+        reason: "Electricity Maps publishes no measured history that carbonshift reads yet".into(),
+        permanent: false,
+    });
+    let d = sim.step(at(310));
+    assert_eq!(d.requeue_at, Some(at(340)));
+    assert_eq!(
+        sim.status().verification.map(|v| v.state).as_deref(),
+        Some("Pending")
+    );
+    sim.measured = Some(Measured::Unavailable {
+        reason: "wattTime publishes no measured history".into(),
+        permanent: true,
+    });
+    let d = sim.step(at(340));
+    assert_eq!(reasons(&d), ["VerificationUnsupported"]);
+    let s = sim.status();
+    assert_eq!(
+        s.verification.as_ref().map(|v| v.state.as_str()),
+        Some("Unsupported")
+    );
+    assert!(s.verified.is_none());
+    let d = sim.step(at(400));
+    assert!(d.events.is_empty());
 }
 
 #[test]

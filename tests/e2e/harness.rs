@@ -930,7 +930,10 @@ impl Scenario {
     /// A static spec with `points`.
     pub fn static_spec(points: Vec<IntensityPoint>) -> CarbonForecastSpec {
         CarbonForecastSpec {
-            provider: ProviderSpec::Static(StaticPoints { points }),
+            provider: ProviderSpec::Static(StaticPoints {
+                points,
+                actuals: Vec::new(),
+            }),
             credentials_secret_ref: None,
             refresh_interval: None,
             stale_after: None,

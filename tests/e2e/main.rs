@@ -81,6 +81,7 @@ mod operator;
 mod ordering;
 mod provider;
 mod resilience;
+mod verify;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};

@@ -634,6 +634,7 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
         CarbonForecastSpec {
             provider: ProviderSpec::Static(StaticPoints {
                 points: cluster::forecast_points(created_at - TimeDelta::minutes(2), window),
+                actuals: Vec::new(),
             }),
             credentials_secret_ref: None,
             refresh_interval: None,

@@ -146,6 +146,11 @@ pub struct Args {
     /// forecast.
     #[arg(long, env = "CARBONSHIFT_FORECAST_WAIT", default_value = "2m", value_parser = duration_or_zero_arg)]
     pub forecast_wait: TimeDelta,
+    /// How long after a workload finished carbonshift keeps asking its forecast's provider for
+    /// the measured intensity that verifies its savings (`status.verified`); then it gives up and
+    /// says so (`status.verification.state: GaveUp`).
+    #[arg(long, env = "CARBONSHIFT_VERIFY_GIVE_UP", default_value = "48h", value_parser = duration_or_zero_arg)]
+    pub verify_give_up: TimeDelta,
     /// Refresh and plan with only the CarbonForecasts carrying these labels (`key=value`, comma
     /// separated; default: all). Jobs naming another forecast find none. Shards one cluster's
     /// forecasts between operators, or keeps a test's operator to its own.
@@ -319,6 +324,7 @@ impl Args {
                 margin: self.margin,
                 no_forecast: self.no_forecast.into(),
                 forecast_wait: self.forecast_wait,
+                verify_give_up: self.verify_give_up,
                 forecast_selector: self.forecast_selector.clone(),
             },
             election,

@@ -64,6 +64,7 @@ fn the_defaults_are_the_charts() {
             margin: TimeDelta::minutes(5),
             no_forecast: NoForecastPolicy::Release,
             forecast_wait: TimeDelta::minutes(2),
+            verify_give_up: TimeDelta::hours(48),
             forecast_selector: Default::default(),
         }
     );
@@ -129,6 +130,7 @@ fn every_setting_has_a_flag() {
             margin: TimeDelta::zero(),
             no_forecast: NoForecastPolicy::Hold,
             forecast_wait: TimeDelta::seconds(30),
+            verify_give_up: TimeDelta::hours(48),
             forecast_selector: "team=ml,carbonshift.dev/shard=a".parse().expect("selector"),
         }
     );

@@ -375,6 +375,7 @@ async fn a_spec_change_refreshes_at_once() {
         .generation(2)
         .provider(ProviderSpec::Static(StaticPoints {
             points: points(t("2026-11-28T15:00Z"), TimeDelta::hours(1), &[90.0, 80.0]),
+            actuals: Vec::new(),
         }));
     env.api.expect(
         Expect::apply_status(&edited)
@@ -443,6 +444,7 @@ async fn ten_days_of_five_minute_points_are_cut_to_a_week() {
     let values: Vec<f64> = (0..2880).map(|i| f64::from(i % 400)).collect();
     let object = CarbonForecast::test("wt").provider(ProviderSpec::Static(StaticPoints {
         points: points(t("2026-11-28T15:45Z"), TimeDelta::minutes(5), &values),
+        actuals: Vec::new(),
     }));
     env.api.expect(
         Expect::apply_status(&object)

@@ -13,8 +13,9 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::api::CarbonWorkloadStatus;
+use crate::api::ProviderSpec;
 use crate::api::condition::Condition;
-use crate::api::forecast::CarbonForecastStatus;
+use crate::api::forecast::{CarbonForecastStatus, StaticPoints};
 use crate::api::{CarbonForecast, CarbonWorkload};
 use crate::controller::ForecastSelector;
 use crate::controller::OperatorConfig;
@@ -128,6 +129,7 @@ fn planned_status(env: &TestEnv, job_value: &Value) -> CarbonWorkloadStatus {
         workload: None,
         forecast: ForecastInput::Data(view_of(&snapshot, fresh)),
         config: &controller.lifecycle,
+        measured: None,
     };
     let mut decision = lifecycle::decide(&input, t(T0));
     decision.stamp_generation(Some(1));
@@ -310,15 +312,50 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
         200,
         serde_json::to_value(&current).unwrap_or_default(),
     )));
-    env.api
-        .expect(Expect::apply_status(&current).body("/status/phase", json!("Succeeded")));
+    // The workload just finished: its forecast's provider is asked for the measured values
+    // (static actuals: 300, then 40 from 03:00 and 60 from 04:00), verified in the same write.
+    let mut measured_values = vec![300.0; 8];
+    measured_values[3] = 40.0;
+    measured_values[4] = 60.0;
+    let with_actuals = forecast().provider(ProviderSpec::Static(StaticPoints {
+        points: points(t(T0), TimeDelta::hours(1), &[300.0]),
+        actuals: points(t(T0), TimeDelta::hours(1), &measured_values),
+    }));
+    env.api.expect(
+        Expect::get(format!("{FORECASTS_PATH}/default"))
+            .reply(Reply::Json(200, with_actuals.to_json())),
+    );
+    env.api.expect(
+        Expect::apply_status(&current)
+            .body("/status/phase", json!("Succeeded"))
+            .body("/status/verification/state", json!("Verified")),
+    );
     expect_all(&env, events("Succeeded"));
+    expect_all(&env, events("Verified"));
     let action = reconcile(job(done_job.clone()), controller.clone()).await;
     assert_eq!(action.ok(), Some(Action::await_change()));
     let seen = env.api.seen();
     env.api.verify();
     let succeeded = last_status(&seen);
     all.extend(seen);
+    // Measured: 59 min at 40 and 60 min at 60 (03:01–05:00); at once, 119 min at 300.
+    let verified = succeeded
+        .verified
+        .clone()
+        .unwrap_or_else(|| panic!("not verified: {succeeded:?}"));
+    let measured_intensity = (59.0 * 40.0 + 60.0 * 60.0) / 119.0;
+    assert!(
+        (verified.intensity - measured_intensity).abs() < 1e-9,
+        "{verified:?}"
+    );
+    assert!((verified.counterfactual_intensity - 300.0).abs() < 1e-9);
+    assert!(
+        (verified.avoided_grams - 1.2 * 119.0 / 60.0 * (300.0 - measured_intensity)).abs() < 1e-6
+    );
+    assert_eq!(
+        verified.source,
+        "static actuals (spec.provider.static.actuals)"
+    );
     // 2.4 kWh from 03:01 to 05:00 (1.2 kW): 59 min at 50, 60 min at 60.
     let emitted = 1.2 * (59.0 * 50.0 + 60.0 * 60.0) / 60.0;
     let energy = 1.2 * 119.0 / 60.0;
