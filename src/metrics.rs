@@ -69,6 +69,19 @@ pub struct ForecastLabels {
     pub forecast: String,
 }
 
+/// Labels `{namespace, forecast, basis}` of the carbon ledger counters: one series per namespace
+/// and CarbonForecast, `basis` `estimated` (from the forecast, at completion) or `verified` (from
+/// measured values, once published).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LedgerLabels {
+    /// The workloads' namespace.
+    pub namespace: String,
+    /// The CarbonForecast they were planned against.
+    pub forecast: String,
+    /// `estimated` or `verified`.
+    pub basis: String,
+}
+
 /// Labels `{result}` of the admission webhook.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
@@ -90,6 +103,10 @@ pub struct Metrics {
     pub avoided_grams: Counter<f64, std::sync::atomic::AtomicU64>,
     /// Estimated emissions of finished Jobs, gCO2eq.
     pub emitted_grams: Counter<f64, std::sync::atomic::AtomicU64>,
+    /// gCO2eq emitted by finished workloads, by namespace, forecast and basis.
+    pub ledger_emitted_grams: Family<LedgerLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// gCO2eq avoided by finished workloads carbonshift held, by namespace, forecast and basis.
+    pub ledger_avoided_grams: Family<LedgerLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Actual release time minus planned release time, seconds.
     pub release_lateness_seconds: Histogram,
     /// Reconcile duration by controller, seconds.
@@ -154,6 +171,20 @@ impl Metrics {
             "emitted_grams",
             "Estimated gCO2eq emitted by finished Jobs",
             emitted_grams.clone(),
+        );
+        let ledger_emitted_grams =
+            Family::<LedgerLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "ledger_emitted_grams",
+            "gCO2eq emitted by finished workloads, by namespace, forecast and basis (estimated | verified)",
+            ledger_emitted_grams.clone(),
+        );
+        let ledger_avoided_grams =
+            Family::<LedgerLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "ledger_avoided_grams",
+            "gCO2eq avoided against running at once by finished workloads carbonshift held, by namespace, forecast and basis (estimated | verified); never below 0",
+            ledger_avoided_grams.clone(),
         );
         let release_lateness_seconds = seconds_histogram();
         registry.register(
@@ -230,6 +261,8 @@ impl Metrics {
             held_past_latest_start,
             avoided_grams,
             emitted_grams,
+            ledger_emitted_grams,
+            ledger_avoided_grams,
             release_lateness_seconds,
             reconcile_duration_seconds,
             reconcile_errors,
@@ -276,6 +309,34 @@ impl Metrics {
     }
 
     /// Counts one reconcile error.
+    /// Adds a finished workload's emitted (and, when carbonshift held it, avoided) grams to the
+    /// ledger counters of its namespace and forecast; `basis` is `estimated` or `verified`.
+    pub fn record_finished(
+        &self,
+        namespace: &str,
+        forecast: &str,
+        basis: &str,
+        emitted: f64,
+        avoided: Option<f64>,
+    ) {
+        let labels = LedgerLabels {
+            namespace: namespace.to_string(),
+            forecast: forecast.to_string(),
+            basis: basis.to_string(),
+        };
+        self.ledger_emitted_grams
+            .get_or_create(&labels)
+            .inc_by(emitted.max(0.0));
+        if let Some(avoided) = avoided {
+            // A counter cannot go down: a workload that ran dirtier than running at once shows
+            // its negative saving in its status only.
+            self.ledger_avoided_grams
+                .get_or_create(&labels)
+                .inc_by(avoided.max(0.0));
+        }
+    }
+
+    /// Counts one reconcile error of `controller` in `category`.
     pub fn record_reconcile_error(&self, controller: &str, category: &str) {
         self.reconcile_errors
             .get_or_create(&ErrorLabels {

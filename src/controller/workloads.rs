@@ -413,15 +413,32 @@ async fn decide_and_apply(
 
     // 4. record
     record_release(ctx, released.as_ref(), now);
+    let forecast_name = decision.spec.as_ref().map_or("", |s| s.forecast.as_str());
     if status_written && let Some(completion) = decision.completion {
         ctx.metrics
             .emitted_grams
             .inc_by(completion.emitted_grams.max(0.0));
         if let Some(avoided) = completion.avoided_grams {
-            // A counter cannot go down: a Job that ran dirtier than running at once would
-            // have shows its negative saving in its status only.
+            // A counter cannot go down: a Job that ran dirtier than running at once shows its
+            // negative saving in its status only.
             ctx.metrics.avoided_grams.inc_by(avoided.max(0.0));
         }
+        ctx.metrics.record_finished(
+            namespace,
+            forecast_name,
+            "estimated",
+            completion.emitted_grams,
+            completion.avoided_grams,
+        );
+    }
+    if status_written && let Some(verified) = decision.verified {
+        ctx.metrics.record_finished(
+            namespace,
+            forecast_name,
+            "verified",
+            verified.emitted_grams,
+            verified.avoided_grams,
+        );
     }
     publish(ctx, adapter, job, Some(&workload), &decision).await;
 

@@ -344,6 +344,9 @@ pub struct Decision {
     pub requeue_at: Option<DateTime<Utc>>,
     /// Set on the transition to `Succeeded`/`Failed`: the figures to add to the metrics.
     pub completion: Option<Completion>,
+    /// Set when the workload has just been verified: the measured figures to add to the
+    /// metrics (exactly once, as [`Decision::completion`]).
+    pub verified: Option<Completion>,
     /// The existing workload belongs to an older Job of the same name (another UID): delete it,
     /// then decide again.
     pub stale_workload: bool,

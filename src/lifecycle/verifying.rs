@@ -119,6 +119,11 @@ impl Machine<'_> {
             source: source.to_string(),
             verified_at: self.now,
         });
+        let held_by_us = self.job.held_marker || self.job.released_marker.is_some();
+        self.decision.verified = Some(Completion {
+            emitted_grams: v.emissions_grams,
+            avoided_grams: held_by_us.then_some(v.avoided_grams),
+        });
         self.set_verification(state::VERIFIED, message.clone());
         self.event(NoteKind::Normal, "Verified", "Verify", message);
     }

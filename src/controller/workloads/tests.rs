@@ -413,6 +413,26 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
     ] {
         assert!(metrics.contains(&line), "missing {line:?} in\n{metrics}");
     }
+    // The ledger counters, by namespace and forecast, estimated and verified apart.
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    let labels =
+        |basis: &str| format!("{{namespace=\"ml\",forecast=\"default\",basis=\"{basis}\"}}");
+    let ledger = |name: &str, basis: &str| {
+        value(&format!(
+            "carbonshift_ledger_{name}_grams_total{}",
+            labels(basis)
+        ))
+    };
+    assert!((ledger("emitted", "estimated") - emitted).abs() < 1e-6);
+    assert!((ledger("avoided", "estimated") - avoided).abs() < 1e-6);
+    assert!((ledger("emitted", "verified") - verified.emissions_grams).abs() < 1e-6);
+    assert!((ledger("avoided", "verified") - verified.avoided_grams).abs() < 1e-6);
     assert!(
         metrics
             .contains("carbonshift_reconcile_duration_seconds_count{controller=\"workloads\"} 7")
