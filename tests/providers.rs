@@ -1736,11 +1736,7 @@ async fn trace_history_is_the_replayed_trace_and_others_are_unsupported() {
             .last()
             .is_some_and(|s| s.end >= from + TimeDelta::hours(6))
     );
-    for spec in [
-        em("http://127.0.0.1:9"),
-        wt("http://127.0.0.1:9"),
-        casdk("http://127.0.0.1:9"),
-    ] {
+    for spec in [wt("http://127.0.0.1:9"), casdk("http://127.0.0.1:9")] {
         let provider = build(&spec, &s);
         let error = provider
             .history(from, from + TimeDelta::hours(1))
@@ -1748,5 +1744,72 @@ async fn trace_history_is_the_replayed_trace_and_others_are_unsupported() {
             .err()
             .unwrap_or_else(|| panic!("history of {}", provider.kind()));
         assert_eq!(error.category(), "unsupported", "{error}");
+    }
+}
+
+const EM_PAST_RANGE: &[u8] = include_bytes!("fixtures/providers/em-past-range.json");
+
+#[tokio::test]
+async fn electricity_maps_history_reads_past_range_with_the_token_in_ten_day_chunks() {
+    let server = Server::start(|_, _| Reply::ok(EM_PAST_RANGE)).await;
+    let provider = build(&em(&server.base), &shared(3));
+    let history = provider
+        .history(t("2026-11-28T12:20Z"), t("2026-11-28T16:00Z"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The null value (not published yet) is left out; estimated values count as measured.
+    let values: Vec<f64> = history.points.iter().map(|p| p.intensity).collect();
+    assert_eq!(values, [402.0, 388.0, 371.0]);
+    assert_eq!(history.slot, Some(TimeDelta::hours(1)));
+    assert_eq!(history.source, "Electricity Maps past-range DE");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v3/carbon-intensity/past-range");
+    assert!(seen[0].query.contains("zone=DE"), "{}", seen[0].query);
+    assert!(
+        seen[0].query.contains("start=2026-11-28T12%3A00%3A00Z"),
+        "{}",
+        seen[0].query
+    );
+    assert!(
+        seen[0].query.contains("end=2026-11-28T16%3A00%3A00Z"),
+        "{}",
+        seen[0].query
+    );
+    assert!(seen[0].header("auth-token").is_some());
+    // Three weeks: three requests of at most ten days.
+    let server = Server::start(|_, _| Reply::ok(EM_PAST_RANGE)).await;
+    build(&em(&server.base), &shared(3))
+        .history(t("2026-11-01T00:00Z"), t("2026-11-22T00:00Z"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(server.count("/v3/carbon-intensity/past-range"), 3);
+}
+
+#[test]
+fn electricity_maps_past_range_payloads_good_empty_partial_garbage() {
+    use carbonshift::forecast::electricity_maps::parse_past_range;
+    let good = parse_past_range(EM_PAST_RANGE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(good.len(), 3);
+    let empty = parse_past_range(br#"{"zone":"DE","data":[]}"#).unwrap_or_else(|e| panic!("{e}"));
+    assert!(empty.is_empty());
+    let history_named =
+        parse_past_range(br#"{"zone":"DE","history":[{"carbonIntensity":10,"datetime":"2026-11-28T12:00:00.000Z"}]}"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(history_named.len(), 1);
+    for (body, category) in [
+        (&b"<html>502</html>"[..], "malformed"),
+        (br#"{"zone":"DE"}"#, "malformed"),
+        (br#"{"data":[{"carbonIntensity":10,"datetime":"yesterday"}]}"#, "malformed"),
+        (
+            br#"{"data":[{"carbonIntensity":10,"datetime":"2026-11-28T13:00:00Z"},{"carbonIntensity":10,"datetime":"2026-11-28T12:00:00Z"}]}"#,
+            "invalid_data",
+        ),
+        (br#"{"data":[{"carbonIntensity":-5,"datetime":"2026-11-28T12:00:00Z"}]}"#, "invalid_data"),
+    ] {
+        let error = parse_past_range(body)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {}", String::from_utf8_lossy(body)));
+        assert_eq!(error.category(), category, "{error}");
     }
 }

@@ -8,14 +8,16 @@
 //!
 //! The base URL may be given with or without the `/v3` suffix.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use futures::future::BoxFuture;
 use reqwest::Url;
 use reqwest::header::HeaderValue;
 use serde::Deserialize;
 
 use super::http::{Auth, Hints, Shared, base_url, check_status, endpoint, sensitive_header};
-use super::{Credentials, ForecastData, KIND_ELECTRICITY_MAPS, Provider, ProviderError, timestamp};
+use super::{
+    Credentials, ForecastData, History, KIND_ELECTRICITY_MAPS, Provider, ProviderError, timestamp,
+};
 use crate::planner::Point;
 
 /// Provider name in messages.
@@ -97,6 +99,36 @@ pub fn parse_forecast(body: &[u8]) -> Result<ForecastData, ProviderError> {
     }
     .validated(NAME)
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PastRange {
+    // `past-range` names the list `data`; `history` (the last 24 h) names it `history`.
+    #[serde(alias = "history")]
+    data: Vec<Entry>,
+}
+
+/// Parses `carbon-intensity/past-range` (`{"zone","data":[{"carbonIntensity","datetime",
+/// "isEstimated",...}],"temporalGranularity"}`; `history` as the list's name is read too) into
+/// measured points. Entries whose `carbonIntensity` is null are not published yet and left out.
+pub fn parse_past_range(body: &[u8]) -> Result<Vec<Point>, ProviderError> {
+    let range: PastRange = serde_json::from_slice(body).map_err(malformed)?;
+    let mut points = Vec::with_capacity(range.data.len());
+    for (i, entry) in range.data.into_iter().enumerate() {
+        if entry.carbon_intensity.is_none() {
+            continue;
+        }
+        points.push(point(&format!("data[{i}]"), entry)?);
+    }
+    super::validate_allow_empty("data", &points).map_err(|e| ProviderError::InvalidData {
+        provider: NAME,
+        detail: e.to_string(),
+    })?;
+    Ok(points)
+}
+
+/// The longest range of one hourly `past-range` request (the API's limit is 10 days).
+pub const HISTORY_CHUNK: chrono::TimeDelta = chrono::TimeDelta::days(10);
 
 /// Parses `carbon-intensity/latest` (`{"zone","carbonIntensity","datetime","updatedAt",...}`)
 /// into a one-point forecast.
@@ -226,6 +258,52 @@ impl ElectricityMapsProvider {
     }
 }
 
+impl ElectricityMapsProvider {
+    async fn history_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<History, ProviderError> {
+        let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+        let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mut points: Vec<Point> = Vec::new();
+        let mut cursor = from
+            .duration_trunc(chrono::TimeDelta::hours(1))
+            .unwrap_or(from);
+        while cursor < to {
+            let end = (cursor + HISTORY_CHUNK).min(to);
+            let (start_text, end_text) = (fmt(cursor), fmt(end));
+            let url = endpoint(
+                &self.base,
+                &["v3", "carbon-intensity", "past-range"],
+                &[
+                    ("zone", &self.zone),
+                    ("start", &start_text),
+                    ("end", &end_text),
+                ],
+            );
+            let reply = self
+                .shared
+                .get(NAME, &url, &Auth::Header("auth-token", &self.token), to)
+                .await?;
+            let body = check_status(NAME, reply, &self.hints("past-range"), &secrets)?;
+            // Chunks meet at `end`: a value in both answers is kept once.
+            let after = points.last().map(|p| p.start);
+            points.extend(
+                parse_past_range(&body)?
+                    .into_iter()
+                    .filter(|p| after.is_none_or(|last| p.start > last)),
+            );
+            cursor = end;
+        }
+        Ok(History {
+            points,
+            slot: Some(chrono::TimeDelta::hours(1)),
+            source: format!("{NAME} past-range {}", self.zone),
+        })
+    }
+}
+
 impl Provider for ElectricityMapsProvider {
     fn kind(&self) -> &'static str {
         KIND_ELECTRICITY_MAPS
@@ -233,6 +311,14 @@ impl Provider for ElectricityMapsProvider {
 
     fn fetch(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<ForecastData, ProviderError>> {
         Box::pin(self.fetch_at(now))
+    }
+
+    fn history(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<History, ProviderError>> {
+        Box::pin(self.history_between(from, to))
     }
 }
 
