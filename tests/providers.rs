@@ -697,12 +697,17 @@ impl WattTimeServer {
                 *v.lock().unwrap_or_else(PoisonError::into_inner) = true;
                 Reply::ok(format!(r#"{{"token":"tok-{n}"}}"#).as_bytes())
             }
-            "/v3/forecast" => {
+            "/v3/forecast" | "/v3/historical" => {
                 let n = *logins.lock().unwrap_or_else(PoisonError::into_inner);
                 let still_valid = *v.lock().unwrap_or_else(PoisonError::into_inner);
                 let current = format!("Bearer tok-{n}");
                 if still_valid && seen.header("authorization") == Some(current.as_str()) {
-                    Reply::ok(WT_FORECAST)
+                    // `historical` answers in the forecast's shape.
+                    Reply::ok(if seen.path == "/v3/historical" {
+                        WT_HISTORICAL
+                    } else {
+                        WT_FORECAST
+                    })
                 } else {
                     Reply::status(401, b"{\"error\":\"token expired\"}")
                 }
@@ -1707,7 +1712,7 @@ async fn static_history_is_its_declared_actuals() {
 }
 
 #[tokio::test]
-async fn trace_history_is_the_replayed_trace_and_others_are_unsupported() {
+async fn trace_history_is_the_replayed_trace() {
     let s = shared(1);
     let trace = build(
         &spec(
@@ -1736,15 +1741,6 @@ async fn trace_history_is_the_replayed_trace_and_others_are_unsupported() {
             .last()
             .is_some_and(|s| s.end >= from + TimeDelta::hours(6))
     );
-    for spec in [wt("http://127.0.0.1:9"), casdk("http://127.0.0.1:9")] {
-        let provider = build(&spec, &s);
-        let error = provider
-            .history(from, from + TimeDelta::hours(1))
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("history of {}", provider.kind()));
-        assert_eq!(error.category(), "unsupported", "{error}");
-    }
 }
 
 const EM_PAST_RANGE: &[u8] = include_bytes!("fixtures/providers/em-past-range.json");
@@ -1808,6 +1804,127 @@ fn electricity_maps_past_range_payloads_good_empty_partial_garbage() {
         (br#"{"data":[{"carbonIntensity":-5,"datetime":"2026-11-28T12:00:00Z"}]}"#, "invalid_data"),
     ] {
         let error = parse_past_range(body)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {}", String::from_utf8_lossy(body)));
+        assert_eq!(error.category(), category, "{error}");
+    }
+}
+
+const WT_HISTORICAL: &[u8] = include_bytes!("fixtures/providers/wt-historical.json");
+
+#[tokio::test]
+async fn watttime_history_reads_historical_with_a_token_and_converts_units() {
+    let wt_server = WattTimeServer::start().await;
+    let provider = build(&wt(&wt_server.server.base), &shared(3));
+    let history = provider
+        .history(t("2026-11-28T12:00Z"), t("2026-11-28T12:20Z"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rounded: Vec<f64> = history
+        .points
+        .iter()
+        .map(|p| (p.intensity * 100.0).round() / 100.0)
+        .collect();
+    assert_eq!(rounded, [399.16, 390.09, 385.55, 381.02]);
+    assert_eq!(history.slot, Some(TimeDelta::minutes(5)));
+    assert_eq!(history.source, "WattTime historical CAISO_NORTH co2_moer");
+    let seen = wt_server.server.seen();
+    assert_eq!(seen.last().map(|s| s.path.as_str()), Some("/v3/historical"));
+    assert_eq!(
+        seen.last().map(|s| s.query.as_str()),
+        Some(
+            "region=CAISO_NORTH&signal_type=co2_moer&start=2026-11-28T12%3A00%3A00Z&end=2026-11-28T12%3A20%3A00Z"
+        )
+    );
+    // A token that expired in between is renewed once, as for forecasts.
+    wt_server.expire();
+    provider
+        .history(t("2026-11-28T12:00Z"), t("2026-11-28T12:20Z"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn watttime_historical_payloads_good_empty_garbage() {
+    use carbonshift::forecast::watttime::parse_historical;
+    assert_eq!(
+        parse_historical(WT_HISTORICAL).map(|p| p.len()).ok(),
+        Some(4)
+    );
+    let empty = parse_historical(br#"{"data":[],"meta":{"units":"lbs_co2_per_mwh"}}"#)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(empty.is_empty());
+    for (body, category) in [
+        (&b"not json"[..], "malformed"),
+        (br#"{"data":[]}"#, "malformed"),
+        (br#"{"data":[],"meta":{"units":"percent"}}"#, "invalid_data"),
+        (
+            br#"{"data":[{"point_time":"2026-11-28T12:00:00+00:00","value":null}],"meta":{"units":"lbs_co2_per_mwh"}}"#,
+            "invalid_data",
+        ),
+    ] {
+        let error = parse_historical(body)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {}", String::from_utf8_lossy(body)));
+        assert_eq!(error.category(), category, "{error}");
+    }
+}
+
+const CASDK_EMISSIONS: &[u8] = include_bytes!("fixtures/providers/casdk-emissions.json");
+
+#[tokio::test]
+async fn carbon_aware_sdk_history_reads_emissions_by_location() {
+    let server = Server::start(|_, _| Reply::ok(CASDK_EMISSIONS)).await;
+    let provider = build(&casdk(&server.base), &shared(3));
+    let history = provider
+        .history(t("2026-11-28T12:00Z"), t("2026-11-28T12:15Z"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // Sorted by time; each holds for the duration the SDK gives.
+    let values: Vec<f64> = history.points.iter().map(|p| p.intensity).collect();
+    assert_eq!(values, [410.7, 405.2, 398.0]);
+    assert_eq!(history.slot, Some(TimeDelta::minutes(5)));
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].path.ends_with("/emissions/bylocation"),
+        "{}",
+        seen[0].path
+    );
+    assert!(
+        seen[0].query.contains("time=2026-11-28T12%3A00%3A00Z"),
+        "{}",
+        seen[0].query
+    );
+    assert!(
+        seen[0].query.contains("toTime=2026-11-28T12%3A15%3A00Z"),
+        "{}",
+        seen[0].query
+    );
+}
+
+#[test]
+fn carbon_aware_sdk_emissions_payloads_good_empty_partial_garbage() {
+    use carbonshift::forecast::carbon_aware_sdk::parse_emissions;
+    let (good, slot) = parse_emissions(CASDK_EMISSIONS).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((good.len(), slot), (3, Some(TimeDelta::minutes(5))));
+    let (empty, _) = parse_emissions(b"[]").unwrap_or_else(|e| panic!("{e}"));
+    assert!(empty.is_empty());
+    let (partial, slot) = parse_emissions(
+        br#"[{"location":"x","time":"2026-11-28T12:00:00Z","rating":null},{"location":"x","time":"2026-11-28T13:00:00Z","rating":5}]"#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((partial.len(), slot), (1, None));
+    for (body, category) in [
+        (&b"{}"[..], "malformed"),
+        (br#"[{"time":"soon","rating":1}]"#, "malformed"),
+        (br#"[{"time":"2026-11-28T12:00:00Z","rating":99999}]"#, "invalid_data"),
+        (
+            br#"[{"time":"2026-11-28T12:00:00Z","rating":1},{"time":"2026-11-28T12:00:00Z","rating":2}]"#,
+            "invalid_data",
+        ),
+    ] {
+        let error = parse_emissions(body)
             .err()
             .unwrap_or_else(|| panic!("accepted {}", String::from_utf8_lossy(body)));
         assert_eq!(error.category(), category, "{error}");

@@ -11,7 +11,10 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::http::{Auth, Hints, Shared, base_url, check_status, endpoint};
-use super::{ForecastData, KIND_CARBON_AWARE_SDK, Provider, ProviderError, timestamp};
+use super::{
+    ForecastData, History, KIND_CARBON_AWARE_SDK, Provider, ProviderError, timestamp,
+    validate_allow_empty,
+};
 use crate::planner::Point;
 
 /// Provider name in messages.
@@ -130,6 +133,103 @@ impl CarbonAwareSdkProvider {
     }
 }
 
+/// One observed value of `emissions/bylocation`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Observed {
+    time: String,
+    rating: Option<f64>,
+    /// `HH:MM:SS` (a .NET TimeSpan), when the SDK says how long the value holds.
+    #[serde(default)]
+    duration: Option<String>,
+}
+
+/// A .NET TimeSpan `[d.]HH:MM:SS[.fff]` as a duration, if it is one.
+fn timespan(text: &str) -> Option<chrono::TimeDelta> {
+    let (days, rest) = match text.split_once('.') {
+        Some((d, r)) if r.contains(':') => (d.parse::<i64>().ok()?, r),
+        _ => (0, text),
+    };
+    let mut parts = rest.split(':');
+    let h: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let s: f64 = parts.next()?.parse().ok()?;
+    let total = chrono::TimeDelta::days(days)
+        + chrono::TimeDelta::hours(h)
+        + chrono::TimeDelta::minutes(m)
+        + chrono::TimeDelta::milliseconds((s * 1000.0).round() as i64);
+    (total > chrono::TimeDelta::zero()).then_some(total)
+}
+
+/// Parses `emissions/bylocation` (`[{"location","time","rating","duration"}]`, rating in
+/// gCO2eq/kWh) into measured points in time order and how long each holds, when the SDK says.
+pub fn parse_emissions(
+    body: &[u8],
+) -> Result<(Vec<Point>, Option<chrono::TimeDelta>), ProviderError> {
+    let list: Vec<Observed> = serde_json::from_slice(body).map_err(malformed)?;
+    let mut slot = None;
+    let mut points = Vec::with_capacity(list.len());
+    for (i, entry) in list.into_iter().enumerate() {
+        let start = timestamp(&format!("[{i}].time"), &entry.time).map_err(malformed)?;
+        let Some(rating) = entry.rating else {
+            continue;
+        };
+        if slot.is_none() {
+            slot = entry.duration.as_deref().and_then(timespan);
+        }
+        points.push(Point {
+            start,
+            intensity: rating,
+        });
+    }
+    // The SDK does not promise an order.
+    points.sort_by_key(|p| p.start);
+    validate_allow_empty("emissions", &points).map_err(|e| ProviderError::InvalidData {
+        provider: NAME,
+        detail: e.to_string(),
+    })?;
+    Ok((points, slot))
+}
+
+impl CarbonAwareSdkProvider {
+    async fn history_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<History, ProviderError> {
+        let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let (time, to_time) = (fmt(from), fmt(to));
+        let url = endpoint(
+            &self.base,
+            &["emissions", "bylocation"],
+            &[
+                ("location", &self.location),
+                ("time", &time),
+                ("toTime", &to_time),
+            ],
+        );
+        let reply = self.shared.get(NAME, &url, &Auth::None, to).await?;
+        let hints = Hints {
+            credentials: "the WebAPI's authentication in front of it (carbonshift sends none)"
+                .into(),
+            forbidden: "check the WebAPI's authentication in front of it (carbonshift sends none)"
+                .into(),
+            not_found: format!("check the URL {} (the WebAPI)", self.base),
+            rejected: format!(
+                "check the location {:?} and that the SDK's emissions data source is configured",
+                self.location
+            ),
+        };
+        let body = check_status(NAME, reply, &hints, &[])?;
+        let (points, slot) = parse_emissions(&body)?;
+        Ok(History {
+            points,
+            slot,
+            source: format!("{NAME} emissions {}", self.location),
+        })
+    }
+}
+
 impl Provider for CarbonAwareSdkProvider {
     fn kind(&self) -> &'static str {
         KIND_CARBON_AWARE_SDK
@@ -137,6 +237,14 @@ impl Provider for CarbonAwareSdkProvider {
 
     fn fetch(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<ForecastData, ProviderError>> {
         Box::pin(self.fetch_at(now))
+    }
+
+    fn history(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<History, ProviderError>> {
+        Box::pin(self.history_between(from, to))
     }
 }
 

@@ -11,13 +11,16 @@
 //! other units (such as a health-damage signal in $/MWh) are refused. The base URL may be given
 //! with or without the `/v3` suffix.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
 use reqwest::Url;
 use serde::Deserialize;
 
 use super::http::{Auth, Hints, Reply, Shared, base_url, check_status, endpoint};
-use super::{Credentials, ForecastData, KIND_WATTTIME, Provider, ProviderError, timestamp};
+use super::{
+    Credentials, ForecastData, History, KIND_WATTTIME, Provider, ProviderError, timestamp,
+    validate_allow_empty,
+};
 use crate::planner::Point;
 
 /// Provider name in messages.
@@ -107,6 +110,30 @@ pub fn to_g_per_kwh(units: &str) -> Option<f64> {
 /// Parses `/v3/forecast` (`{"data":[{"point_time","value"}],"meta":{"region","units","generated_at",...}}`),
 /// converting to g/kWh. Region: `meta.region`; `generated_at`: `meta.generated_at`.
 pub fn parse_forecast(body: &[u8]) -> Result<ForecastData, ProviderError> {
+    let (points, meta) = parse_signal(body)?;
+    let generated_at = meta
+        .generated_at
+        .map(|t| timestamp("meta.generated_at", &t).map_err(malformed))
+        .transpose()?;
+    ForecastData {
+        points,
+        actuals: Vec::new(),
+        region: meta.region.unwrap_or_default(),
+        generated_at,
+    }
+    .validated(NAME)
+}
+
+/// Parses `historical` (the forecast's `{"data":[{"point_time","value"}],"meta":{"units",...}}`
+/// shape) into measured points in gCO2eq/kWh; an empty list is nothing published yet.
+pub fn parse_historical(body: &[u8]) -> Result<Vec<Point>, ProviderError> {
+    let (points, _) = parse_signal(body)?;
+    validate_allow_empty("data", &points).map_err(|e| invalid(e.to_string()))?;
+    Ok(points)
+}
+
+/// The points of a signal answer, converted to gCO2eq/kWh, and its `meta`.
+fn parse_signal(body: &[u8]) -> Result<(Vec<Point>, Meta), ProviderError> {
     let forecast: Forecast = serde_json::from_slice(body).map_err(malformed)?;
     let factor = to_g_per_kwh(&forecast.meta.units).ok_or_else(|| {
         invalid(format!(
@@ -130,18 +157,7 @@ pub fn parse_forecast(body: &[u8]) -> Result<ForecastData, ProviderError> {
             })
         })
         .collect::<Result<Vec<_>, ProviderError>>()?;
-    let generated_at = forecast
-        .meta
-        .generated_at
-        .map(|t| timestamp("meta.generated_at", &t).map_err(malformed))
-        .transpose()?;
-    ForecastData {
-        points,
-        actuals: Vec::new(),
-        region: forecast.meta.region.unwrap_or_default(),
-        generated_at,
-    }
-    .validated(NAME)
+    Ok((points, forecast.meta))
 }
 
 /// The WattTime client for one region and signal.
@@ -270,31 +286,36 @@ impl WattTimeProvider {
         Ok(token)
     }
 
-    async fn forecast(&self, token: &str, now: DateTime<Utc>) -> Result<Reply, ProviderError> {
-        let horizon = HORIZON_HOURS.to_string();
-        let url = endpoint(
-            &self.base,
-            &["v3", "forecast"],
-            &[
-                ("region", &self.region),
-                ("signal_type", &self.signal_type),
-                ("horizon_hours", &horizon),
-            ],
-        );
+    async fn request(
+        &self,
+        token: &str,
+        path: &[&str],
+        query: &[(&str, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<Reply, ProviderError> {
+        let url = endpoint(&self.base, path, query);
         self.shared.get(NAME, &url, &Auth::Bearer(token), now).await
     }
 
-    async fn fetch_at(&self, now: DateTime<Utc>) -> Result<ForecastData, ProviderError> {
+    /// GET `path?query` with the cached token, logging in again once when it is refused; the
+    /// answer's body when it is a success.
+    async fn get_json(
+        &self,
+        path: &[&str],
+        query: &[(&str, &str)],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>, ProviderError> {
         let slot = self
             .shared
             .tokens()
             .slot(self.base.as_str(), &self.username);
         let token = self.token(&slot, now).await?;
-        let mut reply = self.forecast(&token, now).await?;
+        let mut reply = self.request(&token, path, query, now).await?;
+        let mut used = token;
         if reply.status == 401 {
             tracing::debug!(provider = KIND_WATTTIME, "token refused; logging in again");
-            let token = self.renew(&slot, &token, now).await?;
-            reply = self.forecast(&token, now).await?;
+            used = self.renew(&slot, &used, now).await?;
+            reply = self.request(&used, path, query, now).await?;
             if reply.status == 401 {
                 *slot.lock().await = None;
             }
@@ -314,11 +335,57 @@ impl WattTimeProvider {
                 self.region, self.signal_type
             ),
         };
-        let secrets = [self.username.as_str(), self.password.as_str(), &token];
-        let body = check_status(NAME, reply, &hints, &secrets)?;
+        let secrets = [self.username.as_str(), self.password.as_str(), &used];
+        check_status(NAME, reply, &hints, &secrets)
+    }
+
+    async fn fetch_at(&self, now: DateTime<Utc>) -> Result<ForecastData, ProviderError> {
+        let horizon = HORIZON_HOURS.to_string();
+        let query = [
+            ("region", self.region.as_str()),
+            ("signal_type", self.signal_type.as_str()),
+            ("horizon_hours", horizon.as_str()),
+        ];
+        let body = self.get_json(&["v3", "forecast"], &query, now).await?;
         Ok(parse_forecast(&body)?.or_region(&self.region))
     }
+
+    async fn history_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<History, ProviderError> {
+        let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let mut points: Vec<Point> = Vec::new();
+        let mut cursor = from;
+        while cursor < to {
+            let end = (cursor + HISTORY_CHUNK).min(to);
+            let (start_text, end_text) = (fmt(cursor), fmt(end));
+            let query = [
+                ("region", self.region.as_str()),
+                ("signal_type", self.signal_type.as_str()),
+                ("start", start_text.as_str()),
+                ("end", end_text.as_str()),
+            ];
+            let body = self.get_json(&["v3", "historical"], &query, to).await?;
+            let data = parse_historical(&body)?;
+            let after = points.last().map(|p| p.start);
+            points.extend(
+                data.into_iter()
+                    .filter(|p| after.is_none_or(|last| p.start > last)),
+            );
+            cursor = end;
+        }
+        Ok(History {
+            points,
+            slot: Some(TimeDelta::minutes(5)),
+            source: format!("{NAME} historical {} {}", self.region, self.signal_type),
+        })
+    }
 }
+
+/// The longest range of one `historical` request (WattTime allows 32 days).
+pub const HISTORY_CHUNK: TimeDelta = TimeDelta::days(31);
 
 impl Provider for WattTimeProvider {
     fn kind(&self) -> &'static str {
@@ -327,6 +394,14 @@ impl Provider for WattTimeProvider {
 
     fn fetch(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<ForecastData, ProviderError>> {
         Box::pin(self.fetch_at(now))
+    }
+
+    fn history(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<History, ProviderError>> {
+        Box::pin(self.history_between(from, to))
     }
 }
 
