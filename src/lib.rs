@@ -12,6 +12,7 @@ pub mod controller;
 pub mod forecast;
 pub mod http;
 pub mod leader;
+pub mod ledger;
 pub mod lifecycle;
 pub mod metrics;
 pub mod note;

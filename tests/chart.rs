@@ -65,6 +65,7 @@ const RUN_ENV: &[&str] = &[
     "CARBONSHIFT_GPU_RESOURCES",
     "CARBONSHIFT_NO_FORECAST",
     "CARBONSHIFT_FORECAST_WAIT",
+    "CARBONSHIFT_VERIFY_GIVE_UP",
     "CARBONSHIFT_FORECAST_SELECTOR",
     "CARBONSHIFT_OPERATOR_NAMESPACE",
     "CARBONSHIFT_LEADER_ELECTION",
@@ -108,6 +109,8 @@ const WORKLOAD_PERMISSIONS: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch", "create", "patch", "delete"],
     ),
     ("carbonshift.dev", "carbonworkloads/status", &["patch"]),
+    ("carbonshift.dev", "carbonledgers", &["get", "create"]),
+    ("carbonshift.dev", "carbonledgers/status", &["update"]),
 ];
 /// Cluster-wide permissions.
 const CLUSTER_PERMISSIONS: &[(&str, &str, &[&str])] = &[
@@ -2183,6 +2186,7 @@ fn fake_discovery(path: &str) -> Option<Value> {
             &[
                 ("carbonforecasts", "CarbonForecast", false),
                 ("carbonworkloads", "CarbonWorkload", true),
+                ("carbonledgers", "CarbonLedger", true),
             ],
         ),
     ];

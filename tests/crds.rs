@@ -253,6 +253,8 @@ fn carbon_workload_reads_back() {
             ("Expected g/kWh", "number", ".status.expectedIntensity"),
             ("Run-Now g/kWh", "number", ".status.runNowIntensity"),
             ("Saving %", "number", ".status.savingsPercent"),
+            ("Verified", "string", ".status.verification.state"),
+            ("Avoided g", "number", ".status.verified.avoidedGrams"),
             ("Age", "date", ".metadata.creationTimestamp"),
         ])
     );

@@ -9,10 +9,12 @@ pub mod crd;
 #[cfg(test)]
 pub mod fixtures;
 pub mod forecast;
+pub mod ledger;
 pub mod workload;
 
 pub use condition::Condition;
 pub use forecast::{CarbonForecast, CarbonForecastSpec, CarbonForecastStatus, ProviderSpec};
+pub use ledger::{CarbonLedger, CarbonLedgerSpec, CarbonLedgerStatus};
 pub use workload::{CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, Phase};
 
 /// The API group of every carbonshift resource and the prefix of its annotations.

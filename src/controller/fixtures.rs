@@ -190,6 +190,11 @@ impl Expect {
         Self::new(Method::POST, path)
     }
 
+    /// A PUT of `path`.
+    pub fn put(path: impl Into<String>) -> Self {
+        Self::new(Method::PUT, path)
+    }
+
     /// A DELETE of `path`.
     pub fn delete(path: impl Into<String>) -> Self {
         Self::new(Method::DELETE, path)

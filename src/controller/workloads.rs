@@ -405,6 +405,11 @@ async fn decide_and_apply(
     decision.stamp_generation(workload.metadata.generation);
     let status_written = match &decision.status {
         Some(status) if Some(status) != workload.status.as_ref() => {
+            // The ledger first: a failure leaves the status unwritten and the reconcile is
+            // retried; the ledger remembers what it recorded, so nothing counts twice.
+            for entry in ledger::entries(&decision, &workload.spec, status) {
+                ledger::record(ctx, namespace, &workload.spec.forecast, &entry, now).await?;
+            }
             apply_status(&workloads, name, status).await?;
             true
         }
@@ -473,6 +478,7 @@ fn record_release(ctx: &Context, action: Option<&JobAction>, now: DateTime<Utc>)
 }
 
 mod known;
+mod ledger;
 mod run;
 mod verify;
 mod writes;

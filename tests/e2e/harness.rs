@@ -716,6 +716,10 @@ impl Scenario {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
+    pub fn ledgers(&self) -> Api<carbonshift::api::CarbonLedger> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
     pub fn forecasts(&self) -> Api<CarbonForecast> {
         Api::all(self.client.clone())
     }

@@ -1,26 +1,30 @@
 //! Verified savings on the real control plane: a Job planned against a `static` forecast whose
 //! measured values (`spec.provider.static.actuals`) differ from its forecast runs, completes, and
 //! gets `status.verified` recomputed from the measured values, checked against a brute-force
-//! integral of them over the recorded run and the run-now counterfactual.
+//! integral of them over the recorded run and the run-now counterfactual; the namespace's
+//! CarbonLedger holds it after the Job is deleted and the operator restarted, and adds the next
+//! Job without counting the first twice.
 
 use std::time::Duration;
 
 use carbonshift::api::Phase;
 use carbonshift::api::forecast::IntensityPoint;
 use chrono::{DateTime, TimeDelta, Utc};
+use kube::api::{DeleteParams, PropagationPolicy};
 
 use crate::fixtures::{CLEAN, forecast_points};
 use crate::harness::{self, LEAD, Scenario};
 use crate::operator::OperatorOptions;
 
 const JOB: &str = "train";
+const SECOND: &str = "train-2";
 const FINISH: Duration = Duration::from_secs(90);
 /// What the grid really did: cleaner than forecast in the clean window, dirtier outside.
 const MEASURED_CLEAN: f64 = 70.0;
 const MEASURED_DIRTY: f64 = 430.0;
 
 #[test]
-fn a_finished_job_is_verified_against_the_measured_values() {
+fn a_finished_job_is_verified_against_the_measured_values_and_kept_in_the_ledger() {
     harness::run("verify", verified);
 }
 
@@ -127,4 +131,67 @@ async fn verified(s: Scenario) {
     );
     assert_eq!(v.source, "static actuals (spec.provider.static.actuals)");
     s.wait_event(JOB, "Verified").await;
+
+    // The ledger of this namespace and forecast holds the Job, estimated and verified.
+    let ledger = s.ledgers().get(&s.ns).await.expect("read the CarbonLedger");
+    let total = ledger
+        .status
+        .and_then(|st| st.total)
+        .expect("ledger totals");
+    assert_eq!((total.jobs, total.verified_jobs), (1, 1), "{total:?}");
+    assert!(
+        close(total.verified_avoided_grams, v.avoided_grams),
+        "{total:?}"
+    );
+    assert!(
+        close(total.verified_emitted_grams, v.emissions_grams),
+        "{total:?}"
+    );
+
+    // It outlives the Job (its CarbonWorkload is garbage-collected with it) and a restart of the
+    // operator, and the next Job adds to it without counting the first one again.
+    s.jobs()
+        .delete(
+            JOB,
+            &DeleteParams {
+                propagation_policy: Some(PropagationPolicy::Background),
+                ..DeleteParams::default()
+            },
+        )
+        .await
+        .expect("delete the Job");
+    s.eventually(
+        "the CarbonWorkload to be garbage-collected with its Job",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || async {
+            match s.workloads().get_opt(JOB).await {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err("still there".to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
+    operator.stop();
+    let operator = s.restart_operator(&operator).await;
+    s.create_job(s.job(SECOND).gpus(1).run_for(5).build()).await;
+    s.wait_pod_bound(SECOND).await;
+    s.wait_job_complete(SECOND, FINISH).await;
+    let second = s.wait_phase(SECOND, Phase::Succeeded, FINISH).await;
+    assert_eq!(
+        second.verification.map(|v| v.state).as_deref(),
+        Some("Verified")
+    );
+    let ledger = s.ledgers().get(&s.ns).await.expect("read the CarbonLedger");
+    let total = ledger
+        .status
+        .and_then(|st| st.total)
+        .expect("ledger totals");
+    assert_eq!((total.jobs, total.verified_jobs), (2, 2), "{total:?}");
+    s.say(format!(
+        "CarbonLedger {}: {} jobs, {:.3} g emitted and {:.3} g avoided (verified)",
+        s.ns, total.jobs, total.verified_emitted_grams, total.verified_avoided_grams
+    ));
+    drop(operator);
 }

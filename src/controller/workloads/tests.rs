@@ -16,7 +16,7 @@ use crate::api::CarbonWorkloadStatus;
 use crate::api::ProviderSpec;
 use crate::api::condition::Condition;
 use crate::api::forecast::{CarbonForecastStatus, StaticPoints};
-use crate::api::{CarbonForecast, CarbonWorkload};
+use crate::api::{CarbonForecast, CarbonLedger, CarbonWorkload};
 use crate::controller::ForecastSelector;
 use crate::controller::OperatorConfig;
 use crate::controller::fixtures::{Expect, FORECASTS_PATH, Reply, Route, Seen, TestEnv, points, t};
@@ -27,6 +27,8 @@ use kube::runtime::reflector::Store;
 const T0: &str = "2026-05-04T10:00:00Z";
 const JOBS: &str = "/apis/batch/v1/namespaces/ml/jobs";
 const WORKLOADS_PATH: &str = "/apis/carbonshift.dev/v1alpha1/namespaces/ml/carbonworkloads";
+const JOB_UID: &str = "job-uid";
+const LEDGERS_PATH: &str = "/apis/carbonshift.dev/v1alpha1/namespaces/ml/carbonledgers";
 
 fn hour(h: i64) -> DateTime<Utc> {
     t(T0) + TimeDelta::hours(h)
@@ -325,6 +327,46 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
         Expect::get(format!("{FORECASTS_PATH}/default"))
             .reply(Reply::Json(200, with_actuals.to_json())),
     );
+    // The ledger of ml/default first (created on first use): the estimate, then the measured
+    // figures, each a read-modify-write of its status.
+    let ledger = CarbonLedger::new(
+        "default",
+        crate::api::CarbonLedgerSpec {
+            forecast: "default".into(),
+        },
+    );
+    let mut ledger_json = serde_json::to_value(&ledger).unwrap_or_default();
+    ledger_json["metadata"]["namespace"] = json!("ml");
+    ledger_json["metadata"]["resourceVersion"] = json!("7");
+    env.api
+        .expect(Expect::get(format!("{LEDGERS_PATH}/default")).reply(not_found()));
+    env.api.expect(
+        Expect::post(LEDGERS_PATH)
+            .body("/spec/forecast", json!("default"))
+            .reply(Reply::Json(201, ledger_json.clone())),
+    );
+    env.api.expect(
+        Expect::put(format!("{LEDGERS_PATH}/default/status"))
+            .body("/metadata/resourceVersion", json!("7"))
+            .body("/status/total/jobs", json!(1))
+            .body("/status/recent/0", json!(format!("{JOB_UID}/estimated")))
+            .reply(Reply::Json(200, ledger_json.clone())),
+    );
+    let mut recorded = ledger_json.clone();
+    recorded["metadata"]["resourceVersion"] = json!("8");
+    recorded["status"] = json!({"months": [], "recent": [format!("{JOB_UID}/estimated")],
+        "total": {"month": "all", "jobs": 1, "energyKwh": 2.38, "emittedGrams": 1.0, "avoidedGrams": 1.0,
+                  "verifiedJobs": 0, "verifiedEmittedGrams": 0.0, "verifiedAvoidedGrams": 0.0}});
+    env.api.expect(
+        Expect::get(format!("{LEDGERS_PATH}/default")).reply(Reply::Json(200, recorded.clone())),
+    );
+    env.api.expect(
+        Expect::put(format!("{LEDGERS_PATH}/default/status"))
+            .body("/metadata/resourceVersion", json!("8"))
+            .body("/status/total/jobs", json!(1))
+            .body("/status/total/verifiedJobs", json!(1))
+            .reply(Reply::Json(200, recorded)),
+    );
     env.api.expect(
         Expect::apply_status(&current)
             .body("/status/phase", json!("Succeeded"))
@@ -387,10 +429,15 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
     env.api.verify();
 
     // Exactly these writes to the Job and the workload, Events aside.
-    let writes: Vec<Seen> = all
+    let (ledger_writes, writes): (Vec<Seen>, Vec<Seen>) = all
         .into_iter()
         .filter(|s| s.method != Method::GET && !s.path.contains("/events"))
-        .collect();
+        .partition(|s| s.path.starts_with(LEDGERS_PATH));
+    assert_eq!(
+        ledger_writes.len(),
+        3,
+        "create, then the estimate and the measured figures"
+    );
     assert_eq!(
         describe(&writes),
         [
