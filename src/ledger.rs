@@ -74,7 +74,7 @@ pub fn record(
     now: DateTime<Utc>,
 ) -> Option<CarbonLedgerStatus> {
     let key = entry.key();
-    if status.recent.iter().any(|k| *k == key) {
+    if status.recent.contains(&key) {
         return None;
     }
     let mut next = status.clone();
