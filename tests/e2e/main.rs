@@ -45,6 +45,9 @@
 //! - [`ordering`]: the forecast/Job race — one `kubectl apply`, Jobs before the operator, a Job
 //!   whose forecast's first data comes late from a slow provider (and one naming a forecast that
 //!   does not exist), a release refused because the Job changed.
+//! - [`examples`]: every manifest under `examples/` applied with `kubectl apply` (the training
+//!   kinds' upstream CRDs from `../shared/crds-upstream/` first): held Jobs held, the dry run
+//!   planned but running, trace and UK forecasts Ready, the others failing only for want of egress.
 //!
 //! This file also holds the checks that need no cluster and always run: the suite's
 //! certificate, forecast and Job fixtures, and the binary's start-up failures and graceful stop
@@ -73,6 +76,7 @@
 
 mod admission;
 mod chart;
+mod examples;
 mod fixtures;
 mod harness;
 mod lifecycle;
