@@ -96,6 +96,14 @@ pub enum TraceLoadError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not UTF-8 text.
+    #[error("{path}: line {line} is not UTF-8 text; save the file as UTF-8")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// The line holding the first byte that is not UTF-8.
+        line: usize,
+    },
     /// The trace is malformed.
     #[error("{name}: {error}")]
     Trace {
@@ -117,9 +125,13 @@ pub fn load_trace(
 ) -> Result<(String, Vec<Point>), TraceLoadError> {
     let (name, parsed) = match source {
         TraceSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| TraceLoadError::Read {
+            let bytes = std::fs::read(path).map_err(|source| TraceLoadError::Read {
                 path: path.to_path_buf(),
                 source,
+            })?;
+            let text = String::from_utf8(bytes).map_err(|e| TraceLoadError::NotUtf8 {
+                path: path.to_path_buf(),
+                line: trace::first_non_utf8_line(e.as_bytes()).unwrap_or(1),
             })?;
             (path.display().to_string(), trace::parse(&text, column))
         }
@@ -201,6 +213,17 @@ mod tests {
         assert_eq!(
             message(TraceSource::File(Path::new("/nonexistent/trace.csv"))),
             "cannot read /nonexistent/trace.csv: No such file or directory (os error 2)"
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let latin1 = dir.path().join("latin1.csv");
+        std::fs::write(&latin1, b"time,ci\n2023-01-01 00:00,1 # caf\xe9\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            message(TraceSource::File(&latin1)),
+            format!(
+                "{}: line 2 is not UTF-8 text; save the file as UTF-8",
+                latin1.display()
+            )
         );
         assert_eq!(
             message(TraceSource::Builtin("mars")),
