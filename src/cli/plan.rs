@@ -446,7 +446,7 @@ mod tests {
              Expected intensity: 12.3 gCO2eq/kWh\n\
              Run-now intensity:  unknown\n\
              Saving:             unknown\n\
-             Coverage:           50.0 %\n\
+             Coverage:           50.0 % (partial: see the warning)\n\
              Reason:             forecast does not cover the whole job; unknown part valued at the forecast mean\n"
         );
     }
