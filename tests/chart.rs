@@ -1329,7 +1329,7 @@ fn check_webhook(case: &Case, r: &Rendered, deployment: &Deployment) {
     assert!(
         conditions.iter().any(|c| c
             .expression
-            .contains("'carbonshift.dev/deferrable' in object.metadata.annotations")),
+            .contains("object.metadata.annotations.exists(k, k.startsWith('carbonshift.dev/'))")),
         "only annotated Jobs are sent to the webhook"
     );
 

@@ -198,6 +198,7 @@ fn state(metrics: &Metrics, readiness: &Readiness) -> WebhookState {
         clock: Arc::new(ManualClock::new(now())),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        forecasts: Arc::new(carbonshift::webhook::UnknownForecasts),
     }
 }
 

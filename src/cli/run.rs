@@ -132,6 +132,10 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
                     clock: clock.clone(),
                     metrics: metrics.clone(),
                     readiness: readiness.clone(),
+                    forecasts: Arc::new(webhook::WatchedForecasts::spawn(
+                        client.clone(),
+                        settings.operator.forecast_selector.label_selector(),
+                    )),
                 },
                 stop.clone().cancelled_owned(),
             )))

@@ -504,6 +504,43 @@ async fn applied(s: Scenario) {
         !uk.served().is_empty(),
         "the UK example never asked the stand-in"
     );
+
+    // What a new user gets wrong is said at admission, through kubectl: a forecast that does not
+    // exist (the webhook's watch cache), a misspelt opt-in, no power to save.
+    for (name, annotations, resources, expected) in [
+        (
+            "no-such-forecast",
+            json!({DEFERRABLE: "true", FORECAST: "no-such-forecast"}),
+            json!({"requests": {"cpu": "2"}}),
+            "no CarbonForecast of that name exists",
+        ),
+        (
+            "misspelt",
+            json!({"carbonshift.dev/deferable": "true"}),
+            json!({"requests": {"cpu": "2"}}),
+            "did you mean carbonshift.dev/deferrable?",
+        ),
+        (
+            "no-power",
+            json!({DEFERRABLE: "true"}),
+            json!({}),
+            "the power estimate is 0 W",
+        ),
+    ] {
+        let mut job = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+                {"name": "c", "image": "busybox:1.36", "command": ["true"], "resources": resources}]}}}});
+        select_pool(&mut job, &s.nodes.pool);
+        let out = s.kubectl(&["create", "-n", &s.ns, "-f", "-"], Some(&job.to_string()));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "kubectl create {name}: {stderr}");
+        assert!(
+            stderr.contains("Warning:") && stderr.contains(expected),
+            "kubectl create {name}: no warning with {expected:?}:\n{stderr}"
+        );
+        s.say(format!("{name}: {}", stderr.trim()));
+    }
     s.check_operators();
 }
 
