@@ -300,7 +300,8 @@ fn job(annotations: &[(&str, &str)]) -> Value {
                 "metadata": {"creationTimestamp": null},
                 "spec": {
                     "restartPolicy": "Never",
-                    "containers": [{"name": "train", "image": "ghcr.io/example/train:1"}]
+                    "containers": [{"name": "train", "image": "ghcr.io/example/train:1",
+                                    "resources": {"requests": {"cpu": "4"}}}]
                 }
             }
         }

@@ -151,14 +151,34 @@ pub fn load_trace(
 /// `carbonshift/<version> (<component>)` in every request's User-Agent, so that the API server's
 /// audit log and metrics tell carbonshift's requests apart.
 pub async fn kube_client(component: &str) -> Result<kube::Client, kube::Error> {
+    kube_client_to(component).await.map(|(client, _)| client)
+}
+
+/// [`kube_client`], and where it talks to, for messages: the API server's URL and the kubeconfig
+/// context it came from (or `in-cluster`), such as `https://10.0.0.1:443 (kubeconfig context
+/// prod-eu)`.
+pub async fn kube_client_to(component: &str) -> Result<(kube::Client, String), kube::Error> {
     let mut config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
+    let target = describe_target(&config.cluster_url.to_string());
     let agent = format!("carbonshift/{} ({component})", env!("CARGO_PKG_VERSION"));
     if let Ok(value) = http::HeaderValue::from_str(&agent) {
         config.headers.push((http::header::USER_AGENT, value));
     }
-    kube::Client::try_from(config)
+    kube::Client::try_from(config).map(|client| (client, target))
+}
+
+/// `URL (kubeconfig context NAME)`, or `URL (in-cluster)` without a kubeconfig.
+fn describe_target(url: &str) -> String {
+    let context = kube::config::Kubeconfig::read()
+        .ok()
+        .and_then(|k| k.current_context)
+        .map_or_else(
+            || "in-cluster".to_string(),
+            |name| format!("kubeconfig context {name}"),
+        );
+    format!("{} ({context})", url.trim_end_matches('/'))
 }
 
 /// Prints `error: MESSAGE` on stderr and returns exit code 1: the command failed.

@@ -244,17 +244,26 @@ async fn admit(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response 
     );
     state.metrics.record_webhook(outcome.result());
     let namespace = request.namespace.as_deref().unwrap_or_default();
+    // Plain values, not Rust debug strings, so that JSON logs are searchable: the outcome's label,
+    // its detail in words, the warnings as text.
+    let result = outcome.result();
+    let detail = outcome.to_string();
+    let warnings = response.warnings.as_deref().unwrap_or_default();
+    let warning_count = warnings.len();
+    let warnings = warnings.join(" | ");
     match &outcome {
         Outcome::AllowedUntouched(_) | Outcome::NotAJob => tracing::debug!(
-            uid = %request.uid, namespace, name = %request.name, ?outcome, "admission"
+            uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
+            warning_count, warnings, "admission"
         ),
         Outcome::Denied(_) | Outcome::Invalid(_) | Outcome::Error(_) => tracing::warn!(
-            uid = %request.uid, namespace, name = %request.name, ?outcome, "admission"
+            uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
+            "admission"
         ),
         Outcome::Held { .. } | Outcome::DryRun | Outcome::RunNow | Outcome::AdmittedWithWarning => {
             tracing::info!(
-                uid = %request.uid, namespace, name = %request.name, ?outcome,
-                warnings = ?response.warnings, "admission"
+                uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
+                warning_count, warnings, "admission"
             )
         }
     }

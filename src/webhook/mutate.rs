@@ -87,6 +87,41 @@ pub enum Untouched {
     ManagedBy(String),
 }
 
+impl std::fmt::Display for Outcome {
+    /// The decision in words, for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Held {
+                already_suspended: false,
+            } => write!(f, "held: suspended and marked held"),
+            Outcome::Held {
+                already_suspended: true,
+            } => write!(f, "held: it arrived suspended; marked held"),
+            Outcome::DryRun => write!(f, "a dry run: admitted unheld"),
+            Outcome::RunNow => write!(f, "run-now: admitted unheld"),
+            Outcome::AdmittedWithWarning => {
+                write!(f, "admitted unheld: no time left to wait")
+            }
+            Outcome::AllowedUntouched(Untouched::Operation(op)) => {
+                write!(f, "allowed untouched: operation {op:?}")
+            }
+            Outcome::AllowedUntouched(Untouched::NotDeferrable) => {
+                write!(f, "allowed untouched: it does not opt in")
+            }
+            Outcome::AllowedUntouched(Untouched::Kueue) => {
+                write!(f, "allowed untouched: Kueue manages it")
+            }
+            Outcome::AllowedUntouched(Untouched::ManagedBy(manager)) => {
+                write!(f, "allowed untouched: managed by {manager}")
+            }
+            Outcome::NotAJob => write!(f, "allowed untouched: not a kind carbonshift holds"),
+            Outcome::Denied(error) => write!(f, "denied: {error}"),
+            Outcome::Invalid(message) => write!(f, "invalid request: {message}"),
+            Outcome::Error(message) => write!(f, "error: {message}"),
+        }
+    }
+}
+
 impl Outcome {
     /// The `result` label of `carbonshift_webhook_requests_total`: `held`, `allowed`, `denied`,
     /// `warned` or `error`.
