@@ -38,6 +38,10 @@ e2e: tools ## The e2e suite against a real kube-apiserver + controller-manager +
 load: tools ## N annotated Jobs (default 1000: make load N=10000) on a real control plane; figures into docs/benchmarks.md
 	scripts/load.sh $(N)
 
+.PHONY: image
+image: ## Build the operator image with podman or buildah (FROM scratch, non-root 65532) and smoke-test it (chroot; image name: make image IMAGE=...)
+	scripts/image.sh $(IMAGE)
+
 .PHONY: bench
 bench: ## Run the planner benchmarks (criterion, release build; figures in docs/benchmarks.md)
 	$(CARGO) bench --locked --bench planner

@@ -101,3 +101,28 @@ fn the_readme_says_what_an_install_needs_before_its_first_helm_install() {
     let job = &job[..job.find("EOF").expect("the end of the example")];
     assert!(job.contains("requests:") && job.contains("nvidia.com/gpu"));
 }
+
+#[test]
+fn the_troubleshooting_page_answers_the_first_questions() {
+    let page = read("docs/troubleshooting.md");
+    for heading in [
+        "## My Job ran at once. Why?",
+        "## My Job was never released. Why?",
+        "## The webhook is down",
+        "## Which workload kinds does carbonshift hold?",
+        "## Kueue",
+    ] {
+        assert!(
+            page.contains(heading),
+            "docs/troubleshooting.md lacks {heading:?}"
+        );
+    }
+    assert!(page.contains("kueue.x-k8s.io/queue-name") && page.contains("`batch/v1` Job"));
+    // Where users look: the README and the examples link it.
+    for file in ["README.md", "examples/README.md"] {
+        assert!(
+            read(file).contains("troubleshooting.md"),
+            "{file} does not link the troubleshooting page"
+        );
+    }
+}
