@@ -66,13 +66,24 @@ install -m 0755 "$bin" "$root/carbonshift"
 # loader itself at the binary's interpreter path), each copied from its Debian package's file.
 libs="$(ldd "$bin" | awk '/=>/ { print $3 } /^\t\// { print $1 }' | sort -u)"
 [ -n "$libs" ] || die "ldd found no libraries in $bin (a static binary needs no libraries: drop this step)"
+# The Debian package holding a file, whichever of its names (merged /usr or not) dpkg knows.
+package_of() {
+    local path="$1" real candidate
+    real="$(readlink -f "$path")"
+    for candidate in "$path" "$real" "${real#/usr}" "/usr$path"; do
+        if owner="$(dpkg -S "$candidate" 2>/dev/null)"; then
+            printf '%s\n' "${owner%%:*}"
+            return 0
+        fi
+    done
+    return 1
+}
 packages=()
 for lib in $libs; do
     [ -e "$lib" ] || die "ldd names $lib, which does not exist"
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
-    owner="$(dpkg -S "$(readlink -f "$lib")" 2>/dev/null | head -n 1 | cut -d: -f1)" \
-        || die "$lib belongs to no Debian package"
+    owner="$(package_of "$lib")" || die "$lib belongs to no Debian package (dpkg -S)"
     packages+=("$owner")
 done
 ca=/etc/ssl/certs/ca-certificates.crt
