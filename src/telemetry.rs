@@ -1,6 +1,8 @@
 //! Logging set-up: `tracing` with an `RUST_LOG` filter (default `info`), as JSON for log pipelines
 //! or as text for people.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Log line format.
@@ -17,8 +19,10 @@ pub enum LogFormat {
 /// (tests, or a second call).
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: escape codes in a log file or pipeline are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder

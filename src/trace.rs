@@ -25,6 +25,24 @@ pub enum TraceError {
         "line 1: the header has only one column; expected a timestamp column and an intensity column"
     )]
     NoIntensityColumn,
+    /// `column` names the first column, which holds the timestamps.
+    #[error(
+        "line 1: column {name:?} is the timestamp column; name the intensity column instead (the header has {available})"
+    )]
+    TimestampColumn {
+        /// The requested column.
+        name: String,
+        /// The header's columns, comma-separated.
+        available: String,
+    },
+    /// The CSV itself is malformed (for example a quote that never closes).
+    #[error("line {line}: {detail}")]
+    Csv {
+        /// Line number.
+        line: usize,
+        /// What the CSV reader found.
+        detail: String,
+    },
     /// `column` names a column the header does not have.
     #[error("line 1: no column named {name:?}; the header has {available}")]
     MissingColumn {
@@ -88,10 +106,13 @@ pub enum TraceError {
 }
 
 /// Parses a CSV trace. `column` names the intensity column; by default the second.
+///
+/// Fields are read by the `csv` crate (RFC 4180: a quoted field may hold commas, quotes doubled
+/// inside it), so `"100,5"` is one field, not two.
 pub fn parse(text: &str, column: Option<&str>) -> Result<Vec<Point>, TraceError> {
-    let mut lines = csv_lines(text);
-    let (_, header) = lines.next().ok_or(TraceError::Empty)?;
-    let names: Vec<&str> = split(header).collect();
+    let mut rows = records(text)?.into_iter();
+    let (_, header) = rows.next().ok_or(TraceError::Empty)?;
+    let names: Vec<&str> = header.iter().collect();
     let index = match column {
         Some(name) => names
             .iter()
@@ -104,24 +125,29 @@ pub fn parse(text: &str, column: Option<&str>) -> Result<Vec<Point>, TraceError>
         None => 1,
     };
     if index == 0 {
-        return Err(TraceError::NoIntensityColumn);
+        return Err(match column {
+            Some(name) if names.len() >= 2 => TraceError::TimestampColumn {
+                name: name.to_string(),
+                available: names.join(","),
+            },
+            _ => TraceError::NoIntensityColumn,
+        });
     }
     let mut points: Vec<Point> = Vec::new();
-    for (line, row) in lines {
-        let fields: Vec<&str> = split(row).collect();
-        if fields.len() <= index {
+    for (line, row) in rows {
+        if row.len() <= index {
             return Err(TraceError::ShortRow {
                 line,
-                found: fields.len(),
+                found: row.len(),
                 needed: index + 1,
             });
         }
-        let stamp = fields[0];
+        let stamp = &row[0];
         let start = parse_timestamp(stamp).ok_or_else(|| TraceError::BadTimestamp {
             line,
             value: stamp.to_string(),
         })?;
-        let value = fields[index];
+        let value = &row[index];
         let intensity: f64 = value.parse().map_err(|_| TraceError::BadNumber {
             line,
             value: value.to_string(),
@@ -154,6 +180,58 @@ pub fn parse(text: &str, column: Option<&str>) -> Result<Vec<Point>, TraceError>
     Ok(points)
 }
 
+/// The header and data records of a CSV text with their 1-based line numbers, fields trimmed:
+/// a byte-order mark removed, blank lines and lines starting with `#` (after whitespace) skipped.
+fn records(text: &str) -> Result<Vec<(usize, csv::StringRecord)>, TraceError> {
+    // Comment and blank lines become empty lines, which the reader skips, so that its line
+    // numbers stay those of the file.
+    let cleaned: String = text
+        .trim_start_matches('\u{feff}')
+        .split_inclusive('\n')
+        .map(|line| {
+            let content = line.trim();
+            if content.is_empty() || content.starts_with('#') {
+                "\n"
+            } else {
+                line
+            }
+        })
+        .collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(cleaned.as_bytes());
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| TraceError::Csv {
+            line: e
+                .position()
+                .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX)),
+            detail: match e.kind() {
+                csv::ErrorKind::Utf8 { err, .. } => {
+                    format!("field {} is not UTF-8 text", err.field() + 1)
+                }
+                _ => e.to_string(),
+            },
+        })?;
+        let line = record
+            .position()
+            .map_or(0, |p| usize::try_from(p.line()).unwrap_or(usize::MAX));
+        rows.push((line, record));
+    }
+    Ok(rows)
+}
+
+/// The 1-based line of the first byte of `bytes` that is not UTF-8, or `None` when all of it is.
+pub fn first_non_utf8_line(bytes: &[u8]) -> Option<usize> {
+    let valid = match std::str::from_utf8(bytes) {
+        Ok(_) => return None,
+        Err(e) => e.valid_up_to(),
+    };
+    Some(bytes[..valid].iter().filter(|b| **b == b'\n').count() + 1)
+}
+
 /// The lines of a CSV text that carry a header or data, with their 1-based line numbers: a
 /// byte-order mark and surrounding whitespace removed, blank lines and `#` comments skipped.
 /// Shared with the job traces of [`crate::replay::scenario::parse_jobs`].
@@ -162,10 +240,6 @@ pub(crate) fn csv_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .enumerate()
         .map(|(i, l)| (i + 1, l.trim_start_matches('\u{feff}').trim()))
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
-}
-
-fn split(line: &str) -> impl Iterator<Item = &str> {
-    line.split(',').map(|f| f.trim().trim_matches('"').trim())
 }
 
 /// A trace compiled into the binary, so that a fresh install and the demo work without any account,
@@ -243,6 +317,45 @@ mod tests {
         assert_eq!(points[1].intensity, 15.5);
         let b = parse(csv, Some("B")).expect("valid");
         assert_eq!(b[1].intensity, 21.0);
+    }
+
+    #[test]
+    fn quoted_fields_keep_their_commas() {
+        // A quoted field is one field: "100,5" is not 100 (the hand-written splitter read it so).
+        let csv = "time,ci\n2023-01-01 00:00,\"100,5\"\n";
+        assert_eq!(
+            parse(csv, None),
+            Err(TraceError::BadNumber {
+                line: 2,
+                value: "100,5".into()
+            })
+        );
+        let csv = "\"time\",\"intensity, g/kWh\",\"note\"\n\"2023-01-01 00:00\",\"120\",\"a, b\"\n2023-01-01 00:30,130,\"say \"\"hi\"\"\"\n";
+        let points = parse(csv, Some("intensity, g/kWh")).expect("valid");
+        assert_eq!(
+            points.iter().map(|p| p.intensity).collect::<Vec<_>>(),
+            vec![120.0, 130.0]
+        );
+        assert_eq!(parse(csv, None).map(|p| p.len()), Ok(2));
+    }
+
+    #[test]
+    fn the_timestamp_column_is_not_an_intensity_column() {
+        let csv = "time,intensity\n2023-01-01 00:00,1\n";
+        let error = parse(csv, Some("time")).expect_err("the timestamp column");
+        assert_eq!(
+            error.to_string(),
+            "line 1: column \"time\" is the timestamp column; name the intensity column instead (the header has time,intensity)"
+        );
+    }
+
+    #[test]
+    fn the_first_non_utf8_byte_is_found_by_line() {
+        assert_eq!(first_non_utf8_line(b"time,ci\n2023,1\n"), None);
+        assert_eq!(
+            first_non_utf8_line(b"time,ci\n2023,1\n2023,\xff\n"),
+            Some(3)
+        );
     }
 
     #[test]

@@ -157,11 +157,22 @@ pub fn parse_power(text: &str) -> Result<f64, PowerError> {
 
 /// A clap value parser for duration flags (`--max-delay 12h`).
 pub fn duration_arg(text: &str) -> Result<TimeDelta, String> {
+    negative(text)?;
     parse_duration(text).map_err(|e| format!("{e}; expected {DURATION_FORM}"))
+}
+
+/// Durations are never negative; the flags take values starting with `-` (clap would otherwise
+/// read `-1h` as an unknown flag) so that this can say so.
+fn negative(text: &str) -> Result<(), String> {
+    if text.trim_start().starts_with('-') {
+        return Err(format!("{text:?} is negative; expected {DURATION_FORM}"));
+    }
+    Ok(())
 }
 
 /// A clap value parser for duration flags that may be zero (`--margin 0s`).
 pub fn duration_or_zero_arg(text: &str) -> Result<TimeDelta, String> {
+    negative(text)?;
     match parse_duration(text) {
         Err(DurationError::Zero) => Ok(TimeDelta::zero()),
         other => other.map_err(|e| format!("{e}; expected {DURATION_FORM}")),

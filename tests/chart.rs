@@ -150,7 +150,8 @@ struct Case {
     replicas: i32,
     /// cert-manager issues the certificate.
     cert_manager: bool,
-    /// ServiceMonitor, PrometheusRule, dashboard and NetworkPolicy are on.
+    /// ServiceMonitor, PrometheusRule and dashboard are on, and the NetworkPolicy (on in every
+    /// value set) lets only the monitoring namespace scrape metrics.
     monitoring: bool,
     /// Expected webhook failurePolicy.
     failure_policy: &'static str,
@@ -221,6 +222,13 @@ const MONITORING: Case = Case {
     ..DEFAULTS
 };
 
+/// The production starting point users copy (examples/helm/, not a test fixture).
+const PRODUCTION: Case = Case {
+    file: "examples/helm/values-production.yaml",
+    monitoring: true,
+    ..DEFAULTS
+};
+
 const OTHER_NAMESPACE: Case = Case {
     file: "other-namespace.yaml",
     release: "carbon",
@@ -244,6 +252,7 @@ const CASES: &[&Case] = &[
     &SINGLE_REPLICA,
     &MONITORING,
     &OTHER_NAMESPACE,
+    &PRODUCTION,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -280,6 +289,11 @@ fn other_namespace_and_watched_namespaces() {
 }
 
 #[test]
+fn the_production_example_values() {
+    check_case(&PRODUCTION);
+}
+
+#[test]
 fn every_value_set_is_checked() {
     let dir = repo().join("tests/fixtures/values");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
@@ -294,7 +308,11 @@ fn every_value_set_is_checked() {
         .filter(|name| name.ends_with(".yaml"))
         .collect();
     files.sort();
-    let mut known: Vec<String> = CASES.iter().map(|c| c.file.to_owned()).collect();
+    let mut known: Vec<String> = CASES
+        .iter()
+        .filter(|c| !c.file.starts_with("examples/"))
+        .map(|c| c.file.to_owned())
+        .collect();
     known.extend(INVALID.iter().map(|(file, _)| (*file).to_owned()));
     known.sort();
     assert_eq!(
@@ -522,7 +540,8 @@ fn check_case(case: &Case) {
     check_disruption_budget(case, &objects, &deployment);
     check_release_hook(case, &objects, &deployment);
     check_default_forecast(case, &objects);
-    check_monitoring(case, &objects, &deployment);
+    check_monitoring(case, &objects);
+    check_network_policy(case, &objects, &deployment);
 }
 
 /// The rendered objects of one value set.
@@ -1313,7 +1332,7 @@ fn check_webhook(case: &Case, r: &Rendered, deployment: &Deployment) {
     assert!(
         conditions.iter().any(|c| c
             .expression
-            .contains("'carbonshift.dev/deferrable' in object.metadata.annotations")),
+            .contains("object.metadata.annotations.exists(k, k.startsWith('carbonshift.dev/'))")),
         "only annotated Jobs are sent to the webhook"
     );
 
@@ -1536,18 +1555,12 @@ fn check_default_forecast(case: &Case, r: &Rendered) {
     );
 }
 
-fn check_monitoring(case: &Case, r: &Rendered, deployment: &Deployment) {
+fn check_monitoring(case: &Case, r: &Rendered) {
     let monitors = r.of_kind("ServiceMonitor");
     let rules = r.of_kind("PrometheusRule");
-    let policies: Vec<NetworkPolicy> = r.typed("NetworkPolicy");
     let config_maps: Vec<ConfigMap> = r.typed("ConfigMap");
     if !case.monitoring {
-        assert!(
-            monitors.is_empty()
-                && rules.is_empty()
-                && policies.is_empty()
-                && config_maps.is_empty()
-        );
+        assert!(monitors.is_empty() && rules.is_empty() && config_maps.is_empty());
         return;
     }
 
@@ -1633,10 +1646,14 @@ fn check_monitoring(case: &Case, r: &Rendered, deployment: &Deployment) {
     )
     .expect("dashboard.json");
     assert_eq!(parsed, on_disk);
+}
 
-    // NetworkPolicy: covers operator and hook pods; the webhook stays reachable from the API
-    // server; metrics only from the monitoring namespace; DNS and HTTPS egress.
-    assert_eq!(policies.len(), 1);
+/// NetworkPolicy (on by default): covers operator and hook pods; the webhook stays reachable from
+/// the API server; metrics only from the monitoring namespace when monitoring is set up; DNS,
+/// HTTPS and API-server egress.
+fn check_network_policy(case: &Case, r: &Rendered, deployment: &Deployment) {
+    let policies: Vec<NetworkPolicy> = r.typed("NetworkPolicy");
+    assert_eq!(policies.len(), 1, "{}: one NetworkPolicy", case.file);
     let spec = policies[0].spec.clone().expect("NetworkPolicy spec");
     let selector = spec
         .pod_selector
@@ -1677,9 +1694,10 @@ fn check_monitoring(case: &Case, r: &Rendered, deployment: &Deployment) {
         rule_for("webhook").from.is_none(),
         "the API server must reach the webhook"
     );
-    assert!(
+    assert_eq!(
         rule_for("metrics").from.is_some(),
-        "metrics are restricted to the monitoring namespace"
+        case.monitoring,
+        "metrics are restricted to the monitoring namespace where monitoring is set up"
     );
     let egress_ports: BTreeSet<i32> = spec
         .egress
@@ -1708,6 +1726,9 @@ fn chart_dir() -> PathBuf {
 }
 
 fn fixture(file: &str) -> PathBuf {
+    if file.starts_with("examples/") {
+        return repo().join(file);
+    }
     repo().join("tests/fixtures/values").join(file)
 }
 
@@ -1992,6 +2013,9 @@ fn upgrade_keeps_the_generated_certificate_and_renews_it_before_expiry() {
 }
 
 /// Renders against the fake API server and returns the TLS Secret and the webhook's caBundle.
+/// The port of the fake cluster's `kubernetes` EndpointSlice (the API server's own port).
+const FAKE_API_SERVER_PORT: i32 = 8443;
+
 fn upgrade_render(
     helm: &Path,
     case: &Case,
@@ -2016,6 +2040,20 @@ fn upgrade_render(
         output.stderr
     );
     let rendered = Rendered::parse(&output.stdout, case);
+    // The API server's endpoint port, looked up on install and upgrade, is open for egress.
+    let policy: NetworkPolicy = rendered.one("NetworkPolicy");
+    let ports: Vec<IntOrString> = policy
+        .spec
+        .and_then(|s| s.egress)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|rule| rule.ports.clone().unwrap_or_default())
+        .filter_map(|p| p.port)
+        .collect();
+    assert!(
+        ports.contains(&IntOrString::Int(FAKE_API_SERVER_PORT)),
+        "the API server's endpoint port {FAKE_API_SERVER_PORT} is not open for egress: {ports:?}"
+    );
     let secret = rendered
         .typed::<Secret>("Secret")
         .into_iter()
@@ -2123,6 +2161,14 @@ fn serve_fake_api(
         None
     } else if path == secret_path {
         Some(secret.lock().expect("secret lock").clone())
+    } else if path == "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes" {
+        // The API server's endpoint on a non-standard port, which the NetworkPolicy must allow.
+        Some(
+            serde_json::json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "kubernetes", "namespace": "default"}, "addressType": "IPv4",
+            "endpoints": [{"addresses": ["10.0.0.1"]}],
+            "ports": [{"name": "https", "port": FAKE_API_SERVER_PORT, "protocol": "TCP"}]}),
+        )
     } else {
         fake_discovery(path)
     };
@@ -2156,6 +2202,16 @@ fn fake_discovery(path: &str) -> Option<Value> {
     const GROUPS: &[(&str, &str, Resources)] = &[
         ("apps", "v1", &[("deployments", "Deployment", true)]),
         ("batch", "v1", &[("jobs", "Job", true)]),
+        (
+            "discovery.k8s.io",
+            "v1",
+            &[("endpointslices", "EndpointSlice", true)],
+        ),
+        (
+            "networking.k8s.io",
+            "v1",
+            &[("networkpolicies", "NetworkPolicy", true)],
+        ),
         (
             "policy",
             "v1",

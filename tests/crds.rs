@@ -248,6 +248,8 @@ fn carbon_workload_reads_back() {
         owned(&[
             ("Job", "string", ".spec.jobRef.name"),
             ("Phase", "string", ".status.phase"),
+            // Why it is in that phase (NoForecast, DeadlineRelease, ...), visible at a glance.
+            ("Reason", "string", ".status.reason"),
             ("Planned Start", "string", ".status.plannedStart"),
             ("Deadline", "string", ".status.deadline"),
             ("Expected g/kWh", "number", ".status.expectedIntensity"),

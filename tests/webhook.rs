@@ -198,6 +198,7 @@ fn state(metrics: &Metrics, readiness: &Readiness) -> WebhookState {
         clock: Arc::new(ManualClock::new(now())),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        forecasts: Arc::new(carbonshift::webhook::UnknownForecasts),
     }
 }
 
@@ -299,7 +300,8 @@ fn job(annotations: &[(&str, &str)]) -> Value {
                 "metadata": {"creationTimestamp": null},
                 "spec": {
                     "restartPolicy": "Never",
-                    "containers": [{"name": "train", "image": "ghcr.io/example/train:1"}]
+                    "containers": [{"name": "train", "image": "ghcr.io/example/train:1",
+                                    "resources": {"requests": {"cpu": "4"}}}]
                 }
             }
         }

@@ -28,6 +28,7 @@ use crate::units::format_duration;
     doc = "carbonshift's record of one deferrable Job: its constraints, its plan and what happened.",
     printcolumn = r#"{"name": "Job", "type": "string", "jsonPath": ".spec.jobRef.name"}"#,
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.reason"}"#,
     printcolumn = r#"{"name": "Planned Start", "type": "string", "jsonPath": ".status.plannedStart"}"#,
     printcolumn = r#"{"name": "Deadline", "type": "string", "jsonPath": ".status.deadline"}"#,
     printcolumn = r#"{"name": "Expected g/kWh", "type": "number", "jsonPath": ".status.expectedIntensity"}"#,

@@ -8,8 +8,9 @@ use crate::api::crd;
 /// Arguments of `carbonshift crds`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Write one file per CRD into this directory (for example `crds/`) instead of printing a
-    /// multi-document YAML stream.
+    /// Write one file per CRD into this directory (for example `crds/`; created if missing)
+    /// instead of printing a multi-document YAML stream. A directory that cannot be created or
+    /// written exits with code 2.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -27,10 +28,19 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
         Some(dir) => {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                return super::usage_error(format!(
+                    "--dir {}: cannot create the directory: {e}",
+                    dir.display()
+                ));
+            }
             for (file, yaml) in rendered {
                 let path = dir.join(file);
                 if let Err(e) = std::fs::write(&path, yaml) {
-                    return super::failure(format!("cannot write {}: {e}", path.display()));
+                    return super::usage_error(format!(
+                        "--dir: cannot write {}: {e}",
+                        path.display()
+                    ));
                 }
                 println!("wrote {}", path.display());
             }

@@ -117,7 +117,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
     /// Longest time for one request (units s, m, h, d).
-    #[arg(long, default_value = "10s", value_parser = duration_arg, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", allow_hyphen_values = true, value_parser = duration_arg, value_name = "DURATION")]
     pub timeout: TimeDelta,
     /// Retries after a 429, 5xx, timeout or connection failure (exponential backoff with jitter,
     /// `Retry-After` honoured up to 2 minutes).

@@ -96,6 +96,14 @@ pub enum TraceLoadError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not UTF-8 text.
+    #[error("{path}: line {line} is not UTF-8 text; save the file as UTF-8")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// The line holding the first byte that is not UTF-8.
+        line: usize,
+    },
     /// The trace is malformed.
     #[error("{name}: {error}")]
     Trace {
@@ -117,9 +125,13 @@ pub fn load_trace(
 ) -> Result<(String, Vec<Point>), TraceLoadError> {
     let (name, parsed) = match source {
         TraceSource::File(path) => {
-            let text = std::fs::read_to_string(path).map_err(|source| TraceLoadError::Read {
+            let bytes = std::fs::read(path).map_err(|source| TraceLoadError::Read {
                 path: path.to_path_buf(),
                 source,
+            })?;
+            let text = String::from_utf8(bytes).map_err(|e| TraceLoadError::NotUtf8 {
+                path: path.to_path_buf(),
+                line: trace::first_non_utf8_line(e.as_bytes()).unwrap_or(1),
             })?;
             (path.display().to_string(), trace::parse(&text, column))
         }
@@ -139,14 +151,34 @@ pub fn load_trace(
 /// `carbonshift/<version> (<component>)` in every request's User-Agent, so that the API server's
 /// audit log and metrics tell carbonshift's requests apart.
 pub async fn kube_client(component: &str) -> Result<kube::Client, kube::Error> {
+    kube_client_to(component).await.map(|(client, _)| client)
+}
+
+/// [`kube_client`], and where it talks to, for messages: the API server's URL and the kubeconfig
+/// context it came from (or `in-cluster`), such as `https://10.0.0.1:443 (kubeconfig context
+/// prod-eu)`.
+pub async fn kube_client_to(component: &str) -> Result<(kube::Client, String), kube::Error> {
     let mut config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
+    let target = describe_target(&config.cluster_url.to_string());
     let agent = format!("carbonshift/{} ({component})", env!("CARGO_PKG_VERSION"));
     if let Ok(value) = http::HeaderValue::from_str(&agent) {
         config.headers.push((http::header::USER_AGENT, value));
     }
-    kube::Client::try_from(config)
+    kube::Client::try_from(config).map(|client| (client, target))
+}
+
+/// `URL (kubeconfig context NAME)`, or `URL (in-cluster)` without a kubeconfig.
+fn describe_target(url: &str) -> String {
+    let context = kube::config::Kubeconfig::read()
+        .ok()
+        .and_then(|k| k.current_context)
+        .map_or_else(
+            || "in-cluster".to_string(),
+            |name| format!("kubeconfig context {name}"),
+        );
+    format!("{} ({context})", url.trim_end_matches('/'))
 }
 
 /// Prints `error: MESSAGE` on stderr and returns exit code 1: the command failed.
@@ -201,6 +233,17 @@ mod tests {
         assert_eq!(
             message(TraceSource::File(Path::new("/nonexistent/trace.csv"))),
             "cannot read /nonexistent/trace.csv: No such file or directory (os error 2)"
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let latin1 = dir.path().join("latin1.csv");
+        std::fs::write(&latin1, b"time,ci\n2023-01-01 00:00,1 # caf\xe9\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            message(TraceSource::File(&latin1)),
+            format!(
+                "{}: line 2 is not UTF-8 text; save the file as UTF-8",
+                latin1.display()
+            )
         );
         assert_eq!(
             message(TraceSource::Builtin("mars")),

@@ -13,6 +13,7 @@ use clap::ArgGroup;
 use serde::Serialize;
 use thiserror::Error;
 
+use crate::api::annotations::MAX_DURATION;
 use crate::planner::{
     self, Constraints, EnergyError, Estimate, Forecast, ForecastError, NoPlan, Plan, Power,
 };
@@ -29,8 +30,22 @@ pub enum Output {
     Json,
 }
 
+/// Examples shown by `carbonshift plan --help`.
+const EXAMPLES: &str = "Examples:
+  # A 3-hour job submitted at 19:00 that may wait up to 12 hours, on a committed UK forecast:
+  carbonshift plan --trace data/traces/uk_carbonintensity_forecast_48h_2023-05-04_cats.csv \\
+    --column intensity --at 2023-05-04T19:00Z --duration 3h --max-delay 12h --power 1.4kW --pue 1.2
+
+  # Must finish by a deadline, may run in pieces, on a built-in trace, as JSON:
+  carbonshift plan --builtin de-2020 --at 2020-06-01T18:00Z --duration 4h \\
+    --deadline 2020-06-02T12:00Z --interruptible --output json
+
+Exit codes: 0 with a plan, 1 without one (the deadline has passed, or the trace has no data where the
+job may run), 2 on bad arguments or a malformed trace.";
+
 /// Arguments of `carbonshift plan`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 #[command(group(ArgGroup::new("source").required(true).args(["trace", "builtin"])))]
 #[command(group(ArgGroup::new("limit").required(true).multiple(true).args(["max_delay", "deadline"])))]
 pub struct Args {
@@ -48,10 +63,10 @@ pub struct Args {
     #[arg(long, value_name = "TIME", value_parser = timestamp_arg)]
     pub at: DateTime<Utc>,
     /// Run time the job needs, e.g. 3h or 2h30m.
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_arg)]
     pub duration: TimeDelta,
     /// Longest the start may be delayed after --at, e.g. 12h.
-    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_or_zero_arg)]
     pub max_delay: Option<TimeDelta>,
     /// When the job must have finished. With --max-delay too, the earlier limit applies.
     #[arg(long, value_name = "TIME", value_parser = timestamp_arg)]
@@ -60,13 +75,13 @@ pub struct Args {
     #[arg(long)]
     pub interruptible: bool,
     /// Shortest run between pauses of an interruptible job.
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg, requires = "interruptible")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_arg, requires = "interruptible")]
     pub min_chunk: Option<TimeDelta>,
     /// Extra run time each resume of an interruptible job costs.
-    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg, requires = "interruptible")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_or_zero_arg, requires = "interruptible")]
     pub resume_overhead: Option<TimeDelta>,
     /// Safety margin: start at least this long before the latest start.
-    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_or_zero_arg)]
     pub margin: Option<TimeDelta>,
     /// The job's power draw (e.g. 1400W or 1.4kW), for energy and emissions estimates.
     #[arg(long, value_name = "POWER", value_parser = power_arg)]
@@ -99,6 +114,13 @@ pub enum PlanError {
     /// Invalid --power or --pue.
     #[error("{0}")]
     Power(#[from] EnergyError),
+    /// --duration is longer than any Job may ask for (the limit of `carbonshift.dev/duration`).
+    #[error(
+        "--duration {given} is longer than {limit}, the longest run time carbonshift plans (as for carbonshift.dev/duration)",
+        given = format_duration(*.0),
+        limit = format_duration(MAX_DURATION)
+    )]
+    DurationTooLong(TimeDelta),
     /// The output could not be written or serialised.
     #[error("cannot write the output: {0}")]
     Output(String),
@@ -111,6 +133,9 @@ pub fn run(args: Args) -> ExitCode {
 
 /// The whole command, writing to `out`; returns the exit code for a plan (0) or no plan (1).
 pub fn execute(args: &Args, out: &mut impl Write) -> Result<ExitCode, PlanError> {
+    if args.duration > MAX_DURATION {
+        return Err(PlanError::DurationTooLong(args.duration));
+    }
     let power = args
         .power
         .map(|watts| Power::new(watts, args.pue))
@@ -129,6 +154,9 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<ExitCode, PlanError>
     match planner::plan(&forecast, &constraints, args.at) {
         Ok(plan) => {
             let estimate = power.map(|p| Estimate::for_plan(&p, &plan, args.duration));
+            if plan.coverage < 1.0 {
+                eprintln!("{}", coverage_warning(&plan));
+            }
             let release_by = constraints.release_by().unwrap_or(plan.latest_start);
             match args.output {
                 Output::Json => {
@@ -161,6 +189,26 @@ pub fn execute(args: &Args, out: &mut impl Write) -> Result<ExitCode, PlanError>
             }
             Ok(ExitCode::from(1))
         }
+    }
+}
+
+/// The warning for a plan partly over time the trace does not cover.
+fn coverage_warning(plan: &Plan) -> String {
+    format!(
+        "warning: the trace covers only {} of the planned run time; the rest is valued at the trace's mean intensity, so the intensity, saving and emissions are estimates (a longer trace, or a shorter --duration, gives a plan on data)",
+        percent_floor(plan.coverage)
+    )
+}
+
+/// A fraction as a percentage that never rounds a partial coverage up to 100 % or down to 0 %.
+fn percent_floor(fraction: f64) -> String {
+    let percent = fraction * 100.0;
+    if percent > 0.0 && percent < 0.1 {
+        "less than 0.1 %".to_string()
+    } else if fraction < 1.0 && percent > 99.9 {
+        "more than 99.9 % (not all)".to_string()
+    } else {
+        format!("{percent:.1} %")
     }
 }
 
@@ -253,7 +301,17 @@ fn table(
         plan.savings_percent()
             .map_or("unknown".to_string(), |s| format!("{s:.1} %")),
     ));
-    rows.push(("Coverage", percent(plan.coverage)));
+    rows.push((
+        "Coverage",
+        if plan.coverage >= 1.0 {
+            percent(plan.coverage)
+        } else {
+            format!(
+                "{} (partial: see the warning)",
+                percent_floor(plan.coverage)
+            )
+        },
+    ));
     rows.push(("Reason", plan.reason.describe().to_string()));
     if let Some(e) = estimate {
         rows.push(("Energy", format!("{:.2} kWh", e.energy_kwh)));
@@ -388,7 +446,7 @@ mod tests {
              Expected intensity: 12.3 gCO2eq/kWh\n\
              Run-now intensity:  unknown\n\
              Saving:             unknown\n\
-             Coverage:           50.0 %\n\
+             Coverage:           50.0 % (partial: see the warning)\n\
              Reason:             forecast does not cover the whole job; unknown part valued at the forecast mean\n"
         );
     }

@@ -121,7 +121,7 @@ pub fn run(args: Args) -> ExitCode {
     runtime.block_on(async move {
         // kube's rustls client needs a process-wide crypto provider.
         crate::forecast::install_crypto_provider();
-        let client = match super::kube_client("release").await {
+        let (client, server) = match super::kube_client_to("release").await {
             Ok(client) => client,
             Err(e) => {
                 return failure(format!(
@@ -137,7 +137,7 @@ pub fn run(args: Args) -> ExitCode {
         match release_jobs(client, &target, args.dry_run, now, &mut out).await {
             Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
             Ok(_) => ExitCode::FAILURE,
-            Err(e) => failure(e),
+            Err(e) => failure(format!("{e} (API server {server})")),
         }
     })
 }

@@ -47,8 +47,26 @@ pub enum ScenarioKind {
     Jobs,
 }
 
+/// Examples shown by `carbonshift replay --help`.
+const EXAMPLES: &str = "Examples:
+  # A year of German grid data, one nightly job that may move 8 hours either way, with a chart:
+  carbonshift replay --builtin de-2020 --scenario nightly --window 8h --plot replay.svg
+
+  # 3,387 ML training jobs due the next workday, on Great Britain's 2020, with 5 % forecast error:
+  carbonshift replay --builtin gb-2020 --scenario ml --deadline next-workday --forecast-error 0.05 --seeds 10
+
+  # Your own job trace (arrival_time and length in seconds) on your own intensity trace, as JSON:
+  carbonshift replay --trace site.csv --column intensity --jobs jobs.csv --slack 12h --output json
+
+  # The comparison with the paper (Wiesner et al., Middleware 2021), as Markdown:
+  carbonshift replay --results docs/results.md
+
+Exit codes: 0, 1 if any job missed its deadline (a bug), 2 on bad arguments or input (checked, output
+files included, before any work starts).";
+
 /// Arguments of `carbonshift replay`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
 #[command(group(ArgGroup::new("source").args(["trace", "builtin"])))]
 pub struct Args {
     /// CSV carbon-intensity trace (timestamp in the first column, gCO2eq/kWh in the second or in
@@ -65,7 +83,7 @@ pub struct Args {
     #[arg(long, value_enum)]
     pub scenario: Option<ScenarioKind>,
     /// nightly: how far the 01:00 job may move either way [default: 8h].
-    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_or_zero_arg)]
     pub window: Option<TimeDelta>,
     /// nightly, ml: the calendar year (default: the first one the trace fully covers).
     #[arg(long, value_name = "YEAR")]
@@ -81,7 +99,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub jobs: Option<PathBuf>,
     /// jobs: how long a job may wait after arriving [default: 24h].
-    #[arg(long, value_name = "DURATION", value_parser = duration_or_zero_arg)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_or_zero_arg)]
     pub slack: Option<TimeDelta>,
     /// jobs: when arrival 0 is (default: the trace's first timestamp).
     #[arg(long, value_name = "TIME", value_parser = timestamp_arg)]
@@ -98,7 +116,7 @@ pub struct Args {
     #[arg(long, value_name = "G_PER_KWH")]
     pub threshold: Option<f64>,
     /// carbonshiftReplan: re-plan at this interval, as new forecasts arrive.
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "30m")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_arg, default_value = "30m")]
     pub replan: TimeDelta,
     /// Forecast error: Gaussian noise with σ = this fraction of the trace mean (0.05 = 5 %).
     #[arg(long, value_name = "FRACTION", default_value_t = 0.0)]
@@ -111,13 +129,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = ErrorModel::Constant)]
     pub error_model: ErrorModel,
     /// How far ahead the scheduler sees (default: unlimited).
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_arg)]
     pub horizon: Option<TimeDelta>,
     /// Cap on concurrent jobs for the carbonshift policies (overflow only to keep a deadline).
     #[arg(long, value_name = "N")]
     pub capacity: Option<u32>,
     /// Slot length of the capacity ledger.
-    #[arg(long, value_name = "DURATION", value_parser = duration_arg, default_value = "30m")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = duration_arg, default_value = "30m")]
     pub capacity_slot: TimeDelta,
     /// IT power per running job, e.g. 1kW or 700W.
     #[arg(long, value_name = "POWER", value_parser = power_arg, default_value = "1kW")]
@@ -213,10 +231,32 @@ pub enum ReplayCliError {
     /// The output could not be serialised or written.
     #[error("cannot write the output: {0}")]
     Output(String),
+    /// The chart would show no part of the trace.
+    #[error(
+        "--plot-from {from} with --plot-days {days} shows nothing of the trace {name}, which covers {trace_from} to {trace_to}"
+    )]
+    PlotOutsideTrace {
+        /// --plot-from.
+        from: DateTime<Utc>,
+        /// --plot-days.
+        days: u32,
+        /// The trace's name.
+        name: String,
+        /// The trace's first instant.
+        trace_from: DateTime<Utc>,
+        /// The trace's end.
+        trace_to: DateTime<Utc>,
+    },
 }
 
 /// Runs the replay and prints the result.
 pub fn run(args: Args) -> ExitCode {
+    // Output files are checked before the work: a long replay must not end in "cannot write".
+    for path in args.results.iter().chain(&args.plot) {
+        if let Err(e) = check_writable(path) {
+            return super::usage_error(e);
+        }
+    }
     let mut progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
     let result = match &args.results {
         Some(path) => write_results(&args, path, &mut progress),
@@ -412,6 +452,9 @@ pub fn execute(
     };
     let (name, points) = load_trace(source, args.column.as_deref())?;
     let replay = Replay::prepare(&name, points, &spec, options)?;
+    if args.plot.is_some() {
+        plot_range(&replay, args)?;
+    }
     progress.start("replaying", replay.work());
     let outcome = replay.run(&mut |n| progress.advance(n))?;
     progress.clear();
@@ -438,12 +481,11 @@ pub fn execute(
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_plot(
+/// The chart's `[from, to)`; an error when it shows no part of the trace.
+fn plot_range(
     replay: &Replay,
-    outcome: &Outcome,
     args: &Args,
-    path: &Path,
-) -> Result<(), ReplayCliError> {
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ReplayCliError> {
     let first = replay
         .jobs()
         .iter()
@@ -456,6 +498,48 @@ fn write_plot(
     let to = from
         .checked_add_signed(TimeDelta::days(i64::from(args.plot_days)))
         .unwrap_or(from);
+    if to <= replay.trace.from || from >= replay.trace.to {
+        return Err(ReplayCliError::PlotOutsideTrace {
+            from,
+            days: args.plot_days,
+            name: replay.trace.name.clone(),
+            trace_from: replay.trace.from,
+            trace_to: replay.trace.to,
+        });
+    }
+    Ok((from, to))
+}
+
+/// Fails now, with the reason, if `path` cannot be written later: its directory is created and
+/// the file opened for writing without changing it (a file that did not exist is removed again).
+pub fn check_writable(path: &Path) -> Result<(), ReplayCliError> {
+    let write = |source| ReplayCliError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(write)?;
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(write)?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
+fn write_plot(
+    replay: &Replay,
+    outcome: &Outcome,
+    args: &Args,
+    path: &Path,
+) -> Result<(), ReplayCliError> {
+    let (from, to) = plot_range(replay, args)?;
     let report = &outcome.report;
     let label = if report.policies.carbonshift.is_some() {
         "carbonshift"

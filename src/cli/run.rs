@@ -16,6 +16,7 @@
 use std::future::Future;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
@@ -84,12 +85,13 @@ async fn shutdown_signal() {
 /// Runs everything until `signal` completes or a component fails; returns why it failed.
 pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Result<(), String> {
     forecast::install_crypto_provider();
-    let client = super::kube_client("operator").await.map_err(|e| {
+    let (client, server) = super::kube_client_to("operator").await.map_err(|e| {
         format!(
             "cannot find a Kubernetes cluster (set KUBECONFIG, or use ~/.kube/config, or run in a pod): {}",
             one_line(&e.to_string())
         )
     })?;
+    tracing::info!(%server, "talking to the Kubernetes API server");
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let metrics = Metrics::new();
     let readiness = Readiness::new("starting");
@@ -132,6 +134,10 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
                     clock: clock.clone(),
                     metrics: metrics.clone(),
                     readiness: readiness.clone(),
+                    forecasts: Arc::new(webhook::WatchedForecasts::spawn(
+                        client.clone(),
+                        settings.operator.forecast_selector.label_selector(),
+                    )),
                 },
                 stop.clone().cancelled_owned(),
             )))
@@ -144,6 +150,15 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
             None
         }
     };
+
+    // /readyz answers 503 while the API server does not: this replica can then neither see Jobs
+    // nor release them, and says which server it cannot reach.
+    tokio::spawn(probe_api_server(
+        client.clone(),
+        server,
+        readiness.clone(),
+        stop.clone(),
+    ));
 
     let election = match &settings.election {
         Some(params) => Election::lease(client.clone(), params.clone()),
@@ -237,6 +252,54 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
     match failure {
         None => Ok(()),
         Some(reason) => Err(reason),
+    }
+}
+
+/// How often every replica checks that the API server answers.
+const API_PROBE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long one check may take.
+const API_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Asks the API server for its version every [`API_PROBE_INTERVAL`] until `stop`, and keeps
+/// `readiness` told whether it answers; logs each change once.
+async fn probe_api_server(
+    client: kube::Client,
+    server: String,
+    readiness: Readiness,
+    stop: CancellationToken,
+) {
+    let mut reachable = true;
+    loop {
+        let answer = tokio::time::timeout(API_PROBE_TIMEOUT, client.apiserver_version()).await;
+        let problem = match answer {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(one_line(&e.to_string())),
+            Err(_) => Some(format!(
+                "no answer within {} s",
+                API_PROBE_TIMEOUT.as_secs()
+            )),
+        };
+        match problem {
+            None => {
+                if !reachable {
+                    tracing::info!(%server, "the API server answers again");
+                }
+                readiness.set_api_reachable();
+                reachable = true;
+            }
+            Some(problem) => {
+                let reason = format!("the API server {server} is unreachable: {problem}");
+                if reachable {
+                    tracing::warn!(%server, error = %problem, "the API server is unreachable; /readyz answers 503 until it answers");
+                }
+                readiness.set_api_unreachable(reason);
+                reachable = false;
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(API_PROBE_INTERVAL) => {}
+        }
     }
 }
 

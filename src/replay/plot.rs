@@ -46,6 +46,40 @@ const LANE2: f64 = 420.0;
 /// Most jobs in view for which runs are shaded on the curve and linked across the lanes.
 pub const DETAIL_JOBS: usize = 40;
 
+/// Longest span drawn with one rectangle per run; beyond it (a year, say) runs would be thinner
+/// than a pixel and the lane a barcode, so each lane shows how many jobs run per time bin instead.
+pub const MAX_RUN_DETAIL: TimeDelta = TimeDelta::days(31);
+
+/// Bins of an aggregated lane.
+const BINS: i64 = 240;
+
+/// Mean number of running jobs in each of `BINS` equal bins of `[from, to)`: `(start, end, mean)`.
+fn binned(runs: &Runs, from: i64, to: i64) -> Vec<(i64, i64, f64)> {
+    let width = ((to - from) / BINS).max(1);
+    let mut busy = vec![0i64; usize::try_from((to - from + width - 1) / width).unwrap_or(0)];
+    for &(a, b) in runs.iter().flatten().flatten() {
+        let (a, b) = (a.max(from), b.min(to));
+        let mut t = a;
+        while t < b {
+            let index = (t - from) / width;
+            let bin_end = from + (index + 1) * width;
+            let end = b.min(bin_end);
+            if let Some(slot) = usize::try_from(index).ok().and_then(|i| busy.get_mut(i)) {
+                *slot += end - t;
+            }
+            t = end;
+        }
+    }
+    busy.iter()
+        .enumerate()
+        .map(|(i, &ms)| {
+            let start = from + i64::try_from(i).unwrap_or(0) * width;
+            let end = (start + width).min(to);
+            (start, end, ms as f64 / (end - start).max(1) as f64)
+        })
+        .collect()
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -271,6 +305,29 @@ pub fn render(chart: &Chart<'_>) -> String {
             top + LANE_H / 2.0 + 4.0,
             escape(label)
         );
+        if to - from > MAX_RUN_DETAIL.num_milliseconds() {
+            let bins = binned(runs, from, to);
+            let peak = bins.iter().map(|b| b.2).fold(0.0, f64::max);
+            for (a, b, mean) in bins.into_iter().filter(|b| b.2 > 0.0) {
+                let h = (mean / peak * LANE_H).max(0.8);
+                let _ = writeln!(
+                    svg,
+                    r#"<rect class="{class} binned" x="{:.2}" y="{:.2}" width="{:.2}" height="{h:.2}" fill="{color}"><title>{} – {}: {mean:.2} job(s) running on average</title></rect>"#,
+                    x(a),
+                    top + LANE_H - h,
+                    (x(b) - x(a)).max(0.8),
+                    at(a).format("%Y-%m-%d %H:%M"),
+                    at(b).format("%Y-%m-%d %H:%M")
+                );
+            }
+            let _ = writeln!(
+                svg,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="10" fill="#555555">bar height: jobs running (peak {peak:.1})</text>"##,
+                W - RIGHT - 4.0,
+                top + 11.0
+            );
+            return;
+        }
         let (placed, n) = rows(runs, from, to);
         let row_h = LANE_H / n.max(1) as f64;
         for (row, a, b) in placed {
@@ -342,6 +399,59 @@ mod tests {
             placed,
             vec![(0, 0, 10), (1, 5, 15), (0, 10, 20), (0, 30, 35)]
         );
+    }
+
+    #[test]
+    fn a_year_of_runs_is_binned_not_a_barcode() {
+        let day = TimeDelta::days(1).num_milliseconds();
+        let hour = TimeDelta::hours(1).num_milliseconds();
+        // One 1-hour run a day for a year, and two at once on the first day.
+        let mut runs: Runs = (0..366)
+            .map(|d| Some(vec![(d * day, d * day + hour)]))
+            .collect();
+        runs.push(Some(vec![(0, hour)]));
+        let bins = binned(&runs, 0, 366 * day);
+        assert!(bins.len() <= BINS as usize + 1, "{} bins", bins.len());
+        let width = bins[0].1 - bins[0].0;
+        // The first bin holds three hours of running jobs (two on day 0, one on day 1).
+        assert!((bins[0].2 - 3.0 * hour as f64 / width as f64).abs() < 1e-9);
+        let total: f64 = bins.iter().map(|b| b.2 * (b.1 - b.0) as f64).sum();
+        assert!(
+            (total - 367.0 * hour as f64).abs() < 1.0,
+            "job time kept: {total}"
+        );
+
+        let points = (0..=366)
+            .map(|d| crate::planner::Point {
+                start: at(d * day),
+                intensity: 100.0 + (d % 7) as f64,
+            })
+            .collect();
+        let forecast = crate::planner::Forecast::new(points).expect("a daily series");
+        let series = Series::from_forecast(&forecast);
+        let chart = Chart {
+            series: &series,
+            from: at(0),
+            to: at(366 * day),
+            title: "a year".into(),
+            subtitle: String::new(),
+            run_now: &runs,
+            planned: None,
+        };
+        let svg = render(&chart);
+        let lane_rects = svg.matches(r#"class="runnow"#).count();
+        assert!(
+            lane_rects <= BINS as usize + 1 && svg.contains(r#"class="runnow binned""#),
+            "{lane_rects} run rectangles over a year"
+        );
+        // A week keeps one rectangle per run.
+        let week = Chart {
+            to: at(7 * day),
+            ..chart.clone()
+        };
+        let svg = render(&week);
+        assert!(!svg.contains("binned"));
+        assert_eq!(svg.matches(r#"class="runnow""#).count(), 8);
     }
 
     #[test]

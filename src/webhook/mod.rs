@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 
-pub use mutate::{Outcome, Untouched, mutate};
+pub use mutate::{ForecastCatalog, Outcome, UnknownForecasts, Untouched, mutate, mutate_with};
 pub use tls::{CertReloader, Reload, TlsConfigPaths};
 
 /// The path the API server posts `AdmissionReview`s to (fixed in the chart).
@@ -146,6 +146,67 @@ pub struct WebhookState {
     pub metrics: Metrics,
     /// Set once the certificate is loaded; cleared at shutdown.
     pub readiness: Readiness,
+    /// Which CarbonForecasts exist, for the warning about a Job naming one that does not.
+    pub forecasts: Arc<dyn ForecastCatalog + Send + Sync>,
+}
+
+/// The CarbonForecasts this operator uses (its `--forecast-selector`), from a watch cache that
+/// every replica keeps for the webhook. Unknown (no warning) until the first list has arrived.
+#[derive(Clone)]
+pub struct WatchedForecasts {
+    store: kube::runtime::reflector::Store<crate::api::CarbonForecast>,
+    /// Set once the first list is in the store.
+    ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WatchedForecasts {
+    /// Starts the watch (`label_selector`: the operator's `--forecast-selector`, if any) on the
+    /// runtime; it ends with the runtime. Watch errors are logged and retried with backoff.
+    pub fn spawn(client: kube::Client, label_selector: Option<String>) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        let api = kube::Api::<crate::api::CarbonForecast>::all(client);
+        let mut config = watcher::Config::default();
+        if let Some(selector) = label_selector {
+            config = config.labels(&selector);
+        }
+        let (store, writer) = reflector::store();
+        let stream = reflector(writer, watcher(api, config))
+            .default_backoff()
+            .touched_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                if let Err(e) = item {
+                    tracing::warn!(error = %e, "watching CarbonForecasts for the webhook; retrying");
+                }
+            }
+        });
+        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let (store, ready) = (store.clone(), ready.clone());
+            tokio::spawn(async move {
+                if store.wait_until_ready().await.is_ok() {
+                    ready.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+        Self { store, ready }
+    }
+}
+
+impl ForecastCatalog for WatchedForecasts {
+    fn knows(&self, name: &str) -> Option<bool> {
+        // Before the first list the store is empty, which says nothing.
+        if !self.ready.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        Some(
+            self.store
+                .get(&kube::runtime::reflector::ObjectRef::new(name))
+                .is_some(),
+        )
+    }
 }
 
 impl std::fmt::Debug for WebhookState {
@@ -175,20 +236,34 @@ async fn admit(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response 
         Err(_) => return bad_review(&state, "AdmissionReview without a request".to_string()),
     };
 
-    let (response, outcome) = mutate(&request, &state.defaults, state.clock.now());
+    let (response, outcome) = mutate_with(
+        &request,
+        &state.defaults,
+        state.forecasts.as_ref(),
+        state.clock.now(),
+    );
     state.metrics.record_webhook(outcome.result());
     let namespace = request.namespace.as_deref().unwrap_or_default();
+    // Plain values, not Rust debug strings, so that JSON logs are searchable: the outcome's label,
+    // its detail in words, the warnings as text.
+    let result = outcome.result();
+    let detail = outcome.to_string();
+    let warnings = response.warnings.as_deref().unwrap_or_default();
+    let warning_count = warnings.len();
+    let warnings = warnings.join(" | ");
     match &outcome {
         Outcome::AllowedUntouched(_) | Outcome::NotAJob => tracing::debug!(
-            uid = %request.uid, namespace, name = %request.name, ?outcome, "admission"
+            uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
+            warning_count, warnings, "admission"
         ),
         Outcome::Denied(_) | Outcome::Invalid(_) | Outcome::Error(_) => tracing::warn!(
-            uid = %request.uid, namespace, name = %request.name, ?outcome, "admission"
+            uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
+            "admission"
         ),
         Outcome::Held { .. } | Outcome::DryRun | Outcome::RunNow | Outcome::AdmittedWithWarning => {
             tracing::info!(
-                uid = %request.uid, namespace, name = %request.name, ?outcome,
-                warnings = ?response.warnings, "admission"
+                uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
+                warning_count, warnings, "admission"
             )
         }
     }

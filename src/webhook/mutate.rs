@@ -20,8 +20,12 @@
 //! 7. Otherwise held. A Job that arrives suspended already keeps `spec.suspend` and gets the
 //!    markers.
 //!
-//! Every admitted deferrable Job also gets warnings for a delay shortened by the operator's cap
-//! and for unknown `carbonshift.dev/*` annotations (likely typos).
+//! Every admitted deferrable Job also gets warnings for a delay shortened by the operator's cap,
+//! for unknown `carbonshift.dev/*` annotations (likely typos), for a CarbonForecast that does not
+//! exist (when the caller knows the forecasts, [`ForecastCatalog`]) and for a power estimate of
+//! 0 W (nothing to save, so carbonshift would report 0 g avoided). A Job that does not opt in but
+//! carries `carbonshift.dev/*` annotations (`deferable` for `deferrable`) is allowed untouched with
+//! a warning naming them, so that a typo in the opt-in itself is not silently ignored.
 //!
 //! A new Job is new: `submitted-at` is always the admission time, and markers copied from an older
 //! Job (`kubectl get -o yaml` and create again) are replaced or removed, with a warning.
@@ -83,6 +87,41 @@ pub enum Untouched {
     ManagedBy(String),
 }
 
+impl std::fmt::Display for Outcome {
+    /// The decision in words, for logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Held {
+                already_suspended: false,
+            } => write!(f, "held: suspended and marked held"),
+            Outcome::Held {
+                already_suspended: true,
+            } => write!(f, "held: it arrived suspended; marked held"),
+            Outcome::DryRun => write!(f, "a dry run: admitted unheld"),
+            Outcome::RunNow => write!(f, "run-now: admitted unheld"),
+            Outcome::AdmittedWithWarning => {
+                write!(f, "admitted unheld: no time left to wait")
+            }
+            Outcome::AllowedUntouched(Untouched::Operation(op)) => {
+                write!(f, "allowed untouched: operation {op:?}")
+            }
+            Outcome::AllowedUntouched(Untouched::NotDeferrable) => {
+                write!(f, "allowed untouched: it does not opt in")
+            }
+            Outcome::AllowedUntouched(Untouched::Kueue) => {
+                write!(f, "allowed untouched: Kueue manages it")
+            }
+            Outcome::AllowedUntouched(Untouched::ManagedBy(manager)) => {
+                write!(f, "allowed untouched: managed by {manager}")
+            }
+            Outcome::NotAJob => write!(f, "allowed untouched: not a kind carbonshift holds"),
+            Outcome::Denied(error) => write!(f, "denied: {error}"),
+            Outcome::Invalid(message) => write!(f, "invalid request: {message}"),
+            Outcome::Error(message) => write!(f, "error: {message}"),
+        }
+    }
+}
+
 impl Outcome {
     /// The `result` label of `carbonshift_webhook_requests_total`: `held`, `allowed`, `denied`,
     /// `warned` or `error`.
@@ -99,12 +138,47 @@ impl Outcome {
     }
 }
 
-/// Decides one admission request. `now` is the admission time; it is cut to whole seconds, the
-/// precision of the `submitted-at` marker, so that the webhook and the controllers count from the
-/// same instant.
+/// What the webhook knows about the CarbonForecasts (from the operator's watch cache).
+pub trait ForecastCatalog {
+    /// `Some(true)` when a CarbonForecast of this name exists (and is one this operator uses),
+    /// `Some(false)` when it does not, `None` when that is not known (the cache is not filled yet).
+    fn knows(&self, name: &str) -> Option<bool>;
+}
+
+/// A catalog that knows nothing: no warning about forecasts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnknownForecasts;
+
+impl ForecastCatalog for UnknownForecasts {
+    fn knows(&self, _name: &str) -> Option<bool> {
+        None
+    }
+}
+
+/// A fixed set of forecast names (tests, and callers that have listed them).
+impl ForecastCatalog for std::collections::BTreeSet<String> {
+    fn knows(&self, name: &str) -> Option<bool> {
+        Some(self.contains(name))
+    }
+}
+
+/// Decides one admission request without knowing the forecasts ([`mutate_with`] and
+/// [`UnknownForecasts`]).
 pub fn mutate(
     request: &AdmissionRequest<DynamicObject>,
     defaults: &AnnotationDefaults,
+    now: DateTime<Utc>,
+) -> (AdmissionResponse, Outcome) {
+    mutate_with(request, defaults, &UnknownForecasts, now)
+}
+
+/// Decides one admission request. `now` is the admission time; it is cut to whole seconds, the
+/// precision of the `submitted-at` marker, so that the webhook and the controllers count from the
+/// same instant. `forecasts` tells whether the forecast a Job plans against exists.
+pub fn mutate_with(
+    request: &AdmissionRequest<DynamicObject>,
+    defaults: &AnnotationDefaults,
+    forecasts: &dyn ForecastCatalog,
     now: DateTime<Utc>,
 ) -> (AdmissionResponse, Outcome) {
     let now = now.trunc_subsecs(0);
@@ -134,11 +208,17 @@ pub fn mutate(
         }
         return (response, Outcome::AllowedUntouched(untouched));
     }
-    // Not opted in: nothing of it is read, not even its pod templates.
-    if annotations_map
-        .and_then(|a| a.get(DEFERRABLE))
-        .is_none_or(|v| v == "false")
-    {
+    // Not opted in: nothing of it is read, not even its pod templates. Without the opt-in at all,
+    // carbonshift.dev/* keys are most likely a misspelt opt-in: say so.
+    let opt_in = annotations_map.and_then(|a| a.get(DEFERRABLE));
+    if opt_in.is_none_or(|v| v == "false") {
+        let mut response = response;
+        if opt_in.is_none() {
+            let warnings = not_opted_in_warnings(annotations_map, adapter.kind());
+            if !warnings.is_empty() {
+                response.warnings = Some(warnings);
+            }
+        }
         return (
             response,
             Outcome::AllowedUntouched(Untouched::NotDeferrable),
@@ -204,6 +284,12 @@ pub fn mutate(
             .iter()
             .map(|k| unknown_warning(k)),
     );
+    if forecasts.knows(&deferral.forecast) == Some(false) {
+        warnings.push(missing_forecast_warning(&deferral));
+    }
+    if deferral.power.watts <= 0.0 {
+        warnings.push(zero_power_warning());
+    }
 
     let (operations, replaced) = patch(adapter, job, hold, now);
     if !replaced.is_empty() {
@@ -329,6 +415,52 @@ fn capped_warning(deferral: &Deferral) -> String {
             "the delay is capped at the operator's maximum of {cap}; the Job starts by {latest} at the latest"
         ),
     }
+}
+
+/// Warnings for a workload without `carbonshift.dev/deferrable` that carries other
+/// `carbonshift.dev/*` annotations (the markers aside: a copied Job may carry them).
+fn not_opted_in_warnings(
+    annotations_map: Option<&std::collections::BTreeMap<String, String>>,
+    kind: &str,
+) -> Vec<String> {
+    annotations_map
+        .into_iter()
+        .flatten()
+        .map(|(key, _)| key.as_str())
+        .filter(|key| key.starts_with(annotations::PREFIX))
+        .filter(|key| ![HELD, SUBMITTED_AT, RELEASED_AT].contains(key))
+        .map(|key| {
+            if annotations::ALL.contains(&key) {
+                format!(
+                    "{key} is ignored: the {kind} does not opt in; add {DEFERRABLE}: \"true\" for carbonshift to hold it"
+                )
+            } else {
+                format!(
+                    "{}; the {kind} does not opt in ({DEFERRABLE} is absent), so carbonshift leaves it alone",
+                    unknown_warning(key)
+                )
+            }
+        })
+        .collect()
+}
+
+fn missing_forecast_warning(deferral: &Deferral) -> String {
+    let which = match deferral.forecast_source {
+        annotations::Source::Annotation => annotations::FORECAST.to_string(),
+        annotations::Source::Default => "the operator's default forecast".to_string(),
+    };
+    format!(
+        "{which} {:?}: no CarbonForecast of that name exists (or the operator's --forecast-selector leaves it out); without a forecast the Job gets no plan (reason NoForecast) and follows the operator's --no-forecast policy: create it or fix the name (kubectl get carbonforecasts)",
+        deferral.forecast
+    )
+}
+
+fn zero_power_warning() -> String {
+    format!(
+        "the power estimate is 0 W (no GPU or CPU requests in the pod template and no {}), so carbonshift can report no saving (0 g avoided): set {} (for example \"1400W\") or resource requests",
+        annotations::POWER,
+        annotations::POWER
+    )
 }
 
 fn unknown_warning(key: &str) -> String {

@@ -45,6 +45,9 @@
 //! - [`ordering`]: the forecast/Job race — one `kubectl apply`, Jobs before the operator, a Job
 //!   whose forecast's first data comes late from a slow provider (and one naming a forecast that
 //!   does not exist), a release refused because the Job changed.
+//! - [`examples`]: every manifest under `examples/` applied with `kubectl apply` (the training
+//!   kinds' upstream CRDs from `../shared/crds-upstream/` first): held Jobs held, the dry run
+//!   planned but running, trace and UK forecasts Ready, the others failing only for want of egress.
 //!
 //! This file also holds the checks that need no cluster and always run: the suite's
 //! certificate, forecast and Job fixtures, and the binary's start-up failures and graceful stop
@@ -73,6 +76,7 @@
 
 mod admission;
 mod chart;
+mod examples;
 mod fixtures;
 mod harness;
 mod lifecycle;
@@ -460,7 +464,7 @@ fn run_serves_the_webhook_and_metrics_and_stops_gracefully_on_sigterm() {
         Some(&kubeconfig),
         &[
             "--leader-election=false",
-            "--log-format=text",
+            "--log-format=json",
             &format!("--webhook-addr=127.0.0.1:{webhook_port}"),
             &format!("--metrics-addr=127.0.0.1:{metrics_port}"),
             &format!("--tls-cert={}", dir.path().join("tls.crt").display()),
@@ -483,14 +487,33 @@ fn run_serves_the_webhook_and_metrics_and_stops_gracefully_on_sigterm() {
             .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA"))
             .build()
             .expect("HTTP client");
-        assert_eq!(
-            get_ok(&operator.metrics_url("/readyz"), &operator).await,
-            "ok\n"
-        );
+        // The API server of this kubeconfig never answers: the replica is alive but not ready,
+        // and says which server (and kubeconfig context) it cannot reach.
         assert_eq!(
             get_ok(&operator.metrics_url("/healthz"), &operator).await,
             "ok\n"
         );
+        let readyz = operator.metrics_url("/readyz");
+        let not_ready = harness::eventually(
+            "/readyz to answer 503 naming the unreachable API server",
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            &|| operator.assert_running(),
+            || async {
+                let response = http.get(&readyz).send().await.map_err(|e| e.to_string())?;
+                let status = response.status();
+                let body = response.text().await.map_err(|e| e.to_string())?;
+                if status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+                    && body.contains("the API server https://127.0.0.1:1 (kubeconfig context nowhere) is unreachable")
+                {
+                    Ok(body)
+                } else {
+                    Err(format!("{status}: {body}"))
+                }
+            },
+        )
+        .await;
+        assert!(not_ready.starts_with("not ready: "), "{not_ready}");
         let metrics = get_ok(&operator.metrics_url("/metrics"), &operator).await;
         assert!(metrics.contains("carbonshift_leader 1\n"), "{metrics}");
 
@@ -524,6 +547,41 @@ fn run_serves_the_webhook_and_metrics_and_stops_gracefully_on_sigterm() {
         "stopped gracefully (exit status: 0)",
         "{}",
         tail(&operator.log, 40)
+    );
+    // Written to a file, not a terminal: no colour escape codes. JSON lines whose fields are
+    // plain values (no Rust debug strings), the unreachable server named.
+    let log = std::fs::read_to_string(&operator.log).expect("the log");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escapes in a log file:\n{log}"
+    );
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let with = |message: &str| {
+        lines
+            .iter()
+            .find(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .unwrap_or_else(|| panic!("no log line {message:?}:\n{log}"))
+    };
+    let admission = with("admission");
+    assert_eq!(admission["outcome"], json!("held"), "{admission}");
+    assert_eq!(
+        admission["detail"],
+        json!("held: suspended and marked held")
+    );
+    assert_eq!(admission["warning_count"], json!(0));
+    assert_eq!(admission["warnings"], json!(""));
+    let unreachable = with("the API server is unreachable");
+    assert_eq!(
+        unreachable["server"],
+        json!("https://127.0.0.1:1 (kubeconfig context nowhere)"),
+        "{unreachable}"
     );
 }
 

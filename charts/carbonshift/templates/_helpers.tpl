@@ -68,6 +68,19 @@ app.kubernetes.io/component: operator
 {{- end -}}
 {{- end -}}
 
+{{/*
+checkov findings the chart accepts, as checkov's own skip annotations (one line, one reason
+each) on the operator's Deployment and the release hook's Job. tests/scans.rs runs checkov over
+the rendered chart and fails on any other finding or on a skip without a reason.
+*/}}
+{{- define "carbonshift.checkovSkips" -}}
+checkov.io/skip1: "CKV_K8S_38=the operator and the release hook call the API server with the ServiceAccount's token"
+checkov.io/skip2: "CKV_K8S_15=the image is pinned (version tag or image.digest): IfNotPresent does not need the registry at every pod start"
+{{- if not .Values.image.digest }}
+checkov.io/skip3: "CKV_K8S_43=no digest in a source checkout; the released chart pins image.digest (scripts/package-chart.sh)"
+{{- end }}
+{{- end -}}
+
 {{/* Name of the Service in front of the webhook and metrics ports. */}}
 {{- define "carbonshift.serviceName" -}}
 {{- include "carbonshift.fullname" . -}}

@@ -103,16 +103,16 @@ pub struct Args {
     #[arg(long, env = "CARBONSHIFT_DEFAULT_FORECAST", default_value = "default")]
     pub default_forecast: String,
     /// Longest wait for Jobs without `carbonshift.dev/max-delay` or `carbonshift.dev/deadline`.
-    #[arg(long, env = "CARBONSHIFT_DEFAULT_MAX_DELAY", default_value = "24h", value_parser = duration_arg)]
+    #[arg(long, env = "CARBONSHIFT_DEFAULT_MAX_DELAY", default_value = "24h", allow_hyphen_values = true, value_parser = duration_arg)]
     pub default_max_delay: TimeDelta,
     /// Expected run time of Jobs without `carbonshift.dev/duration`.
-    #[arg(long, env = "CARBONSHIFT_DEFAULT_DURATION", default_value = "1h", value_parser = duration_arg)]
+    #[arg(long, env = "CARBONSHIFT_DEFAULT_DURATION", default_value = "1h", allow_hyphen_values = true, value_parser = duration_arg)]
     pub default_duration: TimeDelta,
     /// Upper bound on any Job's delay; longer requests are shortened.
-    #[arg(long, env = "CARBONSHIFT_MAX_ALLOWED_DELAY", default_value = "7d", value_parser = duration_arg)]
+    #[arg(long, env = "CARBONSHIFT_MAX_ALLOWED_DELAY", default_value = "7d", allow_hyphen_values = true, value_parser = duration_arg)]
     pub max_allowed_delay: TimeDelta,
     /// Safety margin: a held Job is released at `latest start − margin` at the latest.
-    #[arg(long, env = "CARBONSHIFT_MARGIN", default_value = "5m", value_parser = duration_or_zero_arg)]
+    #[arg(long, env = "CARBONSHIFT_MARGIN", default_value = "5m", allow_hyphen_values = true, value_parser = duration_or_zero_arg)]
     pub margin: TimeDelta,
     /// Estimated power per GPU, watts, for Jobs without `carbonshift.dev/power`.
     #[arg(long, env = "CARBONSHIFT_WATTS_PER_GPU", default_value = "700", value_parser = watts_arg)]
@@ -144,7 +144,7 @@ pub struct Args {
     /// How long a held Job waits for the first data of a CarbonForecast that exists but has not
     /// produced any yet (just created, first refresh on its way) before that counts as no
     /// forecast.
-    #[arg(long, env = "CARBONSHIFT_FORECAST_WAIT", default_value = "2m", value_parser = duration_or_zero_arg)]
+    #[arg(long, env = "CARBONSHIFT_FORECAST_WAIT", default_value = "2m", allow_hyphen_values = true, value_parser = duration_or_zero_arg)]
     pub forecast_wait: TimeDelta,
     /// How long after a workload finished carbonshift keeps asking its forecast's provider for
     /// the measured intensity that verifies its savings (`status.verified`); then it gives up and

@@ -635,6 +635,97 @@ fn unknown_carbonshift_annotations_are_warned_about_with_a_suggestion() {
 }
 
 #[test]
+fn a_misspelt_opt_in_is_warned_about_not_ignored() {
+    // `deferable`: the Job does not opt in, but carbonshift says why it is not held.
+    let (response, outcome) = admit(job(&[
+        ("carbonshift.dev/deferable", "true"),
+        (annotations::MAX_DELAY, "8h"),
+    ]));
+    assert_eq!(outcome, Outcome::AllowedUntouched(Untouched::NotDeferrable));
+    assert_eq!(response.patch, None);
+    assert_eq!(
+        warnings(&response),
+        vec![
+            "carbonshift.dev/deferable is not a carbonshift annotation and is ignored; did you mean \
+             carbonshift.dev/deferrable?; the Job does not opt in (carbonshift.dev/deferrable is \
+             absent), so carbonshift leaves it alone"
+                .to_string(),
+            "carbonshift.dev/max-delay is ignored: the Job does not opt in; add \
+             carbonshift.dev/deferrable: \"true\" for carbonshift to hold it"
+                .to_string(),
+        ]
+    );
+}
+
+#[test]
+fn an_explicit_opt_out_and_copied_markers_give_no_warning() {
+    for annotations in [
+        vec![(DEFERRABLE, "false"), (annotations::MAX_DELAY, "8h")],
+        vec![(HELD, "true"), (SUBMITTED_AT, "2026-04-01T00:00:00Z")],
+        vec![("example.com/team", "ml")],
+    ] {
+        let (response, outcome) = admit(job(&annotations));
+        assert_eq!(outcome.result(), "allowed");
+        assert_eq!(response.warnings, None, "{annotations:?}");
+    }
+}
+
+#[test]
+fn a_forecast_that_does_not_exist_is_warned_about() {
+    let known: std::collections::BTreeSet<String> = ["uk-national".to_string()].into();
+    let defaults = AnnotationDefaults::default();
+    let request = create(deferrable(&[(annotations::FORECAST, "uk-natoinal")]));
+    let (response, outcome) = mutate_with(&request, &defaults, &known, now());
+    // Held all the same: the forecast may be created after the Job.
+    assert_eq!(outcome.result(), "held");
+    assert_eq!(
+        warnings(&response),
+        vec![
+            "carbonshift.dev/forecast \"uk-natoinal\": no CarbonForecast of that name exists (or \
+             the operator's --forecast-selector leaves it out); without a forecast the Job gets no \
+             plan (reason NoForecast) and follows the operator's --no-forecast policy: create it or \
+             fix the name (kubectl get carbonforecasts)"
+                .to_string()
+        ]
+    );
+    // The default forecast too, named as such.
+    let (response, _) = mutate_with(&create(deferrable(&[])), &defaults, &known, now());
+    assert!(
+        warnings(&response)[0]
+            .starts_with("the operator's default forecast \"default\": no CarbonForecast"),
+        "{:?}",
+        warnings(&response)
+    );
+    // A known forecast, or a catalog that does not know yet: no warning.
+    let request = create(deferrable(&[(annotations::FORECAST, "uk-national")]));
+    let (response, _) = mutate_with(&request, &defaults, &known, now());
+    assert_eq!(response.warnings, None);
+    let (response, _) = mutate_with(&request, &defaults, &UnknownForecasts, now());
+    assert_eq!(response.warnings, None);
+}
+
+#[test]
+fn a_zero_power_estimate_is_warned_about() {
+    let mut object = deferrable(&[]);
+    object["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({});
+    let (response, outcome) = admit(object.clone());
+    assert_eq!(outcome.result(), "held");
+    assert_eq!(
+        warnings(&response),
+        vec![
+            "the power estimate is 0 W (no GPU or CPU requests in the pod template and no \
+             carbonshift.dev/power), so carbonshift can report no saving (0 g avoided): set \
+             carbonshift.dev/power (for example \"1400W\") or resource requests"
+                .to_string()
+        ]
+    );
+    // With a power annotation, no warning.
+    object["metadata"]["annotations"][annotations::POWER] = json!("1400W");
+    let (response, _) = admit(object);
+    assert_eq!(response.warnings, None);
+}
+
+#[test]
 fn markers_copied_from_an_older_job_are_replaced() {
     let object = deferrable(&[
         (SUBMITTED_AT, "2026-04-01T00:00:00Z"),
