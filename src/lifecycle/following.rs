@@ -88,6 +88,11 @@ impl Machine<'_> {
             "; released by {} at the latest",
             fmt_time(release_by)
         ));
+        if self.spec.power_watts == 0.0 {
+            text.push_str(
+                "; its power estimate is 0 W, so it reports no emissions: set carbonshift.dev/power or give its containers CPU or GPU requests",
+            );
+        }
         text
     }
 

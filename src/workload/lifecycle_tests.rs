@@ -1648,6 +1648,14 @@ fn a_job_without_power_emits_nothing() {
     assert_close(s.estimated_energy_kwh, 0.0);
     assert_close(s.estimated_emissions_grams, 0.0);
     assert_close(s.estimated_avoided_grams, 0.0);
+    // The status says why, and what to do.
+    let message = s.message.unwrap_or_default();
+    assert!(message.contains("power estimate is 0 W"), "{message}");
+    assert!(message.contains("carbonshift.dev/power"), "{message}");
+    // A Job with power says nothing of it.
+    let mut powered = Sim::new(job().held().build());
+    powered.step(t0());
+    assert!(!powered.status().message.unwrap_or_default().contains("0 W"));
 }
 
 // ---------------------------------------------------------------------------------------------
