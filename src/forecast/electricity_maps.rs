@@ -266,13 +266,12 @@ impl ElectricityMapsProvider {
     ) -> Result<History, ProviderError> {
         let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
         let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let mut points: Vec<Point> = Vec::new();
-        let mut cursor = from
+        let start = from
             .duration_trunc(chrono::TimeDelta::hours(1))
             .unwrap_or(from);
-        while cursor < to {
-            let end = (cursor + HISTORY_CHUNK).min(to);
-            let (start_text, end_text) = (fmt(cursor), fmt(end));
+        let secrets = &secrets;
+        let points = super::in_chunks(start, to, HISTORY_CHUNK, |a, b| async move {
+            let (start_text, end_text) = (fmt(a), fmt(b));
             let url = endpoint(
                 &self.base,
                 &["v3", "carbon-intensity", "past-range"],
@@ -286,16 +285,14 @@ impl ElectricityMapsProvider {
                 .shared
                 .get(NAME, &url, &Auth::Header("auth-token", &self.token), to)
                 .await?;
-            let body = check_status(NAME, reply, &self.hints("past-range"), &secrets)?;
-            // Chunks meet at `end`: a value in both answers is kept once.
-            let after = points.last().map(|p| p.start);
-            points.extend(
-                parse_past_range(&body)?
-                    .into_iter()
-                    .filter(|p| after.is_none_or(|last| p.start > last)),
-            );
-            cursor = end;
-        }
+            parse_past_range(&check_status(
+                NAME,
+                reply,
+                &self.hints("past-range"),
+                secrets,
+            )?)
+        })
+        .await?;
         Ok(History {
             points,
             slot: Some(chrono::TimeDelta::hours(1)),

@@ -173,6 +173,35 @@ impl History {
     }
 }
 
+/// The measured points over `[from, to)`, asked for in ranges of at most `chunk` with `fetch(start,
+/// end)`, in time order; consecutive ranges meet at their ends, so a point both answers carry is
+/// kept once.
+pub(crate) async fn in_chunks<F, Fut>(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    chunk: chrono::TimeDelta,
+    mut fetch: F,
+) -> Result<Vec<Point>, ProviderError>
+where
+    F: FnMut(DateTime<Utc>, DateTime<Utc>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Point>, ProviderError>>,
+{
+    let mut points: Vec<Point> = Vec::new();
+    let mut cursor = from;
+    while cursor < to {
+        let end = (cursor + chunk).min(to);
+        let after = points.last().map(|p| p.start);
+        points.extend(
+            fetch(cursor, end)
+                .await?
+                .into_iter()
+                .filter(|p| after.is_none_or(|last| p.start > last)),
+        );
+        cursor = end;
+    }
+    Ok(points)
+}
+
 /// The points of `points` (each holding until the next; the last one for `last`) whose interval
 /// overlaps `[from, to)`.
 pub(crate) fn overlapping(

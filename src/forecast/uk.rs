@@ -317,24 +317,16 @@ impl UkProvider {
             not_found: "the base URL".into(),
             rejected: "the base URL and the requested time range".into(),
         };
-        let mut points: Vec<Point> = Vec::new();
-        let mut cursor = from.duration_trunc(TimeDelta::minutes(30)).unwrap_or(from);
-        while cursor < to {
-            let end = (cursor + HISTORY_CHUNK).min(to);
-            let segments = history_path(cursor, end);
+        let start = from.duration_trunc(TimeDelta::minutes(30)).unwrap_or(from);
+        let hints = &hints;
+        let points = super::in_chunks(start, to, HISTORY_CHUNK, |a, b| async move {
+            let segments = history_path(a, b);
             let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
             let url = endpoint(&self.base, &segments, &[]);
             let reply = self.shared.get(NAME, &url, &Auth::None, to).await?;
-            let body = check_status(NAME, reply, &hints, &[])?;
-            let data = parse_national_history(&body)?;
-            // Chunks meet at `end`: a slot in both answers is kept once.
-            let after = points.last().map(|last| last.start);
-            points.extend(
-                data.into_iter()
-                    .filter(|p| after.is_none_or(|last| p.start > last)),
-            );
-            cursor = end;
-        }
+            parse_national_history(&check_status(NAME, reply, hints, &[])?)
+        })
+        .await?;
         Ok(History {
             points,
             slot: Some(TimeDelta::minutes(30)),

@@ -356,26 +356,17 @@ impl WattTimeProvider {
         to: DateTime<Utc>,
     ) -> Result<History, ProviderError> {
         let fmt = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let mut points: Vec<Point> = Vec::new();
-        let mut cursor = from;
-        while cursor < to {
-            let end = (cursor + HISTORY_CHUNK).min(to);
-            let (start_text, end_text) = (fmt(cursor), fmt(end));
+        let points = super::in_chunks(from, to, HISTORY_CHUNK, |a, b| async move {
+            let (start_text, end_text) = (fmt(a), fmt(b));
             let query = [
                 ("region", self.region.as_str()),
                 ("signal_type", self.signal_type.as_str()),
                 ("start", start_text.as_str()),
                 ("end", end_text.as_str()),
             ];
-            let body = self.get_json(&["v3", "historical"], &query, to).await?;
-            let data = parse_historical(&body)?;
-            let after = points.last().map(|p| p.start);
-            points.extend(
-                data.into_iter()
-                    .filter(|p| after.is_none_or(|last| p.start > last)),
-            );
-            cursor = end;
-        }
+            parse_historical(&self.get_json(&["v3", "historical"], &query, to).await?)
+        })
+        .await?;
         Ok(History {
             points,
             slot: Some(TimeDelta::minutes(5)),
