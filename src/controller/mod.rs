@@ -69,6 +69,9 @@ pub struct OperatorConfig {
     /// The CarbonForecasts this operator refreshes and plans with: those carrying every one of
     /// these labels (empty: all). Others count as absent.
     pub forecast_selector: ForecastSelector,
+    /// The kinds whose objects the workload controllers hold and follow (one controller per
+    /// kind whose CRD is installed). Default: every supported kind.
+    pub kinds: crate::workload::Kinds,
 }
 
 /// An equality label selector for CarbonForecasts (`key=value,key=value`), as
@@ -158,6 +161,7 @@ impl Default for OperatorConfig {
             no_forecast: NoForecastPolicy::Release,
             forecast_wait: crate::lifecycle::DEFAULT_FORECAST_WAIT,
             forecast_selector: ForecastSelector::default(),
+            kinds: crate::workload::Kinds::default(),
         }
     }
 }

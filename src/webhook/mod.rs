@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 
-pub use mutate::{Outcome, Untouched, mutate};
+pub use mutate::{Admission, KueueMode, Outcome, Untouched, mutate, mutate_with};
 pub use tls::{CertReloader, Reload, TlsConfigPaths};
 
 /// The path the API server posts `AdmissionReview`s to (fixed in the chart).
@@ -140,6 +140,8 @@ pub enum WebhookError {
 pub struct WebhookState {
     /// The operator's defaults and cap, as for the controllers.
     pub defaults: AnnotationDefaults,
+    /// The kinds held and what to do with Kueue's jobs.
+    pub admission: Admission,
     /// The source of the admission time.
     pub clock: Arc<dyn Clock>,
     /// Where `carbonshift_webhook_requests_total` is counted.
@@ -152,6 +154,7 @@ impl std::fmt::Debug for WebhookState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookState")
             .field("defaults", &self.defaults)
+            .field("admission", &self.admission)
             .field("readiness", &self.readiness)
             .finish_non_exhaustive()
     }
@@ -175,17 +178,28 @@ async fn admit(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response 
         Err(_) => return bad_review(&state, "AdmissionReview without a request".to_string()),
     };
 
-    let (response, outcome) = mutate(&request, &state.defaults, state.clock.now());
+    let (response, outcome) = mutate_with(
+        &request,
+        &state.defaults,
+        &state.admission,
+        state.clock.now(),
+    );
     state.metrics.record_webhook(outcome.result());
     let namespace = request.namespace.as_deref().unwrap_or_default();
     match &outcome {
         Outcome::AllowedUntouched(_) | Outcome::NotAJob => tracing::debug!(
             uid = %request.uid, namespace, name = %request.name, ?outcome, "admission"
         ),
-        Outcome::Denied(_) | Outcome::Invalid(_) | Outcome::Error(_) => tracing::warn!(
-            uid = %request.uid, namespace, name = %request.name, ?outcome, "admission"
-        ),
-        Outcome::Held { .. } | Outcome::DryRun | Outcome::RunNow | Outcome::AdmittedWithWarning => {
+        Outcome::Denied(_) | Outcome::Refused(_) | Outcome::Invalid(_) | Outcome::Error(_) => {
+            tracing::warn!(
+                uid = %request.uid, namespace, name = %request.name, ?outcome, "admission"
+            )
+        }
+        Outcome::Held { .. }
+        | Outcome::Gated
+        | Outcome::DryRun
+        | Outcome::RunNow
+        | Outcome::AdmittedWithWarning => {
             tracing::info!(
                 uid = %request.uid, namespace, name = %request.name, ?outcome,
                 warnings = ?response.warnings, "admission"

@@ -65,6 +65,7 @@ fn the_defaults_are_the_charts() {
             no_forecast: NoForecastPolicy::Release,
             forecast_wait: TimeDelta::minutes(2),
             forecast_selector: Default::default(),
+            kinds: crate::workload::Kinds::all(),
         }
     );
     assert_eq!(
@@ -130,6 +131,7 @@ fn every_setting_has_a_flag() {
             no_forecast: NoForecastPolicy::Hold,
             forecast_wait: TimeDelta::seconds(30),
             forecast_selector: "team=ml,carbonshift.dev/shard=a".parse().expect("selector"),
+            kinds: crate::workload::Kinds::all(),
         }
     );
     assert_eq!(s.identity, "cs-1");
