@@ -75,6 +75,7 @@ mod admission;
 mod chart;
 mod fixtures;
 mod harness;
+mod kinds;
 mod lifecycle;
 mod nodes;
 mod operator;
