@@ -252,8 +252,12 @@ async fn kinds(s: Scenario, crds: PathBuf) {
         ));
     }
 
-    // 2. While they wait: what the webhook does not hold, and what it refuses, on every kind.
+    // 2. While they wait: what the webhook does not hold, and what it refuses, on every kind;
+    // the manifests of examples/kinds/ as they are, strictly valid against the upstream schemas;
+    // a CarbonWorkload of the shape before jobRef had a kind.
     admission_checks(&s, &cases).await;
+    examples_are_strictly_valid(&s);
+    legacy_workloads_are_accepted(&s).await;
 
     // 3. Planned into the clean window, released within 2 s of its start.
     for case in &cases {
@@ -353,6 +357,96 @@ async fn admission_checks(s: &Scenario, cases: &[Case]) {
             "a CarbonWorkload exists for the unannotated {name}"
         );
     }
+}
+
+/// `kubectl create --dry-run=server --validate=strict` of every file in `examples/kinds/`: the
+/// API server refuses unknown or misspelt fields instead of pruning them, and the webhook holds
+/// each.
+fn examples_are_strictly_valid(s: &Scenario) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kinds");
+    let output = s.kubectl(
+        &[
+            "create",
+            "--dry-run=server",
+            "--validate=strict",
+            "-o",
+            "json",
+            "-n",
+            &s.ns,
+            "-f",
+            &dir.display().to_string(),
+        ],
+        None,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the examples are not valid: {stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let held = stdout.matches("\"carbonshift.dev/held\": \"true\"").count();
+    let files = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(held, files, "every example is held: {stdout}");
+    s.say(format!(
+        "kubectl create --dry-run=server --validate=strict -f examples/kinds/: {files} objects valid and held"
+    ));
+}
+
+/// A CarbonWorkload written before jobRef had kind and apiVersion is still accepted; it may gain
+/// them once, and they are immutable from then on.
+async fn legacy_workloads_are_accepted(s: &Scenario) {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        s.client.clone(),
+        &s.ns,
+        &kube::core::ApiResource::erase::<carbonshift::api::CarbonWorkload>(&()),
+    );
+    let spec = |job_ref: Value| {
+        json!({"jobRef": job_ref, "forecast": s.ns, "submittedAt": "2026-05-04T10:00:00Z",
+            "duration": "1h", "deadline": "2026-05-05T06:00:00Z",
+            "latestStart": "2026-05-05T05:00:00Z", "powerWatts": 300, "powerSource": "annotation",
+            "pue": 1.2})
+    };
+    let apply = |job_ref: Value| {
+        let api = api.clone();
+        let object = json!({"apiVersion": "carbonshift.dev/v1alpha1", "kind": "CarbonWorkload",
+            "metadata": {"name": "legacy"}, "spec": spec(job_ref)});
+        async move {
+            api.patch(
+                "legacy",
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(object),
+            )
+            .await
+        }
+    };
+    apply(json!({"name": "legacy", "uid": "uid-legacy"}))
+        .await
+        .expect("a CarbonWorkload of the old shape is accepted");
+    apply(json!({"apiVersion": "batch/v1", "kind": "Job", "name": "legacy", "uid": "uid-legacy"}))
+        .await
+        .expect("an old CarbonWorkload gains kind and apiVersion once");
+    match apply(
+        json!({"apiVersion": "ray.io/v1", "kind": "RayJob", "name": "legacy", "uid": "uid-legacy"}),
+    )
+    .await
+    {
+        Ok(_) => panic!("jobRef.kind changed"),
+        Err(kube::Error::Api(status)) => assert!(
+            status.message.contains("jobRef is immutable"),
+            "{}",
+            status.message
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    match apply(json!({"kind": "Job", "name": "legacy", "uid": "uid-legacy"})).await {
+        Ok(_) => panic!("jobRef.kind without apiVersion accepted"),
+        Err(kube::Error::Api(status)) => assert!(status.code == 422, "{status:?}"),
+        Err(e) => panic!("{e}"),
+    }
+    api.delete("legacy", &Default::default())
+        .await
+        .expect("delete the legacy CarbonWorkload");
+    s.say("a CarbonWorkload without jobRef.kind is accepted, gains kind and apiVersion once, then keeps them");
 }
 
 /// Polls the object every 100 ms until its switch is off (for the gated Job: carbonshift's gate
