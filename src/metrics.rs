@@ -89,6 +89,13 @@ pub struct WebhookLabels {
     pub result: String,
 }
 
+/// Labels `{kind}` of the workload kinds.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The kind, for example `JobSet`.
+    pub kind: String,
+}
+
 /// Every carbonshift metric, registered under the `carbonshift_` prefix.
 #[derive(Clone)]
 pub struct Metrics {
@@ -127,6 +134,9 @@ pub struct Metrics {
     pub webhook_requests: Family<WebhookLabels, Counter>,
     /// 1 on the replica holding the leader lease.
     pub leader: Gauge,
+    /// Per turned-on kind on the leader: 1 while its objects are watched, 0 while its CRD is not
+    /// installed (it is picked up when the CRD appears).
+    pub workload_kind_watched: Family<KindLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -152,6 +162,12 @@ impl Metrics {
         let mut registry = Registry::with_prefix("carbonshift");
         let workloads = Family::<PhaseLabels, Gauge>::default();
         registry.register("workloads", "CarbonWorkloads by phase", workloads.clone());
+        let workload_kind_watched = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "workload_kind_watched",
+            "Per turned-on workload kind: 1 while its objects are watched, 0 while its CRD is not installed",
+            workload_kind_watched.clone(),
+        );
         let releases = Family::<ReasonLabels, Counter>::default();
         registry.register("releases", "Jobs released, by reason", releases.clone());
         let held_past_latest_start = Gauge::default();
@@ -273,6 +289,7 @@ impl Metrics {
             forecast_ready,
             webhook_requests,
             leader,
+            workload_kind_watched,
         }
     }
 
@@ -344,6 +361,15 @@ impl Metrics {
                 category: category.to_string(),
             })
             .inc();
+    }
+
+    /// Sets whether the objects of `kind` are watched (its CRD installed).
+    pub fn set_kind_watched(&self, kind: &str, watched: bool) {
+        self.workload_kind_watched
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .set(i64::from(watched));
     }
 
     /// Counts one admission request.

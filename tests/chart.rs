@@ -67,6 +67,8 @@ const RUN_ENV: &[&str] = &[
     "CARBONSHIFT_FORECAST_WAIT",
     "CARBONSHIFT_VERIFY_GIVE_UP",
     "CARBONSHIFT_FORECAST_SELECTOR",
+    "CARBONSHIFT_WORKLOAD_KINDS",
+    "CARBONSHIFT_KUEUE_ADMISSION_GATE",
     "CARBONSHIFT_OPERATOR_NAMESPACE",
     "CARBONSHIFT_LEADER_ELECTION",
     "CARBONSHIFT_LEASE_NAME",
@@ -92,17 +94,44 @@ const METRICS: &[&str] = &[
     "carbonshift_forecast_ready",
     "carbonshift_webhook_requests_total",
     "carbonshift_leader",
+    "carbonshift_workload_kind_watched",
 ];
 
 /// A permission: (scope, API group, resource, verb). Scope is `cluster` for a ClusterRoleBinding,
 /// else the RoleBinding's namespace.
 type Grant = (String, String, String, String);
 
-/// The operator's API calls: (API group, resource, verbs). Namespaced ones are granted where Jobs
-/// are watched.
+/// Every workload kind: (kind, API group, version, resource).
+const KINDS: &[(&str, &str, &str, &str)] = &[
+    ("Job", "batch", "v1", "jobs"),
+    ("JobSet", "jobset.x-k8s.io", "v1alpha2", "jobsets"),
+    ("TrainJob", "trainer.kubeflow.org", "v1alpha1", "trainjobs"),
+    ("PyTorchJob", "kubeflow.org", "v1", "pytorchjobs"),
+    ("MPIJob", "kubeflow.org", "v1", "mpijobs"),
+    ("RayJob", "ray.io", "v1", "rayjobs"),
+];
+
+/// `(API group, version, resource)` of the turned-on kinds, in the chart's order.
+fn kinds_of(case: &Case) -> Vec<(&'static str, &'static str, &'static str)> {
+    case.kinds
+        .iter()
+        .map(|kind| {
+            KINDS
+                .iter()
+                .find(|(k, ..)| k == kind)
+                .map(|(_, g, v, r)| (*g, *v, *r))
+                .unwrap_or_else(|| panic!("unknown kind {kind}"))
+        })
+        .collect()
+}
+
+/// The operator's API calls on each turned-on kind: (verbs of the resource, verbs of its
+/// finalizers). Granted where workloads are watched.
+const PER_KIND_VERBS: (&[&str], &[&str]) = (&["get", "list", "watch", "patch"], &["update"]);
+
+/// The operator's API calls on its CarbonWorkloads: (API group, resource, verbs). Namespaced ones
+/// are granted where workloads are watched.
 const WORKLOAD_PERMISSIONS: &[(&str, &str, &[&str])] = &[
-    ("batch", "jobs", &["get", "list", "watch", "patch"]),
-    ("batch", "jobs/finalizers", &["update"]),
     (
         "carbonshift.dev",
         "carbonworkloads",
@@ -167,6 +196,10 @@ struct Case {
     lease: &'static str,
     /// Expected provider of the default CarbonForecast.
     forecast: ExpectedForecast,
+    /// The turned-on workload kinds, in the chart's order.
+    kinds: &'static [&'static str],
+    /// Kueue's jobs are held with the admission gate.
+    kueue_gate: bool,
 }
 
 /// The default CarbonForecast's expected provider.
@@ -193,6 +226,15 @@ const DEFAULTS: Case = Case {
     secret_names: &[],
     lease: "carbonshift-leader",
     forecast: ExpectedForecast::Builtin("gb-2020"),
+    kinds: &[
+        "Job",
+        "JobSet",
+        "TrainJob",
+        "PyTorchJob",
+        "MPIJob",
+        "RayJob",
+    ],
+    kueue_gate: true,
 };
 
 const CERT_MANAGER: Case = Case {
@@ -244,6 +286,14 @@ const OTHER_NAMESPACE: Case = Case {
     ..DEFAULTS
 };
 
+const KINDS_CASE: Case = Case {
+    file: "workload-kinds.yaml",
+    watched: &["ml-team-a"],
+    kinds: &["Job", "PyTorchJob", "RayJob"],
+    kueue_gate: false,
+    ..DEFAULTS
+};
+
 /// Every valid value set, in the order the tests run them.
 const CASES: &[&Case] = &[
     &DEFAULTS,
@@ -253,6 +303,7 @@ const CASES: &[&Case] = &[
     &MONITORING,
     &OTHER_NAMESPACE,
     &PRODUCTION,
+    &KINDS_CASE,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -291,6 +342,11 @@ fn other_namespace_and_watched_namespaces() {
 #[test]
 fn the_production_example_values() {
     check_case(&PRODUCTION);
+}
+
+#[test]
+fn rbac_and_webhook_rules_cover_exactly_the_turned_on_kinds() {
+    check_case(&KINDS_CASE);
 }
 
 #[test]
@@ -333,6 +389,10 @@ const INVALID: &[(&str, &[&str])] = &[
             "/webhook",
             "additional properties 'failurPolicy' not allowed",
         ],
+    ),
+    (
+        "invalid-workload-kind.yaml",
+        &["/workloadKinds/1", "value must be one of 'Job', 'JobSet'"],
     ),
 ];
 
@@ -818,11 +878,21 @@ fn check_rbac(case: &Case, r: &Rendered) {
     };
     expect("cluster", CLUSTER_PERMISSIONS);
     expect(case.namespace, RELEASE_NAMESPACE_PERMISSIONS);
+    // Exactly the turned-on kinds, nothing of the others.
+    let finalizers: Vec<String> = kinds_of(case)
+        .iter()
+        .map(|(_, _, resource)| format!("{resource}/finalizers"))
+        .collect();
+    let mut workload_permissions: Vec<(&str, &str, &[&str])> = WORKLOAD_PERMISSIONS.to_vec();
+    for ((group, _, resource), finalizers) in kinds_of(case).into_iter().zip(&finalizers) {
+        workload_permissions.push((group, resource, PER_KIND_VERBS.0));
+        workload_permissions.push((group, finalizers.as_str(), PER_KIND_VERBS.1));
+    }
     if case.watched.is_empty() {
-        expect("cluster", WORKLOAD_PERMISSIONS);
+        expect("cluster", &workload_permissions);
     } else {
         for ns in case.watched {
-            expect(ns, WORKLOAD_PERMISSIONS);
+            expect(ns, &workload_permissions);
         }
     }
     let missing: Vec<&Grant> = expected.difference(&granted).collect();
@@ -980,6 +1050,11 @@ fn check_deployment(case: &Case, r: &Rendered) -> Deployment {
     assert_eq!(env["CARBONSHIFT_LEADER_ELECTION"], "true");
     assert_eq!(env["CARBONSHIFT_LEASE_NAME"], case.lease);
     assert_eq!(env["CARBONSHIFT_DEFAULT_FORECAST"], "default");
+    assert_eq!(env["CARBONSHIFT_WORKLOAD_KINDS"], case.kinds.join(","));
+    assert_eq!(
+        env["CARBONSHIFT_KUEUE_ADMISSION_GATE"],
+        case.kueue_gate.to_string()
+    );
     for key in [
         "CARBONSHIFT_DEFAULT_MAX_DELAY",
         "CARBONSHIFT_DEFAULT_DURATION",
@@ -1276,13 +1351,20 @@ fn check_webhook(case: &Case, r: &Rendered, deployment: &Deployment) {
     assert_eq!(hook.admission_review_versions, ["v1"]);
     assert_eq!(hook.reinvocation_policy.as_deref(), Some("Never"));
 
+    // One rule per turned-on kind: CREATE of its resource in its version, nothing else.
     let rules = hook.rules.clone().unwrap_or_default();
-    assert_eq!(rules.len(), 1, "one rule: CREATE batch/v1 jobs");
-    let rule = &rules[0];
-    assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_owned()][..]));
-    assert_eq!(rule.api_groups.as_deref(), Some(&["batch".to_owned()][..]));
-    assert_eq!(rule.api_versions.as_deref(), Some(&["v1".to_owned()][..]));
-    assert_eq!(rule.resources.as_deref(), Some(&["jobs".to_owned()][..]));
+    let kinds = kinds_of(case);
+    assert_eq!(rules.len(), kinds.len(), "one rule per turned-on kind");
+    for (rule, (group, version, resource)) in rules.iter().zip(kinds) {
+        assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_owned()][..]));
+        assert_eq!(rule.api_groups.as_deref(), Some(&[group.to_owned()][..]));
+        assert_eq!(
+            rule.api_versions.as_deref(),
+            Some(&[version.to_owned()][..])
+        );
+        assert_eq!(rule.resources.as_deref(), Some(&[resource.to_owned()][..]));
+        assert_eq!(rule.scope.as_deref(), Some("Namespaced"));
+    }
 
     let service = hook
         .client_config
@@ -1525,6 +1607,11 @@ fn check_release_hook(case: &Case, r: &Rendered, deployment: &Deployment) {
             "hook: unknown environment variable {name}"
         );
     }
+    // The hook releases held workloads of the same kinds the operator holds.
+    assert_eq!(
+        env.get("CARBONSHIFT_WORKLOAD_KINDS"),
+        env_map(operator).get("CARBONSHIFT_WORKLOAD_KINDS")
+    );
 }
 
 fn check_default_forecast(case: &Case, r: &Rendered) {

@@ -246,6 +246,7 @@ fn carbon_workload_reads_back() {
     assert_eq!(
         columns(&crd),
         owned(&[
+            ("Kind", "string", ".spec.jobRef.kind"),
             ("Job", "string", ".spec.jobRef.name"),
             ("Phase", "string", ".status.phase"),
             // Why it is in that phase (NoForecast, DeadlineRelease, ...), visible at a glance.
@@ -262,7 +263,13 @@ fn carbon_workload_reads_back() {
     );
 
     let root = schema(&crd);
-    assert_eq!(rules(at(root, "spec.jobRef")), ["self == oldSelf"]);
+    assert_eq!(
+        rules(at(root, "spec.jobRef")),
+        [
+            carbonshift::api::workload::JOB_REF_IMMUTABLE,
+            "has(self.kind) == has(self.apiVersion)"
+        ]
+    );
     let phases: Vec<String> = at(root, "status.phase")
         .enum_
         .iter()

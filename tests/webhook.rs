@@ -195,6 +195,7 @@ impl TlsFiles {
 fn state(metrics: &Metrics, readiness: &Readiness) -> WebhookState {
     WebhookState {
         defaults: AnnotationDefaults::default(),
+        admission: Default::default(),
         clock: Arc::new(ManualClock::new(now())),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
@@ -573,23 +574,33 @@ async fn an_infeasible_deadline_is_allowed_with_a_warning() {
 }
 
 #[tokio::test]
-async fn a_kueue_managed_job_is_left_alone() {
+async fn a_kueue_queued_job_gets_carbonshifts_entry_in_kueues_admission_gate() {
     let fixture = Fixture::start();
     let mut object = job(&[
         ("carbonshift.dev/deferrable", "true"),
         ("carbonshift.dev/max-delay", "8h"),
+        (
+            "kueue.x-k8s.io/admission-gated-by",
+            "example.com/quota-check",
+        ),
     ]);
     object["metadata"]["labels"] = json!({"kueue.x-k8s.io/queue-name": "user-queue"});
+    object["spec"]["suspend"] = json!(true);
     let response = fixture.admit(&object).await;
     assert_eq!(response["allowed"], json!(true));
-    assert!(response.get("patch").is_none(), "{response}");
+    let held = applied(&object, &response);
+    let marks = &held["metadata"]["annotations"];
     assert_eq!(
-        response["warnings"],
-        json!([
-            "carbonshift.dev/deferrable is ignored: Kueue manages this Job \
-             (kueue.x-k8s.io/queue-name) and carbonshift leaves it alone"
-        ])
+        marks["kueue.x-k8s.io/admission-gated-by"],
+        json!("example.com/quota-check,carbonshift.dev/low-carbon-window")
     );
+    assert_eq!(marks["carbonshift.dev/held"], json!("true"));
+    assert_eq!(
+        marks["carbonshift.dev/held-by"],
+        json!("kueue-admission-gate")
+    );
+    // Kueue's switch is Kueue's: exactly as it came.
+    assert_eq!(held["spec"], object["spec"]);
 }
 
 #[tokio::test]

@@ -62,9 +62,52 @@ pub const HELD: &str = "carbonshift.dev/held";
 pub const SUBMITTED_AT: &str = "carbonshift.dev/submitted-at";
 /// Marker set by carbonshift with the release (RFC 3339).
 pub const RELEASED_AT: &str = "carbonshift.dev/released-at";
+/// Marker set by carbonshift at admission, beside [`HELD`], on a job it holds with Kueue's
+/// admission gate ([`ADMISSION_GATE`]) instead of its suspend switch: [`HELD_BY_KUEUE_GATE`]. It
+/// stays after the release, so the job still reads as released from the gate.
+pub const HELD_BY: &str = "carbonshift.dev/held-by";
+/// The value of [`HELD_BY`].
+pub const HELD_BY_KUEUE_GATE: &str = "kueue-admission-gate";
 
 /// Kueue's label (or annotation) naming the LocalQueue of a workload it manages.
 pub const KUEUE_QUEUE_NAME: &str = "kueue.x-k8s.io/queue-name";
+
+/// Kueue's admission gate (KEP-6915; alpha in Kueue v0.17, on by default since v0.19): a
+/// comma-separated list of gate names, such as `example.com/mygate,example.com/mygate2`. While it
+/// is present Kueue does not admit the job. It can be set only when the job is created, and
+/// afterwards only shortened (names removed) or removed.
+pub const ADMISSION_GATED_BY: &str = "kueue.x-k8s.io/admission-gated-by";
+
+/// carbonshift's entry in [`ADMISSION_GATED_BY`]: the webhook adds it at creation to a deferrable
+/// job that Kueue queues, and the operator removes it (only it) at the planned start.
+pub const ADMISSION_GATE: &str = "carbonshift.dev/low-carbon-window";
+
+/// The gate names in an [`ADMISSION_GATED_BY`] value, trimmed, empty entries left out.
+pub fn gates(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|g| !g.is_empty())
+}
+
+/// Whether an [`ADMISSION_GATED_BY`] value holds carbonshift's entry [`ADMISSION_GATE`].
+pub fn has_gate(value: &str) -> bool {
+    gates(value).any(|g| g == ADMISSION_GATE)
+}
+
+/// The [`ADMISSION_GATED_BY`] value with carbonshift's entry added after the others (`existing`
+/// is the value the job was created with, if any); unchanged when the entry is there already.
+pub fn with_gate(existing: Option<&str>) -> String {
+    let mut names: Vec<&str> = existing.map(|v| gates(v).collect()).unwrap_or_default();
+    if !names.contains(&ADMISSION_GATE) {
+        names.push(ADMISSION_GATE);
+    }
+    names.join(",")
+}
+
+/// The [`ADMISSION_GATED_BY`] value without carbonshift's entry, every other entry kept in its
+/// order; `None` when no entry is left (the annotation is then removed).
+pub fn without_gate(value: &str) -> Option<String> {
+    let rest: Vec<&str> = gates(value).filter(|g| *g != ADMISSION_GATE).collect();
+    (!rest.is_empty()).then(|| rest.join(","))
+}
 
 /// The `spec.managedBy` value of Jobs the built-in Job controller manages (the default).
 pub const JOB_CONTROLLER: &str = "kubernetes.io/job-controller";
@@ -72,7 +115,9 @@ pub const JOB_CONTROLLER: &str = "kubernetes.io/job-controller";
 /// Another controller that owns a workload's suspend switch, so carbonshift must never touch it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManagedElsewhere {
-    /// Kueue admits the workload (label or annotation [`KUEUE_QUEUE_NAME`]).
+    /// Kueue admits the workload (label or annotation [`KUEUE_QUEUE_NAME`]) and carbonshift does
+    /// not hold it with Kueue's admission gate ([`ADMISSION_GATE`]): the operator leaves Kueue's
+    /// jobs alone (`--kueue-admission-gate=false`), or the job was created without the gate.
     Kueue,
     /// `spec.managedBy` names a controller other than the kind's own.
     ManagedBy(String),
@@ -119,7 +164,7 @@ pub struct Subject<'a> {
 }
 
 /// Every annotation carbonshift reads or writes on a Job.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     DEFERRABLE,
     MAX_DELAY,
     DEADLINE,
@@ -132,6 +177,7 @@ pub const ALL: [&str; 12] = [
     HELD,
     SUBMITTED_AT,
     RELEASED_AT,
+    HELD_BY,
 ];
 
 /// The longest run time [`DURATION`] may ask for. Longer values are almost certainly a typo

@@ -1,5 +1,6 @@
-//! The `CarbonWorkload` custom resource: one per deferred Job (same name, owned by the Job), saying
-//! what carbonshift decided for it and why.
+//! The `CarbonWorkload` custom resource: one per deferred workload — a Job, JobSet, TrainJob,
+//! PyTorchJob, MPIJob or RayJob (same name, owned by it) — saying what carbonshift decided for it
+//! and why.
 
 use chrono::{DateTime, Utc};
 use kube::CustomResource;
@@ -25,7 +26,8 @@ use crate::units::format_duration;
     namespaced,
     status = "CarbonWorkloadStatus",
     derive = "PartialEq",
-    doc = "carbonshift's record of one deferrable Job: its constraints, its plan and what happened.",
+    doc = "carbonshift's record of one deferrable workload (a Job, JobSet, TrainJob, PyTorchJob, MPIJob or RayJob): its constraints, its plan and what happened.",
+    printcolumn = r#"{"name": "Kind", "type": "string", "jsonPath": ".spec.jobRef.kind"}"#,
     printcolumn = r#"{"name": "Job", "type": "string", "jsonPath": ".spec.jobRef.name"}"#,
     printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
     printcolumn = r#"{"name": "Reason", "type": "string", "jsonPath": ".status.reason"}"#,
@@ -41,11 +43,16 @@ use crate::units::format_duration;
 #[serde(rename_all = "camelCase")]
 #[schemars(transform = known_formats_only)]
 pub struct CarbonWorkloadSpec {
-    /// The Job this workload tracks (same namespace and name). Immutable: a new Job of the same
-    /// name gets a new CarbonWorkload.
+    /// The workload this CarbonWorkload tracks (same namespace and name): apiVersion, kind, name
+    /// and uid. Immutable: a new workload of the same name gets a new CarbonWorkload. (A
+    /// CarbonWorkload written before carbonshift held other kinds than Job names only its Job's
+    /// name and uid; it gains apiVersion and kind once.)
     #[schemars(extend("x-kubernetes-validations" = [{
-        "rule": "self == oldSelf",
-        "message": "jobRef is immutable; delete the CarbonWorkload to track a new Job of the same name"
+        "rule": JOB_REF_IMMUTABLE,
+        "message": "jobRef is immutable (one without kind and apiVersion may gain them once); delete the CarbonWorkload to track a new workload of the same name"
+    }, {
+        "rule": "has(self.kind) == has(self.apiVersion)",
+        "message": "jobRef.kind and jobRef.apiVersion are set together"
     }]))]
     pub job_ref: JobRef,
     /// Name of the CarbonForecast the Job is planned against.
@@ -108,16 +115,54 @@ pub struct PowerEstimate {
     pub parallelism: u32,
 }
 
-/// Reference to the Job a CarbonWorkload belongs to.
+/// `jobRef` keeps its name and uid for ever, and its kind and apiVersion once it has them (a
+/// CarbonWorkload from before they existed may gain them).
+pub const JOB_REF_IMMUTABLE: &str = "self.name == oldSelf.name && self.uid == oldSelf.uid && (!has(oldSelf.kind) || (has(self.kind) && self.kind == oldSelf.kind)) && (!has(oldSelf.apiVersion) || (has(self.apiVersion) && self.apiVersion == oldSelf.apiVersion))";
+
+/// Reference to the workload a CarbonWorkload belongs to: a `batch/v1` Job, a JobSet, a
+/// TrainJob, a PyTorchJob, an MPIJob or a RayJob (the field keeps its name from when only Jobs
+/// were held).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRef {
-    /// Job name.
+    /// The workload's apiVersion, for example `batch/v1` or `jobset.x-k8s.io/v1alpha2`. Unset in
+    /// CarbonWorkloads written before carbonshift held other kinds: `batch/v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 316))]
+    pub api_version: Option<String>,
+    /// The workload's kind, for example `Job`, `JobSet`, `TrainJob`, `PyTorchJob`, `MPIJob` or
+    /// `RayJob`. Unset in CarbonWorkloads written before carbonshift held other kinds: `Job`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub kind: Option<String>,
+    /// The workload's name.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     pub name: String,
-    /// Job UID, so that a new Job with the same name is not mistaken for the old one.
+    /// The workload's UID, so that a new one with the same name is not mistaken for the old one.
     #[schemars(length(min = 1, max = 128))]
     pub uid: String,
+}
+
+impl JobRef {
+    /// A reference to the workload `api_version`/`kind` `name` with `uid`.
+    pub fn new(api_version: &str, kind: &str, name: &str, uid: &str) -> Self {
+        Self {
+            api_version: Some(api_version.to_string()),
+            kind: Some(kind.to_string()),
+            name: name.to_string(),
+            uid: uid.to_string(),
+        }
+    }
+
+    /// The kind, `Job` when unset.
+    pub fn kind(&self) -> &str {
+        self.kind.as_deref().unwrap_or("Job")
+    }
+
+    /// The apiVersion, `batch/v1` when unset.
+    pub fn api_version(&self) -> &str {
+        self.api_version.as_deref().unwrap_or("batch/v1")
+    }
 }
 
 impl CarbonWorkloadSpec {
@@ -367,10 +412,12 @@ mod tests {
     }
 
     fn job_ref() -> JobRef {
-        JobRef {
-            name: "train".into(),
-            uid: "0b0f3d6e-5f7c-4a57-9d63-3c5f2c1f8e2a".into(),
-        }
+        JobRef::new(
+            "batch/v1",
+            "Job",
+            "train",
+            "0b0f3d6e-5f7c-4a57-9d63-3c5f2c1f8e2a",
+        )
     }
 
     #[test]
@@ -480,7 +527,21 @@ status:
 ";
         let workload: CarbonWorkload =
             serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(workload.spec.job_ref, job_ref());
+        // Stored before jobRef had kind and apiVersion: a Job.
+        assert_eq!(workload.spec.job_ref.name, "train");
+        assert_eq!(workload.spec.job_ref.kind, None);
+        assert_eq!(workload.spec.job_ref.kind(), "Job");
+        assert_eq!(workload.spec.job_ref.api_version(), "batch/v1");
+        let again = serde_json::to_value(&workload.spec.job_ref).unwrap_or_default();
+        assert_eq!(
+            again,
+            serde_json::json!({"name": "train", "uid": "0b0f3d6e-5f7c-4a57-9d63-3c5f2c1f8e2a"})
+        );
+        assert_eq!(
+            serde_json::to_value(job_ref()).unwrap_or_default(),
+            serde_json::json!({"apiVersion": "batch/v1", "kind": "Job", "name": "train",
+                "uid": "0b0f3d6e-5f7c-4a57-9d63-3c5f2c1f8e2a"})
+        );
         assert!(!workload.spec.interruptible && !workload.spec.dry_run);
         assert_eq!(workload.spec.power_estimate, None);
         let status = workload.status.unwrap_or_default();

@@ -25,7 +25,7 @@ use crate::api::annotations;
 use crate::api::{CarbonWorkload, FIELD_MANAGER};
 use crate::controller::release::{self as guarded, Guard, Outcome};
 use crate::lifecycle::ReleaseReason;
-use crate::workload::{self, Adapter};
+use crate::workload::{Adapter, Kinds};
 
 use super::{failure, usage_error};
 
@@ -56,6 +56,15 @@ pub struct Args {
     /// Only print what would be released.
     #[arg(long)]
     pub dry_run: bool,
+    /// The kinds to look at, comma-separated (as the operator's `--workload-kinds`); a kind whose
+    /// CRD is not installed is skipped.
+    #[arg(
+        long,
+        env = "CARBONSHIFT_WORKLOAD_KINDS",
+        value_name = "KIND,...",
+        default_value = "Job,JobSet,TrainJob,PyTorchJob,MPIJob,RayJob"
+    )]
+    pub workload_kinds: Kinds,
 }
 
 /// Which Jobs to look at.
@@ -134,7 +143,16 @@ pub fn run(args: Args) -> ExitCode {
             Err(message) => return usage_error(message),
         };
         let mut out = std::io::stdout();
-        match release_jobs(client, &target, args.dry_run, now, &mut out).await {
+        match release_jobs(
+            client,
+            &target,
+            &args.workload_kinds,
+            args.dry_run,
+            now,
+            &mut out,
+        )
+        .await
+        {
             Ok(summary) if summary.failed == 0 => ExitCode::SUCCESS,
             Ok(_) => ExitCode::FAILURE,
             Err(e) => failure(format!("{e} (API server {server})")),
@@ -169,11 +187,12 @@ pub fn target(args: &Args, default_namespace: &str) -> Result<Target, String> {
 pub async fn release_jobs(
     client: Client,
     target: &Target,
+    kinds: &Kinds,
     dry_run: bool,
     now: DateTime<Utc>,
     out: &mut impl Write,
 ) -> Result<Summary, ReleaseError> {
-    let jobs = candidates(&client, target).await?;
+    let jobs = candidates(&client, target, kinds).await?;
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -242,19 +261,22 @@ fn line(out: &mut impl Write, text: &str) {
     let _ = writeln!(out, "{text}");
 }
 
-/// The workloads of every supported kind that `target` names, with their adapters.
+/// The workloads of every kind of `kinds` that `target` names, with their adapters. A kind the
+/// API server does not serve (its CRD is not installed) has none.
 async fn candidates(
     client: &Client,
     target: &Target,
+    kinds: &Kinds,
 ) -> Result<Vec<(&'static dyn Adapter, DynamicObject)>, ReleaseError> {
     let list = |api: Api<DynamicObject>, where_: String| async move {
-        api.list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .map_err(|source| ReleaseError::List { where_, source })
+        match api.list(&ListParams::default()).await {
+            Ok(list) => Ok(list.items),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+            Err(source) => Err(ReleaseError::List { where_, source }),
+        }
     };
     let mut found = Vec::new();
-    for adapter in workload::adapters() {
+    for adapter in kinds.adapters() {
         let resource = adapter.resource();
         let with = |objects: Vec<DynamicObject>| objects.into_iter().map(move |o| (adapter, o));
         match target {
@@ -275,6 +297,8 @@ async fn candidates(
                 match api.get_opt(name).await {
                     Ok(Some(object)) => found.push((adapter, object)),
                     Ok(None) => {}
+                    // Not served: the kind's CRD is not installed.
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
                     Err(source) => {
                         return Err(ReleaseError::List {
                             where_: format!(" in {namespace}"),
@@ -411,6 +435,7 @@ mod tests {
         let result = release_jobs(
             client,
             &target,
+            &Kinds::jobs_only(),
             dry_run,
             t("2026-05-04T10:00:00Z"),
             &mut out,

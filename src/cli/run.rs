@@ -131,6 +131,10 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
                 hook.tls.clone(),
                 WebhookState {
                     defaults: settings.operator.annotation_defaults.clone(),
+                    admission: webhook::Admission {
+                        kinds: settings.operator.kinds.clone(),
+                        kueue: settings.kueue,
+                    },
                     clock: clock.clone(),
                     metrics: metrics.clone(),
                     readiness: readiness.clone(),

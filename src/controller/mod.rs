@@ -73,6 +73,9 @@ pub struct OperatorConfig {
     /// The CarbonForecasts this operator refreshes and plans with: those carrying every one of
     /// these labels (empty: all). Others count as absent.
     pub forecast_selector: ForecastSelector,
+    /// The kinds whose objects the workload controllers hold and follow (one controller per
+    /// kind whose CRD is installed). Default: every supported kind.
+    pub kinds: crate::workload::Kinds,
 }
 
 /// An equality label selector for CarbonForecasts (`key=value,key=value`), as
@@ -163,6 +166,7 @@ impl Default for OperatorConfig {
             forecast_wait: crate::lifecycle::DEFAULT_FORECAST_WAIT,
             verify_give_up: crate::lifecycle::verify::DEFAULT_GIVE_UP,
             forecast_selector: ForecastSelector::default(),
+            kinds: crate::workload::Kinds::default(),
         }
     }
 }

@@ -74,12 +74,13 @@ pub async fn pause(
     send(api, name, patch).await
 }
 
-/// Whether carbonshift holds `object` and a release may be attempted: suspended, the held marker,
-/// not yet released. (`carbonshift release` only touches such workloads; the controller decides
-/// with the full state machine.)
+/// Whether carbonshift holds `object` and a release may be attempted: its switch on (suspended,
+/// or carbonshift's entry in Kueue's admission gate), the held marker, not yet released.
+/// (`carbonshift release` only touches such workloads; the controller decides with the full state
+/// machine.)
 pub fn is_held(adapter: &dyn Adapter, object: &DynamicObject) -> bool {
     let annotations = object.metadata.annotations.as_ref();
-    adapter.is_suspended(object)
+    crate::workload::switch_on(adapter, object)
         && annotations
             .and_then(|a| a.get(HELD))
             .is_some_and(|v| v == "true")
@@ -115,7 +116,8 @@ mod tests {
             g,
             Guard {
                 resource_version: None,
-                held_marker: true
+                held_marker: true,
+                gate: None,
             }
         );
     }

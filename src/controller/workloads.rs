@@ -477,6 +477,7 @@ fn record_release(ctx: &Context, action: Option<&JobAction>, now: DateTime<Utc>)
     }
 }
 
+pub mod discovery;
 mod known;
 mod ledger;
 mod run;

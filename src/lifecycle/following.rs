@@ -411,7 +411,7 @@ impl Machine<'_> {
             Finished::Succeeded(_) => (Phase::Succeeded, "succeeded"),
             Finished::Failed(_) => (Phase::Failed, "failed"),
         };
-        let mut note = format!("the Job {verb} at {}", fmt_time(at));
+        let mut note = format!("the {} {verb} at {}", job.kind, fmt_time(at));
         match outcome {
             Some(o) => {
                 self.status.actual_intensity = Some(o.intensity);

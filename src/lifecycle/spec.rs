@@ -69,10 +69,7 @@ pub fn effective_spec(
     let old = workload.map(|w| w.spec.clone());
     let new = match &job.deferral {
         Ok(Some(d)) => Some(CarbonWorkloadSpec::new(
-            JobRef {
-                name: job.name.clone(),
-                uid: job.uid.clone(),
-            },
+            JobRef::new(&job.api_version, job.kind, &job.name, &job.uid),
             d,
         )),
         _ => None,

@@ -207,10 +207,7 @@ mod tests {
 
     fn spec(submitted: DateTime<Utc>, watts: f64) -> CarbonWorkloadSpec {
         CarbonWorkloadSpec {
-            job_ref: JobRef {
-                name: "train".into(),
-                uid: "u".into(),
-            },
+            job_ref: JobRef::new("batch/v1", "Job", "train", "u"),
             forecast: "uk".into(),
             submitted_at: submitted,
             duration: "1h".into(),

@@ -31,7 +31,10 @@ use crate::clock::Clock;
 use crate::http::Readiness;
 use crate::metrics::Metrics;
 
-pub use mutate::{ForecastCatalog, Outcome, UnknownForecasts, Untouched, mutate, mutate_with};
+pub use mutate::{
+    Admission, ForecastCatalog, KueueMode, Outcome, UnknownForecasts, Untouched, mutate,
+    mutate_with,
+};
 pub use tls::{CertReloader, Reload, TlsConfigPaths};
 
 /// The path the API server posts `AdmissionReview`s to (fixed in the chart).
@@ -140,6 +143,8 @@ pub enum WebhookError {
 pub struct WebhookState {
     /// The operator's defaults and cap, as for the controllers.
     pub defaults: AnnotationDefaults,
+    /// The kinds held and what to do with Kueue's jobs.
+    pub admission: Admission,
     /// The source of the admission time.
     pub clock: Arc<dyn Clock>,
     /// Where `carbonshift_webhook_requests_total` is counted.
@@ -213,6 +218,7 @@ impl std::fmt::Debug for WebhookState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WebhookState")
             .field("defaults", &self.defaults)
+            .field("admission", &self.admission)
             .field("readiness", &self.readiness)
             .finish_non_exhaustive()
     }
@@ -239,6 +245,7 @@ async fn admit(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response 
     let (response, outcome) = mutate_with(
         &request,
         &state.defaults,
+        &state.admission,
         state.forecasts.as_ref(),
         state.clock.now(),
     );
@@ -256,11 +263,17 @@ async fn admit(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response 
             uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
             warning_count, warnings, "admission"
         ),
-        Outcome::Denied(_) | Outcome::Invalid(_) | Outcome::Error(_) => tracing::warn!(
-            uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
-            "admission"
-        ),
-        Outcome::Held { .. } | Outcome::DryRun | Outcome::RunNow | Outcome::AdmittedWithWarning => {
+        Outcome::Denied(_) | Outcome::Refused(_) | Outcome::Invalid(_) | Outcome::Error(_) => {
+            tracing::warn!(
+                uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
+                "admission"
+            )
+        }
+        Outcome::Held { .. }
+        | Outcome::Gated
+        | Outcome::DryRun
+        | Outcome::RunNow
+        | Outcome::AdmittedWithWarning => {
             tracing::info!(
                 uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
                 warning_count, warnings, "admission"

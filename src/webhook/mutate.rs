@@ -1,23 +1,34 @@
 //! The admission decision, as a pure function of the request, the operator's defaults and `now`.
 //!
-//! On CREATE of a workload of a supported kind (`crate::workload::adapter_for`; today `batch/v1`
-//! Job) with `carbonshift.dev/deferrable: "true"` and valid annotations, [`mutate`] answers with a
-//! JSON patch that holds it: its suspend switch on (`spec.suspend: true` for a Job),
-//! `carbonshift.dev/held: "true"` and `carbonshift.dev/submitted-at: <now>`. Everything else is
-//! decided here too, in this order:
+//! On CREATE of a workload of a supported kind that the operator holds ([`Admission::kinds`]:
+//! `batch/v1` Job, JobSet, TrainJob, PyTorchJob, MPIJob, RayJob) with
+//! `carbonshift.dev/deferrable: "true"` and valid annotations, [`mutate_with`] answers with a JSON
+//! patch that holds it: its suspend switch on (`spec.suspend: true` for a Job,
+//! `spec.runPolicy.suspend: true` for a PyTorchJob), `carbonshift.dev/held: "true"` and
+//! `carbonshift.dev/submitted-at: <now>`. A workload that Kueue queues is held with Kueue's
+//! admission gate instead ([`KueueMode::AdmissionGate`]): carbonshift's entry
+//! `carbonshift.dev/low-carbon-window` added to `kueue.x-k8s.io/admission-gated-by` (after any
+//! other entries), the marker `carbonshift.dev/held-by: kueue-admission-gate`, and its suspend
+//! switch left to Kueue. Everything else is decided here too, in this order:
 //!
-//! 1. Operations other than CREATE, and objects of kinds carbonshift does not support: allowed
+//! 1. Operations other than CREATE, and objects of kinds carbonshift does not hold: allowed
 //!    untouched.
-//! 2. Workloads managed by someone else — Kueue (label `kueue.x-k8s.io/queue-name`) or another
-//!    controller (`spec.managedBy` other than the kind's own, `kubernetes.io/job-controller` for a
-//!    Job): allowed untouched, with a warning if they ask for carbonshift, since holding them
-//!    would fight their manager (`crate::api::annotations::managed_elsewhere`).
-//! 3. Jobs that do not opt in: allowed untouched.
+//! 2. Workloads managed by someone else — another controller (`spec.managedBy` other than the
+//!    kind's own, `kubernetes.io/job-controller` for a Job), or Kueue (label
+//!    `kueue.x-k8s.io/queue-name`) when the operator leaves Kueue's jobs alone
+//!    ([`KueueMode::LeaveAlone`], for a Kueue older than the admission gate): allowed untouched,
+//!    with a warning if they ask for carbonshift, since holding them would fight their manager
+//!    (`crate::api::annotations::managed_elsewhere`).
+//! 3. Workloads that do not opt in: allowed untouched.
 //! 4. Malformed annotations: denied with the parser's message.
 //! 5. `dry-run` or `run-now`: admitted unheld, with the `submitted-at` marker (the controller
 //!    plans the dry run from it).
 //! 6. A deadline too close to wait for: admitted unheld, with the marker and a warning.
-//! 7. Otherwise held. A Job that arrives suspended already keeps `spec.suspend` and gets the
+//! 7. What the kind does not allow (`crate::workload::check_hold`): a RayJob that KubeRay cannot
+//!    suspend, `interruptible` for a kind that cannot pause (RayJob) or a job held by Kueue's gate:
+//!    denied with a message that says what to change. The kind's notes (a JobSet's affinity, a
+//!    TrainJob whose resources its runtime decides) become warnings.
+//! 8. Otherwise held. A workload that arrives suspended already keeps its switch and gets the
 //!    markers.
 //!
 //! Every admitted deferrable Job also gets warnings for a delay shortened by the operator's cap,
@@ -36,13 +47,33 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::{DynamicObject, Status};
 
 use crate::api::annotations::{
-    self, AnnotationDefaults, AnnotationError, DEADLINE, DEFERRABLE, Deferral, HELD,
-    KUEUE_QUEUE_NAME, Limit, MAX_DELAY, ManagedElsewhere, RELEASED_AT, SUBMITTED_AT, Subject,
-    marker as timestamp,
+    self, ADMISSION_GATED_BY, AnnotationDefaults, AnnotationError, DEADLINE, DEFERRABLE, Deferral,
+    HELD, HELD_BY, HELD_BY_KUEUE_GATE, KUEUE_QUEUE_NAME, Limit, MAX_DELAY, ManagedElsewhere,
+    RELEASED_AT, SUBMITTED_AT, Subject, marker as timestamp,
 };
 use crate::units::format_duration;
 use crate::workload::patch::{annotation_operations, suspend_operation};
-use crate::workload::{self, Adapter};
+use crate::workload::{self, Adapter, Hold, Kinds};
+
+/// What the webhook does with a workload that Kueue queues (`kueue.x-k8s.io/queue-name`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KueueMode {
+    /// Hold it with carbonshift's entry in Kueue's admission gate (Kueue v0.17 with the
+    /// `AdmissionGatedBy` feature gate, on by default since v0.19).
+    #[default]
+    AdmissionGate,
+    /// Leave it alone, as for a Kueue older than the admission gate.
+    LeaveAlone,
+}
+
+/// The operator's admission settings besides the annotation defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Admission {
+    /// The kinds carbonshift holds (`--workload-kinds`); others are not its business.
+    pub kinds: Kinds,
+    /// What to do with workloads Kueue queues (`--kueue-admission-gate`).
+    pub kueue: KueueMode,
+}
 
 /// What the webhook decided about one request. Each variant maps to one value of the metric label
 /// `carbonshift_webhook_requests_total{result}` ([`Outcome::result`]).
@@ -53,6 +84,9 @@ pub enum Outcome {
         /// The Job arrived with `spec.suspend: true`; only the markers were added.
         already_suspended: bool,
     },
+    /// A deferrable workload that Kueue queues, held with carbonshift's entry in Kueue's
+    /// admission gate and marked held; its suspend switch is Kueue's.
+    Gated,
     /// A deferrable Job with `dry-run: "true"`: admitted unheld with the `submitted-at` marker.
     DryRun,
     /// A deferrable Job with `run-now: "true"`: admitted unheld with the `submitted-at` marker.
@@ -66,6 +100,10 @@ pub enum Outcome {
     NotAJob,
     /// Malformed carbonshift annotations: denied with the parser's message.
     Denied(AnnotationError),
+    /// Valid annotations on a workload its kind does not let carbonshift hold that way (a RayJob
+    /// KubeRay cannot suspend, `interruptible` where pausing is impossible): denied with the
+    /// message.
+    Refused(String),
     /// The request itself cannot be used (no object, or an object that is not a valid Job):
     /// denied with a message saying so.
     Invalid(String),
@@ -115,6 +153,8 @@ impl std::fmt::Display for Outcome {
                 write!(f, "allowed untouched: managed by {manager}")
             }
             Outcome::NotAJob => write!(f, "allowed untouched: not a kind carbonshift holds"),
+            Outcome::Gated => write!(f, "held: carbonshift's entry in Kueue's admission gate"),
+            Outcome::Refused(message) => write!(f, "refused: {message}"),
             Outcome::Denied(error) => write!(f, "denied: {error}"),
             Outcome::Invalid(message) => write!(f, "invalid request: {message}"),
             Outcome::Error(message) => write!(f, "error: {message}"),
@@ -127,12 +167,12 @@ impl Outcome {
     /// `warned` or `error`.
     pub fn result(&self) -> &'static str {
         match self {
-            Outcome::Held { .. } => "held",
+            Outcome::Held { .. } | Outcome::Gated => "held",
             Outcome::DryRun | Outcome::RunNow | Outcome::AllowedUntouched(_) | Outcome::NotAJob => {
                 "allowed"
             }
             Outcome::AdmittedWithWarning => "warned",
-            Outcome::Denied(_) => "denied",
+            Outcome::Denied(_) | Outcome::Refused(_) => "denied",
             Outcome::Invalid(_) | Outcome::Error(_) => "error",
         }
     }
@@ -162,22 +202,30 @@ impl ForecastCatalog for std::collections::BTreeSet<String> {
     }
 }
 
-/// Decides one admission request without knowing the forecasts ([`mutate_with`] and
-/// [`UnknownForecasts`]).
+/// [`mutate_with`] with the default [`Admission`] (every supported kind, Kueue's jobs held with
+/// the admission gate) and without knowing the forecasts ([`UnknownForecasts`]).
 pub fn mutate(
     request: &AdmissionRequest<DynamicObject>,
     defaults: &AnnotationDefaults,
     now: DateTime<Utc>,
 ) -> (AdmissionResponse, Outcome) {
-    mutate_with(request, defaults, &UnknownForecasts, now)
+    mutate_with(
+        request,
+        defaults,
+        &Admission::default(),
+        &UnknownForecasts,
+        now,
+    )
 }
 
 /// Decides one admission request. `now` is the admission time; it is cut to whole seconds, the
 /// precision of the `submitted-at` marker, so that the webhook and the controllers count from the
-/// same instant. `forecasts` tells whether the forecast a Job plans against exists.
+/// same instant. `admission` says which kinds are held and how Kueue's jobs are; `forecasts`
+/// tells whether the forecast a Job plans against exists.
 pub fn mutate_with(
     request: &AdmissionRequest<DynamicObject>,
     defaults: &AnnotationDefaults,
+    admission: &Admission,
     forecasts: &dyn ForecastCatalog,
     now: DateTime<Utc>,
 ) -> (AdmissionResponse, Outcome) {
@@ -189,7 +237,10 @@ pub fn mutate_with(
         return (response, outcome);
     }
     let kind = &request.kind;
-    let Some(adapter) = workload::adapter_for(&kind.group, &kind.version, &kind.kind) else {
+    let Some(adapter) = admission
+        .kinds
+        .adapter_for(&kind.group, &kind.version, &kind.kind)
+    else {
         return (response, Outcome::NotAJob);
     };
     let Some(object) = &request.object else {
@@ -201,7 +252,12 @@ pub fn mutate_with(
     let job = object;
     let annotations_map = job.metadata.annotations.as_ref();
 
-    if let Some((untouched, warning)) = managed_elsewhere(adapter, job) {
+    let hold = if admission.kueue == KueueMode::AdmissionGate && workload::is_queued(job) {
+        Hold::KueueGate
+    } else {
+        Hold::Suspend
+    };
+    if let Some((untouched, warning)) = managed_elsewhere(adapter, job, hold) {
         let mut response = response;
         if annotations::is_deferrable(annotations_map) {
             response.warnings = Some(vec![warning]);
@@ -260,18 +316,27 @@ pub fn mutate_with(
     // A marker or creation time copied from an older Job must not move this Job's window.
     deferral.submitted_at = now;
 
-    let (outcome, hold) = if deferral.dry_run {
+    let (outcome, held) = if deferral.dry_run {
         (Outcome::DryRun, false)
     } else if deferral.run_now {
         (Outcome::RunNow, false)
     } else if !deferral.is_feasible(now) {
         (Outcome::AdmittedWithWarning, false)
+    } else if hold == Hold::KueueGate {
+        (Outcome::Gated, true)
     } else {
         let already_suspended = adapter.is_suspended(job);
         (Outcome::Held { already_suspended }, true)
     };
 
     let mut warnings = Vec::new();
+    if held {
+        let check = workload::check_hold(adapter, job, &deferral, hold);
+        if let Some(refusal) = check.refusal {
+            return refuse(response, refusal);
+        }
+        warnings.extend(check.warnings);
+    }
     if outcome == Outcome::AdmittedWithWarning {
         warnings.push(infeasible_warning(&deferral, now));
     }
@@ -291,7 +356,7 @@ pub fn mutate_with(
         warnings.push(zero_power_warning());
     }
 
-    let (operations, replaced) = patch(adapter, job, hold, now);
+    let (operations, replaced) = patch(adapter, job, held.then_some(hold), hold, now);
     if !replaced.is_empty() {
         warnings.push(format!(
             "carbonshift writes {} itself; the values given were replaced",
@@ -321,6 +386,12 @@ fn invalid(response: AdmissionResponse, message: String) -> (AdmissionResponse, 
     (response, Outcome::Invalid(message))
 }
 
+fn refuse(response: AdmissionResponse, message: String) -> (AdmissionResponse, Outcome) {
+    let mut response = response.deny(&message);
+    response.result = Status::failure(&message, "BadRequest").with_code(400);
+    (response, Outcome::Refused(message))
+}
+
 fn deny(response: AdmissionResponse, error: AnnotationError) -> (AdmissionResponse, Outcome) {
     let message = error.to_string();
     let mut response = response.deny(&message);
@@ -329,9 +400,15 @@ fn deny(response: AdmissionResponse, error: AnnotationError) -> (AdmissionRespon
 }
 
 /// Who else manages the workload, with the warning for one that asks for carbonshift all the same.
-fn managed_elsewhere(adapter: &dyn Adapter, object: &DynamicObject) -> Option<(Untouched, String)> {
+/// Kueue does not count when carbonshift holds its jobs with the admission gate (`hold`).
+fn managed_elsewhere(
+    adapter: &dyn Adapter,
+    object: &DynamicObject,
+    hold: Hold,
+) -> Option<(Untouched, String)> {
     let kind = adapter.kind();
     match adapter.managed_elsewhere(object)? {
+        ManagedElsewhere::Kueue if hold == Hold::KueueGate => None,
         ManagedElsewhere::Kueue => Some((
             Untouched::Kueue,
             format!(
@@ -348,12 +425,16 @@ fn managed_elsewhere(adapter: &dyn Adapter, object: &DynamicObject) -> Option<(U
 }
 
 /// The JSON patch for an admitted deferrable workload, and the markers it replaces or removes.
+/// `held`: how it is held, if it is; `way`: how it would be (the `held-by` marker of a job Kueue
+/// queues says so even when it is not held, so that the controller reads it as carbonshift's).
 fn patch(
     adapter: &dyn Adapter,
     job: &DynamicObject,
-    hold: bool,
+    held: Option<Hold>,
+    way: Hold,
     now: DateTime<Utc>,
 ) -> (Vec<PatchOperation>, Vec<&'static str>) {
+    let hold = held.is_some();
     let existing = job.metadata.annotations.as_ref();
     let current = |key: &str| existing.and_then(|m| m.get(key)).map(String::as_str);
     let submitted_at = timestamp(now);
@@ -374,9 +455,24 @@ fn patch(
         remove.push(RELEASED_AT);
         replaced.push(RELEASED_AT);
     }
+    if way == Hold::KueueGate {
+        if current(HELD_BY).is_some_and(|v| v != HELD_BY_KUEUE_GATE) {
+            replaced.push(HELD_BY);
+        }
+        set.push((HELD_BY, HELD_BY_KUEUE_GATE.to_string()));
+    } else if current(HELD_BY).is_some() {
+        remove.push(HELD_BY);
+        replaced.push(HELD_BY);
+    }
+    if held == Some(Hold::KueueGate) {
+        set.push((
+            ADMISSION_GATED_BY,
+            annotations::with_gate(current(ADMISSION_GATED_BY)),
+        ));
+    }
 
     let mut operations = Vec::new();
-    if hold {
+    if held == Some(Hold::Suspend) {
         operations.extend(suspend_operation(&job.data, adapter.suspend_path()));
     }
     operations.extend(annotation_operations(existing, &set, &remove));
@@ -481,7 +577,7 @@ fn closest_known(key: &str) -> Option<&'static str> {
     annotations::ALL
         .iter()
         // The markers are carbonshift's own; never suggest setting them.
-        .filter(|known| ![HELD, SUBMITTED_AT, RELEASED_AT].contains(known))
+        .filter(|known| ![HELD, SUBMITTED_AT, RELEASED_AT, HELD_BY].contains(known))
         .map(|known| {
             let known_name = known.strip_prefix(annotations::PREFIX).unwrap_or(known);
             (edit_distance(name, known_name), *known)

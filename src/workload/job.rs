@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::Value;
 
+use super::fields::{condition_true, time};
 use super::{Adapter, AdapterError, Observed, pointer};
 use crate::api::annotations::{self, JOB_CONTROLLER, ManagedElsewhere, PodSet};
 use crate::lifecycle::Finished;
@@ -18,28 +19,6 @@ use crate::lifecycle::Finished;
 pub struct BatchJob;
 
 static RESOURCE: LazyLock<ApiResource> = LazyLock::new(|| ApiResource::erase::<Job>(&()));
-
-/// An RFC 3339 time in `value`, if it is one.
-pub(crate) fn time(value: Option<&Value>) -> Option<DateTime<Utc>> {
-    value
-        .and_then(Value::as_str)
-        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-        .map(|t| t.to_utc())
-}
-
-/// The `lastTransitionTime` of the condition `kind` when it is `True` (`Some(None)` when it is
-/// `True` without a time).
-pub(crate) fn condition_true(status: Option<&Value>, kind: &str) -> Option<Option<DateTime<Utc>>> {
-    status?
-        .get("conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| {
-            c.get("type").and_then(Value::as_str) == Some(kind)
-                && c.get("status").and_then(Value::as_str) == Some("True")
-        })
-        .map(|c| time(c.get("lastTransitionTime")))
-}
 
 impl Adapter for BatchJob {
     fn resource(&self) -> &ApiResource {

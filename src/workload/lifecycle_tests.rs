@@ -1532,13 +1532,7 @@ fn constraints_from_annotations_and_from_the_spec_agree() {
         other => panic!("{other:?}"),
     };
     let a = constraints(&deferral, margin()).unwrap_or_else(|e| panic!("{e}"));
-    let spec = CarbonWorkloadSpec::new(
-        JobRef {
-            name: "train".into(),
-            uid: "uid-1".into(),
-        },
-        &deferral,
-    );
+    let spec = CarbonWorkloadSpec::new(JobRef::new("batch/v1", "Job", "train", "uid-1"), &deferral);
     let b = spec_constraints(&spec, margin()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(a, b);
     assert_eq!(a.latest_start(), Ok(hour(8)));

@@ -15,6 +15,20 @@
 //!
 //! (with the kind's own switch in place of `/spec/suspend`, `/spec/runPolicy/suspend` for a
 //! PyTorchJob, say).
+//!
+//! A workload held with Kueue's admission gate ([`super::Hold::KueueGate`]) is released by
+//! removing carbonshift's entry from the gate, every other entry kept, guarded the same way by
+//! the gate's current value:
+//!
+//! ```json
+//! [{"op":"test","path":"/metadata/annotations/kueue.x-k8s.io~1admission-gated-by","value":"example.com/quota-check,carbonshift.dev/low-carbon-window"},
+//!  {"op":"test","path":"/metadata/annotations/carbonshift.dev~1held","value":"true"},
+//!  {"op":"test","path":"/metadata/resourceVersion","value":"<rv>"},
+//!  {"op":"replace","path":"/metadata/annotations/kueue.x-k8s.io~1admission-gated-by","value":"example.com/quota-check"},
+//!  {"op":"add","path":"/metadata/annotations/carbonshift.dev~1released-at","value":"<now>"}]
+//! ```
+//!
+//! (`remove` instead of `replace` when carbonshift's was the only entry).
 
 use std::collections::BTreeMap;
 
@@ -26,8 +40,8 @@ use json_patch::{
 use kube::core::DynamicObject;
 use serde_json::Value;
 
-use super::pointer;
-use crate::api::annotations::{HELD, RELEASED_AT, marker};
+use super::{Hold, admission_gates, hold_of, pointer};
+use crate::api::annotations::{ADMISSION_GATED_BY, HELD, RELEASED_AT, marker, without_gate};
 
 /// What a release patch tests besides the switch being on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +53,10 @@ pub struct Guard {
     /// without the webhook's marker (created suspended and deferrable); the resourceVersion
     /// guards it then.
     pub held_marker: bool,
+    /// `Some(value of kueue.x-k8s.io/admission-gated-by)` when the workload is held with Kueue's
+    /// admission gate: the release tests that value and removes carbonshift's entry from it
+    /// instead of turning the suspend switch off.
+    pub gate: Option<String>,
 }
 
 impl Guard {
@@ -53,6 +71,10 @@ impl Guard {
                 .as_ref()
                 .and_then(|a| a.get(HELD))
                 .is_some_and(|v| v == "true"),
+            gate: match hold_of(object) {
+                Hold::KueueGate => Some(admission_gates(object).unwrap_or_default().to_string()),
+                Hold::Suspend => None,
+            },
         }
     }
 }
@@ -71,9 +93,14 @@ fn add(tokens: &[&str], value: Value) -> PatchOperation {
     })
 }
 
-/// The release patch for the switch at `switch` (module documentation).
+/// The release patch for the switch at `switch`, or for Kueue's gate when `guard` says the
+/// workload is held by it (module documentation).
 pub fn release_patch(switch: &[&str], guard: &Guard, now: DateTime<Utc>) -> Patch {
-    let mut ops = vec![test(switch, Value::Bool(true))];
+    let gate_path = ["metadata", "annotations", ADMISSION_GATED_BY];
+    let mut ops = match &guard.gate {
+        None => vec![test(switch, Value::Bool(true))],
+        Some(gates) => vec![test(&gate_path, Value::String(gates.clone()))],
+    };
     if guard.held_marker {
         ops.push(test(
             &["metadata", "annotations", HELD],
@@ -86,10 +113,21 @@ pub fn release_patch(switch: &[&str], guard: &Guard, now: DateTime<Utc>) -> Patc
             Value::String(rv.clone()),
         ));
     }
-    ops.push(PatchOperation::Replace(ReplaceOperation {
-        path: PointerBuf::from_tokens(switch.iter().copied()),
-        value: Value::Bool(false),
-    }));
+    ops.push(match &guard.gate {
+        None => PatchOperation::Replace(ReplaceOperation {
+            path: PointerBuf::from_tokens(switch.iter().copied()),
+            value: Value::Bool(false),
+        }),
+        Some(gates) => match without_gate(gates) {
+            Some(rest) => PatchOperation::Replace(ReplaceOperation {
+                path: PointerBuf::from_tokens(gate_path),
+                value: Value::String(rest),
+            }),
+            None => PatchOperation::Remove(RemoveOperation {
+                path: PointerBuf::from_tokens(gate_path),
+            }),
+        },
+    });
     ops.push(add(
         &["metadata", "annotations", RELEASED_AT],
         Value::String(marker(now)),
@@ -197,6 +235,7 @@ mod tests {
         let guard = Guard {
             resource_version: Some("4711".into()),
             held_marker: true,
+            gate: None,
         };
         let patch = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00.250Z"));
         assert_eq!(
@@ -214,6 +253,7 @@ mod tests {
             &Guard {
                 resource_version: None,
                 held_marker: false,
+                gate: None,
             },
             t("2026-05-04T13:00:00Z"),
         );
@@ -230,6 +270,7 @@ mod tests {
         let guard = Guard {
             resource_version: Some("7".into()),
             held_marker: true,
+            gate: None,
         };
         let patch = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00Z"));
         let mut doc = held.clone();
@@ -249,6 +290,60 @@ mod tests {
             assert!(json_patch::patch(&mut doc, &patch).is_err(), "{changed}");
             assert_eq!(doc, changed);
         }
+    }
+
+    #[test]
+    fn a_gated_workload_is_released_by_removing_only_carbonshifts_entry() {
+        let gated = |gates: &str| -> DynamicObject {
+            serde_json::from_value(json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "train", "resourceVersion": "12",
+                    "labels": {"kueue.x-k8s.io/queue-name": "user-queue"},
+                    "annotations": {
+                        "carbonshift.dev/held": "true",
+                        "carbonshift.dev/held-by": "kueue-admission-gate",
+                        "kueue.x-k8s.io/admission-gated-by": gates}},
+                "spec": {"suspend": true}
+            }))
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let two = gated("example.com/quota-check,carbonshift.dev/low-carbon-window");
+        let guard = Guard::of(&two);
+        assert_eq!(
+            guard.gate.as_deref(),
+            Some("example.com/quota-check,carbonshift.dev/low-carbon-window")
+        );
+        let patch = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00Z"));
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap_or_default(),
+            json!([
+                {"op": "test", "path": "/metadata/annotations/kueue.x-k8s.io~1admission-gated-by",
+                 "value": "example.com/quota-check,carbonshift.dev/low-carbon-window"},
+                {"op": "test", "path": "/metadata/annotations/carbonshift.dev~1held", "value": "true"},
+                {"op": "test", "path": "/metadata/resourceVersion", "value": "12"},
+                {"op": "replace", "path": "/metadata/annotations/kueue.x-k8s.io~1admission-gated-by",
+                 "value": "example.com/quota-check"},
+                {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1released-at", "value": "2026-05-04T13:00:00Z"}
+            ])
+        );
+        let mut doc = two.data.clone();
+        doc["metadata"] = serde_json::to_value(&two.metadata).unwrap_or_default();
+        assert!(json_patch::patch(&mut doc, &patch).is_ok());
+        // Kueue's switch is untouched.
+        assert_eq!(doc["spec"]["suspend"], json!(true));
+        // Alone: the annotation goes.
+        let alone = gated("carbonshift.dev/low-carbon-window");
+        let patch = release_patch(JOB_SWITCH, &Guard::of(&alone), t("2026-05-04T13:00:00Z"));
+        assert_eq!(
+            serde_json::to_value(&patch.0[3]).unwrap_or_default(),
+            json!({"op": "remove", "path": "/metadata/annotations/kueue.x-k8s.io~1admission-gated-by"})
+        );
+        // Someone else shortened the gate meanwhile: the test fails.
+        let mut changed = doc.clone();
+        changed["metadata"]["annotations"]["kueue.x-k8s.io/admission-gated-by"] =
+            json!("carbonshift.dev/low-carbon-window");
+        let first = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00Z"));
+        assert!(json_patch::patch(&mut changed, &first).is_err());
     }
 
     #[test]

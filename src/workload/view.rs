@@ -4,15 +4,22 @@
 use chrono::{DateTime, Utc};
 use kube::core::DynamicObject;
 
-use super::Adapter;
+use super::{Adapter, Hold};
 use crate::api::annotations::{
-    self, AnnotationDefaults, AnnotationError, HELD, RELEASED_AT, RUN_NOW, Subject,
+    self, AnnotationDefaults, AnnotationError, HELD, ManagedElsewhere, RELEASED_AT, RUN_NOW,
+    Subject,
 };
 use crate::lifecycle::WorkloadView;
 
 /// Reads the view of `object` through its `adapter`. `now` is only passed on to
 /// [`annotations::parse`] (as the submission time of an object without a creation time) and used
 /// as the end time of a finished workload whose status has no time.
+///
+/// An object held by Kueue's admission gate ([`super::hold_of`]) reads as suspended while it
+/// carries carbonshift's gate entry, and not as managed elsewhere. An object that cannot be paused
+/// (its kind [cannot](Adapter::can_pause), or it is held by the gate) reads as not interruptible,
+/// whatever its annotation says: the webhook refuses the annotation at admission, and an edit
+/// after admission must not make the state machine pause what cannot resume.
 pub fn read(
     adapter: &dyn Adapter,
     object: &DynamicObject,
@@ -27,6 +34,8 @@ pub fn read(
         .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
         .map(|t| t.to_utc());
     let observed = adapter.observed(object, now);
+    let hold = super::hold_of(object);
+    let pausable = adapter.can_pause() && hold == Hold::Suspend;
     let deferral = match adapter.pod_sets(object) {
         Ok(pod_sets) => {
             let subject = Subject {
@@ -37,7 +46,12 @@ pub fn read(
                     .and_then(|t| crate::units::from_jiff(t.0)),
                 pod_sets: &pod_sets,
             };
-            annotations::parse(&subject, defaults, now)
+            annotations::parse(&subject, defaults, now).map(|parsed| {
+                parsed.map(|mut d| {
+                    d.interruptible &= pausable;
+                    d
+                })
+            })
         }
         Err(error) => Err(AnnotationError::BadObject {
             detail: format!("{} {error}", adapter.kind()),
@@ -52,7 +66,7 @@ pub fn read(
         uid: meta.uid.clone().unwrap_or_default(),
         resource_version: meta.resource_version.clone(),
         deferral,
-        suspend: adapter.is_suspended(object),
+        suspend: super::switch_on(adapter, object),
         held_marker: annotation(HELD).is_some_and(|v| v == "true"),
         released_marker,
         released_at,
@@ -60,6 +74,9 @@ pub fn read(
         active: observed.active,
         start_time: observed.start_time,
         finished: observed.finished,
-        managed_elsewhere: adapter.managed_elsewhere(object),
+        managed_elsewhere: match (hold, adapter.managed_elsewhere(object)) {
+            (Hold::KueueGate, Some(ManagedElsewhere::Kueue)) => None,
+            (_, other) => other,
+        },
     }
 }

@@ -239,13 +239,22 @@ pub fn webhook_configuration(
             }),
             object_selector: None,
             reinvocation_policy: Some("Never".to_string()),
-            rules: Some(vec![RuleWithOperations {
-                api_groups: Some(vec!["batch".to_string()]),
-                api_versions: Some(vec!["v1".to_string()]),
-                operations: Some(vec!["CREATE".to_string()]),
-                resources: Some(vec!["jobs".to_string()]),
-                scope: Some("Namespaced".to_string()),
-            }]),
+            // CREATE of every kind carbonshift supports (as the chart with every kind turned on).
+            rules: Some(
+                carbonshift::workload::adapters()
+                    .iter()
+                    .map(|adapter| {
+                        let r = adapter.resource();
+                        RuleWithOperations {
+                            api_groups: Some(vec![r.group.clone()]),
+                            api_versions: Some(vec![r.version.clone()]),
+                            operations: Some(vec!["CREATE".to_string()]),
+                            resources: Some(vec![r.plural.clone()]),
+                            scope: Some("Namespaced".to_string()),
+                        }
+                    })
+                    .collect(),
+            ),
             side_effects: "None".to_string(),
             timeout_seconds: Some(10),
             match_conditions: None,

@@ -796,6 +796,15 @@ impl Scenario {
         if let Some(margin) = &options.margin {
             args.push(format!("--margin={margin}"));
         }
+        // Jobs only unless the scenario asks for more kinds: the other kinds' CRDs may be
+        // installed on the control plane, and watching them would only add load.
+        if !options
+            .extra
+            .iter()
+            .any(|a| a.starts_with("--workload-kinds"))
+        {
+            args.push("--workload-kinds=Job".to_string());
+        }
         args.extend(options.extra.iter().cloned());
         args
     }

@@ -79,6 +79,7 @@ mod chart;
 mod examples;
 mod fixtures;
 mod harness;
+mod kinds;
 mod lifecycle;
 mod nodes;
 mod operator;

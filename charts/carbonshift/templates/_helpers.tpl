@@ -112,9 +112,28 @@ checkov.io/skip3: "CKV_K8S_43=no digest in a source checkout; the released chart
 {{- end -}}
 
 {{/*
+The turned-on workload kinds (`workloadKinds`) as a JSON list of [apiGroup, version, resource],
+in the order given: what the RBAC rules and the webhook's rules are made from.
+*/}}
+{{- define "carbonshift.workloadResources" -}}
+{{- $known := dict
+  "Job" (list "batch" "v1" "jobs")
+  "JobSet" (list "jobset.x-k8s.io" "v1alpha2" "jobsets")
+  "TrainJob" (list "trainer.kubeflow.org" "v1alpha1" "trainjobs")
+  "PyTorchJob" (list "kubeflow.org" "v1" "pytorchjobs")
+  "MPIJob" (list "kubeflow.org" "v1" "mpijobs")
+  "RayJob" (list "ray.io" "v1" "rayjobs") -}}
+{{- $out := list -}}
+{{- range .Values.workloadKinds -}}
+{{- $out = append $out (required (printf "workloadKinds: unknown kind %q" .) (get $known .)) -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
+{{/*
 Environment shared by `carbonshift run` and `carbonshift release --all`: the namespace the
-operator lives in (Secrets, ConfigMaps and the Lease are read there), the watched namespaces and
-logging.
+operator lives in (Secrets, ConfigMaps and the Lease are read there), the watched namespaces, the
+kinds held and logging.
 */}}
 {{- define "carbonshift.commonEnv" -}}
 - name: CARBONSHIFT_OPERATOR_NAMESPACE
@@ -129,6 +148,8 @@ logging.
 - name: CARBONSHIFT_NAMESPACES
   value: {{ join "," . | quote }}
 {{- end }}
+- name: CARBONSHIFT_WORKLOAD_KINDS
+  value: {{ join "," .Values.workloadKinds | quote }}
 - name: CARBONSHIFT_LOG_FORMAT
   value: {{ .Values.config.logFormat | quote }}
 - name: RUST_LOG

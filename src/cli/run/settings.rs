@@ -14,7 +14,8 @@ use crate::controller::{ForecastSelector, NoForecastPolicy, OperatorConfig};
 use crate::leader::{self, ElectionParams};
 use crate::telemetry::LogFormat;
 use crate::units::{duration_arg, duration_or_zero_arg};
-use crate::webhook::TlsConfigPaths;
+use crate::webhook::{KueueMode, TlsConfigPaths};
+use crate::workload::Kinds;
 
 /// Where Kubernetes mounts the pod's namespace.
 pub const IN_CLUSTER_NAMESPACE_FILE: &str =
@@ -99,6 +100,30 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub namespaces: Vec<String>,
+    /// The kinds carbonshift holds, comma-separated: Job, JobSet, TrainJob, PyTorchJob, MPIJob,
+    /// RayJob. A kind whose CRD is not installed is watched for and picked up when it appears.
+    #[arg(
+        long,
+        env = "CARBONSHIFT_WORKLOAD_KINDS",
+        value_name = "KIND,...",
+        default_value = "Job,JobSet,TrainJob,PyTorchJob,MPIJob,RayJob"
+    )]
+    pub workload_kinds: Kinds,
+    /// Hold deferrable workloads that Kueue queues (`kueue.x-k8s.io/queue-name`) with Kueue's
+    /// admission gate (`kueue.x-k8s.io/admission-gated-by`; Kueue v0.19 and later, or v0.17 with
+    /// the AdmissionGatedBy feature gate); `false` leaves them alone, for older Kueue.
+    #[arg(
+        long,
+        env = "CARBONSHIFT_KUEUE_ADMISSION_GATE",
+        value_name = "BOOL",
+        default_value_t = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        value_parser = BoolishValueParser::new(),
+    )]
+    pub kueue_admission_gate: bool,
     /// CarbonForecast for Jobs without a `carbonshift.dev/forecast` annotation.
     #[arg(long, env = "CARBONSHIFT_DEFAULT_FORECAST", default_value = "default")]
     pub default_forecast: String,
@@ -227,6 +252,8 @@ pub struct Settings {
     pub election: Option<ElectionParams>,
     /// This replica's name.
     pub identity: String,
+    /// What the webhook does with workloads Kueue queues.
+    pub kueue: KueueMode,
 }
 
 impl Args {
@@ -326,9 +353,15 @@ impl Args {
                 forecast_wait: self.forecast_wait,
                 verify_give_up: self.verify_give_up,
                 forecast_selector: self.forecast_selector.clone(),
+                kinds: self.workload_kinds.clone(),
             },
             election,
             identity,
+            kueue: if self.kueue_admission_gate {
+                KueueMode::AdmissionGate
+            } else {
+                KueueMode::LeaveAlone
+            },
         })
     }
 }

@@ -66,6 +66,7 @@ fn the_defaults_are_the_charts() {
             forecast_wait: TimeDelta::minutes(2),
             verify_give_up: TimeDelta::hours(48),
             forecast_selector: Default::default(),
+            kinds: crate::workload::Kinds::all(),
         }
     );
     assert_eq!(
@@ -132,6 +133,7 @@ fn every_setting_has_a_flag() {
             forecast_wait: TimeDelta::seconds(30),
             verify_give_up: TimeDelta::hours(48),
             forecast_selector: "team=ml,carbonshift.dev/shard=a".parse().expect("selector"),
+            kinds: crate::workload::Kinds::all(),
         }
     );
     assert_eq!(s.identity, "cs-1");

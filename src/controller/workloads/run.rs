@@ -1,9 +1,11 @@
-//! Running the workload controllers: one `kube::runtime::Controller` per supported kind and
-//! namespace scope, triggered by the kind's objects, their CarbonWorkloads and the forecast store's
-//! change announcements; and the workload gauges.
+//! Running the workload controllers: one `kube::runtime::Controller` per turned-on kind
+//! ([`OperatorConfig::kinds`](crate::controller::OperatorConfig)) and namespace scope, triggered by
+//! the kind's objects, their CarbonWorkloads and the forecast store's change announcements; and the
+//! workload gauges. A kind whose CRD is not installed is waited for ([`super::discovery`]) and its
+//! controllers start when it appears, without a restart.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures::{FutureExt, Stream, StreamExt};
 use kube::core::DynamicObject;
@@ -18,7 +20,7 @@ use super::{GAUGE_INTERVAL, WorkloadController, error_policy, reconcile};
 use crate::api::{CarbonWorkload, Phase};
 use crate::controller::{Context, WORKLOADS};
 use crate::lifecycle;
-use crate::workload::{self, Adapter};
+use crate::workload::Adapter;
 
 /// Whether a workload waits for forecast data: held (pending, deferred, paused), or a dry run not
 /// planned yet.
@@ -41,6 +43,7 @@ pub fn jobs_waiting_on(
     workloads
         .state()
         .iter()
+        .filter(|w| is_of(w, adapter))
         .filter(|w| name.is_none_or(|n| w.spec.forecast == n))
         .filter(|w| waits_for_forecast(w))
         .map(|w| {
@@ -51,6 +54,13 @@ pub fn jobs_waiting_on(
             }
         })
         .collect()
+}
+
+/// Whether workload `w` belongs to an object of `adapter`'s kind (a workload without a kind in its
+/// `jobRef` was written for a Job).
+fn is_of(w: &CarbonWorkload, adapter: &dyn Adapter) -> bool {
+    let resource = adapter.resource();
+    w.spec.job_ref.kind() == resource.kind && w.spec.job_ref.api_version() == resource.api_version
 }
 
 /// The names of forecasts whose data changed, from the store; `None` after the receiver fell
@@ -67,9 +77,13 @@ fn forecast_changes(
     })
 }
 
-/// Runs the controller until `shutdown` completes (reconciles in progress finish first). Fill
-/// the context's forecast store from the API before calling it, so that no Job is decided
-/// without the last known forecasts; leader election starts and stops this from outside.
+/// The cached workloads of each kind that runs, for the gauges.
+type Stores = Arc<Mutex<Vec<(&'static dyn Adapter, Store<CarbonWorkload>)>>>;
+
+/// Runs the controllers of every turned-on kind until `shutdown` completes (reconciles in
+/// progress finish first). Fill the context's forecast store from the API before calling it, so
+/// that no workload is decided without the last known forecasts; leader election starts and stops
+/// this from outside.
 pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 'static) {
     let shutdown = shutdown.boxed().shared();
     let scopes: Vec<Option<String>> = if ctx.config.namespaces.is_empty() {
@@ -77,66 +91,107 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
     } else {
         ctx.config.namespaces.iter().cloned().map(Some).collect()
     };
-    info!(controller = WORKLOADS, namespaces = ?ctx.config.namespaces, "starting");
-    let mut stores = Vec::new();
-    let mut controllers = Vec::new();
-    for adapter in workload::adapters() {
-        let this = WorkloadController::new(ctx.clone(), adapter);
-        let resource = adapter.resource();
-        for scope in &scopes {
-            let client = ctx.client.clone();
-            let (objects, workloads): (Api<DynamicObject>, Api<CarbonWorkload>) = match scope {
-                None => (Api::all_with(client.clone(), resource), Api::all(client)),
-                Some(ns) => (
-                    Api::namespaced_with(client.clone(), ns, resource),
-                    Api::namespaced(client, ns),
-                ),
-            };
-            let (reader, writer) = reflector::store();
-            let owned = watcher(workloads, watcher::Config::default())
-                .default_backoff()
-                .reflect(writer)
-                .touched_objects();
-            let index = reader.clone();
-            let triggers = forecast_changes(ctx.store.subscribe()).flat_map(move |name| {
-                futures::stream::iter(jobs_waiting_on(&index, adapter, name.as_deref()))
-            });
-            stores.push(reader);
-            let this = this.clone();
-            controllers.push(
-                Controller::new_with(objects, watcher::Config::default(), resource.clone())
-                    .owns_stream(owned)
-                    .reconcile_on(triggers)
-                    .graceful_shutdown_on(shutdown.clone())
-                    .run(reconcile, error_policy, this.clone())
-                    .for_each(move |result| {
-                        let this = this.clone();
-                        async move {
-                            match result {
-                                Ok((job, _)) => debug!(job = %job.name, "reconciled"),
-                                // Already logged and counted by error_policy.
-                                Err(controller::Error::ReconcilerFailed(..)) => {}
-                                Err(controller::Error::ObjectNotFound(job)) => {
-                                    this.forget(job.namespace.as_deref(), &job.name);
-                                    debug!(job = %job.name, "deleted before its reconcile");
-                                }
-                                Err(error) => warn!(%error, "workload controller"),
-                            }
-                        }
-                    })
-                    .boxed(),
-            );
-        }
-    }
+    info!(
+        controller = WORKLOADS,
+        namespaces = ?ctx.config.namespaces,
+        kinds = %ctx.config.kinds,
+        "starting"
+    );
+    let stores = Stores::default();
+    let kinds: Vec<_> = ctx
+        .config
+        .kinds
+        .adapters()
+        .into_iter()
+        .map(|adapter| {
+            run_kind(
+                ctx.clone(),
+                adapter,
+                scopes.clone(),
+                stores.clone(),
+                shutdown.clone(),
+            )
+        })
+        .collect();
     let gauges = gauges(ctx.clone(), stores, shutdown);
-    futures::join!(futures::future::join_all(controllers), gauges);
+    futures::join!(futures::future::join_all(kinds), gauges);
     info!(controller = WORKLOADS, "stopped");
+}
+
+/// Waits until `adapter`'s kind is served, then runs its controllers (one per scope) until
+/// `shutdown`.
+async fn run_kind(
+    ctx: Arc<Context>,
+    adapter: &'static dyn Adapter,
+    scopes: Vec<Option<String>>,
+    stores: Stores,
+    shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+) {
+    let resource = adapter.resource();
+    if !super::discovery::wait_served(&ctx.client, resource, &ctx.metrics, shutdown.clone()).await {
+        return;
+    }
+    info!(
+        controller = WORKLOADS,
+        kind = adapter.kind(),
+        "watching {}s",
+        adapter.kind()
+    );
+    let this = WorkloadController::new(ctx.clone(), adapter);
+    let mut controllers = Vec::new();
+    for scope in &scopes {
+        let client = ctx.client.clone();
+        let (objects, workloads): (Api<DynamicObject>, Api<CarbonWorkload>) = match scope {
+            None => (Api::all_with(client.clone(), resource), Api::all(client)),
+            Some(ns) => (
+                Api::namespaced_with(client.clone(), ns, resource),
+                Api::namespaced(client, ns),
+            ),
+        };
+        let (reader, writer) = reflector::store();
+        let owned = watcher(workloads, watcher::Config::default())
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects();
+        let index = reader.clone();
+        let triggers = forecast_changes(ctx.store.subscribe()).flat_map(move |name| {
+            futures::stream::iter(jobs_waiting_on(&index, adapter, name.as_deref()))
+        });
+        if let Ok(mut all) = stores.lock() {
+            all.push((adapter, reader));
+        }
+        let this = this.clone();
+        controllers.push(
+            Controller::new_with(objects, watcher::Config::default(), resource.clone())
+                .owns_stream(owned)
+                .reconcile_on(triggers)
+                .graceful_shutdown_on(shutdown.clone())
+                .run(reconcile, error_policy, this.clone())
+                .for_each(move |result| {
+                    let this = this.clone();
+                    async move {
+                        match result {
+                            Ok((job, _)) => debug!(job = %job.name, "reconciled"),
+                            // Already logged and counted by error_policy.
+                            Err(controller::Error::ReconcilerFailed(..)) => {}
+                            Err(controller::Error::ObjectNotFound(job)) => {
+                                this.forget(job.namespace.as_deref(), &job.name);
+                                debug!(job = %job.name, "deleted before its reconcile");
+                            }
+                            Err(error) => warn!(%error, "workload controller"),
+                        }
+                    }
+                })
+                .boxed(),
+        );
+    }
+    futures::future::join_all(controllers).await;
 }
 
 /// Recomputes the workload gauges every [`GAUGE_INTERVAL`] until `shutdown`.
 async fn gauges(
     ctx: Arc<Context>,
-    stores: Vec<Store<CarbonWorkload>>,
+    stores: Stores,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
@@ -145,14 +200,27 @@ async fn gauges(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tick.tick() => set_gauges(&ctx, &stores),
+            _ = tick.tick() => {
+                let running = stores.lock().map(|s| s.clone()).unwrap_or_default();
+                set_gauges(&ctx, &running);
+            }
         }
     }
 }
 
-/// Sets `workloads{phase}` and `held_past_latest_start` from the cached workloads.
-pub fn set_gauges(ctx: &Context, stores: &[Store<CarbonWorkload>]) {
-    let all: Vec<Arc<CarbonWorkload>> = stores.iter().flat_map(Store::state).collect();
+/// Sets `workloads{phase}` and `held_past_latest_start` from the cached workloads: each kind's
+/// store holds every CarbonWorkload of its scope, so each counts only those of its kind.
+pub fn set_gauges(ctx: &Context, stores: &[(&'static dyn Adapter, Store<CarbonWorkload>)]) {
+    let all: Vec<Arc<CarbonWorkload>> = stores
+        .iter()
+        .flat_map(|(adapter, store)| {
+            store
+                .state()
+                .into_iter()
+                .filter(|w| is_of(w, *adapter))
+                .collect::<Vec<_>>()
+        })
+        .collect();
     let tally = lifecycle::tally(all.iter().map(|w| w.as_ref()), ctx.clock.now());
     ctx.metrics.set_workloads(|phase| tally.count(phase));
     ctx.metrics

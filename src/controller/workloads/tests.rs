@@ -805,6 +805,21 @@ fn named(name: &str, forecast: &str, phase: Option<Phase>) -> CarbonWorkload {
 fn a_forecast_change_reconciles_the_jobs_waiting_on_it() {
     let mut dry = named("dry", "uk", Some(Phase::Running));
     dry.spec.dry_run = true;
+    let mut jobset = named("js", "uk", Some(Phase::Deferred));
+    jobset.spec.job_ref =
+        crate::api::workload::JobRef::new("jobset.x-k8s.io/v1alpha2", "JobSet", "js", "uid-js");
+    let jobsets: Vec<String> = jobs_waiting_on(
+        &store_of(vec![
+            jobset.clone(),
+            named("j", "uk", Some(Phase::Deferred)),
+        ]),
+        &crate::workload::jobset::JobSetKind,
+        None,
+    )
+    .into_iter()
+    .map(|r| r.name)
+    .collect();
+    assert_eq!(jobsets, ["js"]);
     let store = store_of(vec![
         named("a", "uk", Some(Phase::Deferred)),
         named("b", "uk", Some(Phase::Running)),
@@ -813,6 +828,8 @@ fn a_forecast_change_reconciles_the_jobs_waiting_on_it() {
         named("e", "uk", Some(Phase::Paused)),
         named("f", "uk", Some(Phase::Succeeded)),
         dry,
+        // A JobSet's workload: not a Job to reconcile, whatever its phase.
+        jobset,
     ]);
     let mut names: Vec<String> = jobs_waiting_on(&store, &BatchJob, Some("uk"))
         .into_iter()
@@ -839,7 +856,12 @@ async fn the_gauges_count_workloads_by_phase_and_overdue_holds() {
         named("b", "uk", Some(Phase::Deferred)),
         named("c", "uk", Some(Phase::Running)),
     ]);
-    set_gauges(&env.ctx, std::slice::from_ref(&store));
+    // Each kind's store holds every workload of its scope, so the JobSet controller's store has
+    // the same Job workloads: each kind counts only its own.
+    let jobs: &'static dyn crate::workload::Adapter = &BatchJob;
+    let jobsets: &'static dyn crate::workload::Adapter = &crate::workload::jobset::JobSetKind;
+    let stores = [(jobs, store.clone()), (jobsets, store)];
+    set_gauges(&env.ctx, &stores);
     let metrics = env.ctx.metrics.encode();
     assert!(
         metrics.contains("carbonshift_workloads{phase=\"Deferred\"} 2"),
@@ -849,7 +871,7 @@ async fn the_gauges_count_workloads_by_phase_and_overdue_holds() {
     assert!(metrics.contains("carbonshift_held_past_latest_start 0"));
     // Past the latest start (18:00) both Deferred ones are overdue: the alert fires.
     env.clock.set(hour(9));
-    set_gauges(&env.ctx, &[store]);
+    set_gauges(&env.ctx, &stores);
     assert!(
         env.ctx
             .metrics
@@ -860,7 +882,25 @@ async fn the_gauges_count_workloads_by_phase_and_overdue_holds() {
 
 #[tokio::test]
 async fn run_replans_deferred_jobs_when_their_forecast_changes() {
-    let env = env();
+    let env = TestEnv::with_config(
+        t(T0),
+        crate::controller::OperatorConfig {
+            kinds: crate::workload::Kinds::jobs_only(),
+            ..crate::controller::OperatorConfig::default()
+        },
+    );
+    env.ctx.store.apply(&forecast());
+    // Discovery: batch/v1 serves Jobs.
+    env.api.route(Route::new(
+        Method::GET,
+        "/apis/batch/v1",
+        Reply::Json(
+            200,
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "batch/v1",
+                "resources": [{"name": "jobs", "singularName": "job", "namespaced": true,
+                    "kind": "Job", "verbs": ["get", "list", "watch", "patch"]}]}),
+        ),
+    ));
     let base = workload_base(&held_job("1"), t(T0));
     // Deferred at 03:00 from the current data, exactly as the controller writes it.
     let deferred = with_status(base.clone(), Some(planned_status(&env, &held_job("1"))));

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::api::annotations::JOB_CONTROLLER;
+use crate::api::annotations::{HELD_BY, JOB_CONTROLLER};
 use k8s_openapi::api::batch::v1::Job;
 
 const NOW: &str = "2026-05-04T10:00:30Z";
@@ -109,6 +109,41 @@ fn run(request: &AdmissionRequest<DynamicObject>) -> (AdmissionResponse, Outcome
 
 fn admit(object: Value) -> (AdmissionResponse, Outcome) {
     run(&create(object))
+}
+
+/// [`admit`] by an operator that leaves Kueue's jobs alone (`--kueue-admission-gate=false`).
+fn admit_leaving_kueue_alone(object: Value) -> (AdmissionResponse, Outcome) {
+    let admission = Admission {
+        kueue: KueueMode::LeaveAlone,
+        ..Admission::default()
+    };
+    mutate_with(
+        &create(object),
+        &AnnotationDefaults::default(),
+        &admission,
+        &UnknownForecasts,
+        now(),
+    )
+}
+
+/// The CREATE request for an object of another kind, from its JSON.
+fn create_kind(object: Value) -> AdmissionRequest<DynamicObject> {
+    let api_version = object["apiVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let kind = object["kind"].as_str().unwrap_or_default().to_string();
+    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
+    request_for("CREATE", (group, version, &kind), Some(object))
+}
+
+/// `examples/kinds/<file>` as the API server sends it to the webhook (namespace `ml`).
+fn example(file: &str) -> Value {
+    let path = format!("{}/examples/kinds/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut value: Value = serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    value["metadata"]["namespace"] = json!("ml");
+    value
 }
 
 fn patch_of(response: &AdmissionResponse) -> Option<Patch> {
@@ -434,7 +469,7 @@ fn a_deadline_that_leaves_exactly_the_duration_is_still_held() {
 fn kueue_managed_jobs_are_left_alone_even_with_bad_annotations() {
     let mut object = deferrable(&[(annotations::MAX_DELAY, "0s")]);
     object["metadata"]["labels"] = json!({"kueue.x-k8s.io/queue-name": "user-queue"});
-    let (response, outcome) = admit(object);
+    let (response, outcome) = admit_leaving_kueue_alone(object);
     assert_eq!(outcome, Outcome::AllowedUntouched(Untouched::Kueue));
     assert_eq!(outcome.result(), "allowed");
     assert!(response.allowed);
@@ -451,15 +486,231 @@ fn kueue_managed_jobs_are_left_alone_even_with_bad_annotations() {
     // The same label without the opt-in: nothing to say.
     let mut object = job(&[]);
     object["metadata"]["labels"] = json!({"kueue.x-k8s.io/queue-name": "user-queue"});
-    let (response, outcome) = admit(object);
+    let (response, outcome) = admit_leaving_kueue_alone(object);
     assert_eq!(outcome, Outcome::AllowedUntouched(Untouched::Kueue));
     assert_eq!(response.warnings, None);
 
     // Kueue's older annotation form.
     let object = deferrable(&[("kueue.x-k8s.io/queue-name", "user-queue")]);
-    let (response, outcome) = admit(object);
+    let (response, outcome) = admit_leaving_kueue_alone(object);
     assert_eq!(outcome, Outcome::AllowedUntouched(Untouched::Kueue));
     assert_eq!(response.patch, None);
+}
+
+/// A Job Kueue queues, as it reaches the webhook (Kueue's own webhook may have suspended it).
+fn queued(extra: &[(&str, &str)], gates: Option<&str>) -> Value {
+    let mut object = deferrable(extra);
+    object["metadata"]["labels"] = json!({"kueue.x-k8s.io/queue-name": "user-queue"});
+    object["spec"]["suspend"] = json!(true);
+    if let Some(gates) = gates {
+        object["metadata"]["annotations"]["kueue.x-k8s.io/admission-gated-by"] = json!(gates);
+    }
+    object
+}
+
+#[test]
+fn a_kueue_job_is_held_with_carbonshifts_entry_in_the_admission_gate() {
+    let object = queued(&[(annotations::MAX_DELAY, "8h")], None);
+    let (response, outcome) = admit(object.clone());
+    assert_eq!(outcome, Outcome::Gated);
+    assert_eq!(outcome.result(), "held");
+    assert_eq!(
+        serde_json::to_value(patch_of(&response)).unwrap_or_default(),
+        json!([
+            {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1submitted-at", "value": NOW},
+            {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1held", "value": "true"},
+            {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1held-by", "value": "kueue-admission-gate"},
+            {"op": "add", "path": "/metadata/annotations/kueue.x-k8s.io~1admission-gated-by", "value": "carbonshift.dev/low-carbon-window"}
+        ])
+    );
+    let after = applied(&object, &response);
+    // Kueue's switch is left as it came.
+    assert_eq!(after["spec"]["suspend"], json!(true));
+    assert_eq!(response.warnings, None);
+
+    // Another controller's gate is kept, carbonshift's entry goes after it.
+    let object = queued(&[], Some("example.com/quota-check"));
+    let (response, outcome) = admit(object.clone());
+    assert_eq!(outcome, Outcome::Gated);
+    let after = applied(&object, &response);
+    assert_eq!(
+        after["metadata"]["annotations"]["kueue.x-k8s.io/admission-gated-by"],
+        json!("example.com/quota-check,carbonshift.dev/low-carbon-window")
+    );
+    // An entry there already (a copied manifest) is not doubled.
+    let object = queued(
+        &[],
+        Some("carbonshift.dev/low-carbon-window, example.com/x"),
+    );
+    let after = applied(&object, &admit(object.clone()).0);
+    assert_eq!(
+        after["metadata"]["annotations"]["kueue.x-k8s.io/admission-gated-by"],
+        json!("carbonshift.dev/low-carbon-window,example.com/x")
+    );
+
+    // Malformed annotations are denied as for any Job.
+    let (response, outcome) = admit(queued(&[(annotations::MAX_DELAY, "0s")], None));
+    assert!(matches!(outcome, Outcome::Denied(_)));
+    assert!(!response.allowed);
+
+    // A dry run is not gated but marked as carbonshift's way to hold it, so that the controller
+    // reports it as a dry run and not as Kueue's.
+    let object = queued(&[(annotations::DRY_RUN, "true")], None);
+    let (response, outcome) = admit(object.clone());
+    assert_eq!(outcome, Outcome::DryRun);
+    let after = applied(&object, &response);
+    let marks = &after["metadata"]["annotations"];
+    assert_eq!(marks[HELD_BY], json!("kueue-admission-gate"));
+    assert!(marks.get(annotations::ADMISSION_GATED_BY).is_none());
+    assert!(marks.get(HELD).is_none());
+}
+
+#[test]
+fn interruptible_is_refused_for_a_job_held_by_kueues_gate() {
+    let (response, outcome) = admit(queued(&[(annotations::INTERRUPTIBLE, "true")], None));
+    let expected = "carbonshift.dev/interruptible: \"true\" is not supported for a Job queued by Kueue (kueue.x-k8s.io/queue-name): carbonshift holds it with its entry carbonshift.dev/low-carbon-window in kueue.x-k8s.io/admission-gated-by, which cannot be put back once removed, and Kueue owns its suspend switch; remove carbonshift.dev/interruptible (the Job is then held until its planned start and runs to the end)";
+    assert_eq!(outcome, Outcome::Refused(expected.to_string()));
+    assert_eq!(outcome.result(), "denied");
+    assert!(!response.allowed);
+    assert_eq!(response.result.message, expected);
+    assert_eq!(response.result.code, 400);
+}
+
+#[test]
+fn every_kind_is_held_by_its_own_switch() {
+    for (file, outcome, switch) in [
+        (
+            "jobset.yaml",
+            Outcome::Held {
+                already_suspended: false,
+            },
+            "/spec/suspend",
+        ),
+        (
+            "trainjob.yaml",
+            Outcome::Held {
+                already_suspended: false,
+            },
+            "/spec/suspend",
+        ),
+        (
+            "pytorchjob.yaml",
+            Outcome::Held {
+                already_suspended: false,
+            },
+            "/spec/runPolicy/suspend",
+        ),
+        (
+            "mpijob.yaml",
+            Outcome::Held {
+                already_suspended: false,
+            },
+            "/spec/runPolicy/suspend",
+        ),
+        (
+            "rayjob.yaml",
+            Outcome::Held {
+                already_suspended: false,
+            },
+            "/spec/suspend",
+        ),
+        ("kueue-job.yaml", Outcome::Gated, ""),
+    ] {
+        let object = example(file);
+        let (response, got) = run(&create_kind(object.clone()));
+        assert_eq!(got, outcome, "{file}: {:?}", response.result);
+        let after = applied(&object, &response);
+        let marks = &after["metadata"]["annotations"];
+        assert_eq!(marks[HELD], json!("true"), "{file}");
+        assert_eq!(marks[SUBMITTED_AT], json!(NOW), "{file}");
+        if !switch.is_empty() {
+            assert_eq!(after.pointer(switch), Some(&json!(true)), "{file}");
+        }
+        assert_eq!(response.warnings, None, "{file}: {:?}", response.warnings);
+        // Without the opt-in the same object is left as it is.
+        let mut plain = object.clone();
+        if let Some(a) = plain["metadata"]["annotations"].as_object_mut() {
+            a.retain(|k, _| !k.starts_with("carbonshift.dev/"));
+        }
+        let (response, got) = run(&create_kind(plain));
+        assert_eq!(
+            got,
+            Outcome::AllowedUntouched(Untouched::NotDeferrable),
+            "{file}"
+        );
+        assert_eq!(response.patch, None, "{file}");
+        // A malformed annotation is denied with the parser's message.
+        let mut bad = object.clone();
+        bad["metadata"]["annotations"]["carbonshift.dev/duration"] = json!("2x");
+        let (response, got) = run(&create_kind(bad));
+        assert!(matches!(got, Outcome::Denied(_)), "{file}: {got:?}");
+        assert_eq!(
+            response.result.message,
+            r#"carbonshift.dev/duration: "2x" is not a duration: unknown unit "x"; expected a positive duration such as 45m, 2h30m or 1d (whole numbers with units s, m, h, d)"#,
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn kinds_that_are_not_turned_on_are_not_the_webhooks_business() {
+    let admission = Admission {
+        kinds: crate::workload::Kinds::jobs_only(),
+        ..Admission::default()
+    };
+    let (response, outcome) = mutate_with(
+        &create_kind(example("rayjob.yaml")),
+        &AnnotationDefaults::default(),
+        &admission,
+        &UnknownForecasts,
+        now(),
+    );
+    assert_eq!(outcome, Outcome::NotAJob);
+    assert_eq!(response.patch, None);
+}
+
+#[test]
+fn a_rayjob_kuberay_cannot_suspend_is_refused_with_what_to_change() {
+    let mut object = example("rayjob.yaml");
+    object["spec"]["shutdownAfterJobFinishes"] = json!(false);
+    let (response, outcome) = run(&create_kind(object));
+    assert!(matches!(outcome, Outcome::Refused(_)), "{outcome:?}");
+    assert!(!response.allowed);
+    assert!(
+        response.result.message.starts_with(
+            "spec.shutdownAfterJobFinishes must be true for carbonshift to hold a RayJob"
+        ),
+        "{}",
+        response.result.message
+    );
+    // A dry run is never held: nothing to refuse.
+    let mut dry = example("rayjob.yaml");
+    dry["spec"]["shutdownAfterJobFinishes"] = json!(false);
+    dry["metadata"]["annotations"]["carbonshift.dev/dry-run"] = json!("true");
+    assert_eq!(run(&create_kind(dry)).1, Outcome::DryRun);
+    // Interruptible RayJobs are refused; interruptible TrainJobs are held (the example is).
+    let mut interruptible = example("rayjob.yaml");
+    interruptible["metadata"]["annotations"]["carbonshift.dev/interruptible"] = json!("true");
+    assert!(matches!(
+        run(&create_kind(interruptible)).1,
+        Outcome::Refused(_)
+    ));
+}
+
+#[test]
+fn a_jobset_with_affinity_is_held_with_a_warning() {
+    let mut object = example("jobset.yaml");
+    object["spec"]["replicatedJobs"][1]["template"]["spec"]["template"]["spec"]["affinity"] = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["a"]}]}]}}});
+    let (response, outcome) = run(&create_kind(object));
+    assert_eq!(
+        outcome,
+        Outcome::Held {
+            already_suspended: false
+        }
+    );
+    assert_eq!(warnings(&response).len(), 1, "{:?}", response.warnings);
+    assert!(warnings(&response)[0].contains("not to their affinity"));
 }
 
 #[test]
@@ -675,7 +926,8 @@ fn a_forecast_that_does_not_exist_is_warned_about() {
     let known: std::collections::BTreeSet<String> = ["uk-national".to_string()].into();
     let defaults = AnnotationDefaults::default();
     let request = create(deferrable(&[(annotations::FORECAST, "uk-natoinal")]));
-    let (response, outcome) = mutate_with(&request, &defaults, &known, now());
+    let (response, outcome) =
+        mutate_with(&request, &defaults, &Admission::default(), &known, now());
     // Held all the same: the forecast may be created after the Job.
     assert_eq!(outcome.result(), "held");
     assert_eq!(
@@ -689,7 +941,13 @@ fn a_forecast_that_does_not_exist_is_warned_about() {
         ]
     );
     // The default forecast too, named as such.
-    let (response, _) = mutate_with(&create(deferrable(&[])), &defaults, &known, now());
+    let (response, _) = mutate_with(
+        &create(deferrable(&[])),
+        &defaults,
+        &Admission::default(),
+        &known,
+        now(),
+    );
     assert!(
         warnings(&response)[0]
             .starts_with("the operator's default forecast \"default\": no CarbonForecast"),
@@ -698,9 +956,15 @@ fn a_forecast_that_does_not_exist_is_warned_about() {
     );
     // A known forecast, or a catalog that does not know yet: no warning.
     let request = create(deferrable(&[(annotations::FORECAST, "uk-national")]));
-    let (response, _) = mutate_with(&request, &defaults, &known, now());
+    let (response, _) = mutate_with(&request, &defaults, &Admission::default(), &known, now());
     assert_eq!(response.warnings, None);
-    let (response, _) = mutate_with(&request, &defaults, &UnknownForecasts, now());
+    let (response, _) = mutate_with(
+        &request,
+        &defaults,
+        &Admission::default(),
+        &UnknownForecasts,
+        now(),
+    );
     assert_eq!(response.warnings, None);
 }
 
@@ -878,6 +1142,7 @@ proptest! {
         suspend in proptest::option::of(any::<bool>()),
         kueue_label in any::<bool>(),
         managed_by in proptest::option::of(proptest::sample::select(vec![JOB_CONTROLLER, "example.com/other"])),
+        gate in any::<bool>(),
     ) {
         let mut object = job(&annotations);
         match suspend {
@@ -890,7 +1155,11 @@ proptest! {
         if let Some(manager) = managed_by {
             object["spec"]["managedBy"] = json!(manager);
         }
-        let (response, outcome) = admit(object.clone());
+        let (response, outcome) = if gate {
+            admit(object.clone())
+        } else {
+            admit_leaving_kueue_alone(object.clone())
+        };
 
         // The oracle.
         let typed: Job = match serde_json::from_value(object.clone()) {
@@ -899,7 +1168,8 @@ proptest! {
         };
         let has_queue = kueue_label || annotations.iter().any(|(k, _)| *k == KUEUE_QUEUE_NAME);
         let managed = managed_by.is_some_and(|m| m != JOB_CONTROLLER);
-        let expected = if has_queue || managed {
+        let gated = gate && has_queue;
+        let expected = if (has_queue && !gate) || (managed && !gated) {
             "allowed"
         } else {
             match crate::workload::job::view(&typed, &AnnotationDefaults::default(), now()).deferral {
@@ -909,6 +1179,7 @@ proptest! {
                     d.submitted_at = now();
                     if d.dry_run || d.run_now { "allowed" }
                     else if !d.is_feasible(now()) { "warned" }
+                    else if gated && annotations.iter().any(|(k, v)| *k == annotations::INTERRUPTIBLE && *v == "true") { "denied" }
                     else { "held" }
                 }
             }
@@ -921,15 +1192,21 @@ proptest! {
         let held = expected == "held";
         let admitted_deferrable = matches!(
             outcome,
-            Outcome::Held { .. } | Outcome::DryRun | Outcome::RunNow | Outcome::AdmittedWithWarning
+            Outcome::Held { .. } | Outcome::Gated | Outcome::DryRun | Outcome::RunNow | Outcome::AdmittedWithWarning
         );
         prop_assert_eq!(response.patch.is_some(), admitted_deferrable);
         if admitted_deferrable {
             prop_assert_eq!(&marks["carbonshift.dev/submitted-at"], &json!(NOW));
             prop_assert!(marks.get(RELEASED_AT).is_none());
             prop_assert_eq!(marks.get(HELD).is_some(), held);
+            prop_assert_eq!(marks.get(HELD_BY).is_some(), gated);
+            let gate_entry = marks
+                .get(annotations::ADMISSION_GATED_BY)
+                .and_then(Value::as_str)
+                .is_some_and(annotations::has_gate);
+            prop_assert_eq!(gate_entry, held && gated);
             let suspended_after = after["spec"]["suspend"] == json!(true);
-            prop_assert_eq!(suspended_after, held || suspend == Some(true));
+            prop_assert_eq!(suspended_after, (held && !gated) || suspend == Some(true));
         } else {
             prop_assert_eq!(&after, &object);
         }
