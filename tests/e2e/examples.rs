@@ -224,7 +224,12 @@ enum ForecastOutcome {
 }
 
 async fn applied(s: Scenario) {
-    let operator = s.start_operator(OperatorOptions::default()).await;
+    let operator = s
+        .start_operator(OperatorOptions {
+            extra: vec!["--workload-kinds=Job,JobSet,TrainJob,PyTorchJob,MPIJob,RayJob".into()],
+            ..OperatorOptions::default()
+        })
+        .await;
     s.register_webhook(&operator).await;
     // The default forecast: dirty for the next hour, then clean for three days, so that every
     // held example waits about an hour (longer than this test) whatever its window.
