@@ -3,9 +3,27 @@
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::PodSpec;
+use kube::core::DynamicObject;
 use serde_json::Value;
 
 use super::{AdapterError, pointer};
+use crate::api::annotations::{self, ManagedElsewhere};
+
+/// Whether another controller owns `object`'s suspend switch: Kueue's label, or a manager field at
+/// `managed_by` (for example `spec.managedBy`) other than `own`, the controller of the kind that
+/// carbonshift works with ([`annotations::managed_elsewhere`]).
+pub(crate) fn managed_elsewhere(
+    object: &DynamicObject,
+    managed_by: &[&str],
+    own: &str,
+) -> Option<ManagedElsewhere> {
+    annotations::managed_elsewhere(
+        object.metadata.labels.as_ref(),
+        object.metadata.annotations.as_ref(),
+        pointer(&object.data, managed_by).and_then(Value::as_str),
+        own,
+    )
+}
 
 /// An RFC 3339 time in `value`, if it is one.
 pub(crate) fn time(value: Option<&Value>) -> Option<DateTime<Utc>> {

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::Value;
 
+use super::fields;
 use super::fields::{condition_true, time};
 use super::{Adapter, AdapterError, Observed, pointer};
 use crate::api::annotations::{self, JOB_CONTROLLER, ManagedElsewhere, PodSet};
@@ -100,13 +101,7 @@ impl Adapter for BatchJob {
     }
 
     fn managed_elsewhere(&self, object: &DynamicObject) -> Option<ManagedElsewhere> {
-        let managed_by = pointer(&object.data, &["spec", "managedBy"]).and_then(Value::as_str);
-        annotations::managed_elsewhere(
-            object.metadata.labels.as_ref(),
-            object.metadata.annotations.as_ref(),
-            managed_by,
-            JOB_CONTROLLER,
-        )
+        fields::managed_elsewhere(object, &["spec", "managedBy"], JOB_CONTROLLER)
     }
 
     /// A suspended Job's pods are deleted and re-created at resume (KEP-2232).

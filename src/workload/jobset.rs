@@ -15,9 +15,10 @@ use chrono::{DateTime, Utc};
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::Value;
 
+use super::fields;
 use super::fields::{array, condition_true, job_pods, malformed, pod_spec, pods, resource, sum};
 use super::{Adapter, AdapterError, HoldCheck, Observed, pointer};
-use crate::api::annotations::{self, Deferral, ManagedElsewhere, PodSet};
+use crate::api::annotations::{Deferral, ManagedElsewhere, PodSet};
 use crate::lifecycle::Finished;
 
 /// The JobSet kind.
@@ -110,13 +111,7 @@ impl Adapter for JobSetKind {
     }
 
     fn managed_elsewhere(&self, object: &DynamicObject) -> Option<ManagedElsewhere> {
-        let managed_by = pointer(&object.data, &["spec", "managedBy"]).and_then(Value::as_str);
-        annotations::managed_elsewhere(
-            object.metadata.labels.as_ref(),
-            object.metadata.annotations.as_ref(),
-            managed_by,
-            JOBSET_CONTROLLER,
-        )
+        fields::managed_elsewhere(object, &["spec", "managedBy"], JOBSET_CONTROLLER)
     }
 
     /// A suspended JobSet suspends its child Jobs, whose pods are deleted and re-created at
@@ -155,6 +150,7 @@ impl Adapter for JobSetKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::annotations;
     use crate::workload::tests::{example, object, t};
     use serde_json::json;
 

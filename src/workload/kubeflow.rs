@@ -15,8 +15,8 @@ use serde_json::Value;
 use super::fields::{
     condition_true, int, malformed, object as object_at, pod_spec, pods, resource, sum, time,
 };
-use super::{Adapter, AdapterError, Observed, pointer};
-use crate::api::annotations::{self, ManagedElsewhere, PodSet};
+use super::{Adapter, AdapterError, Observed};
+use crate::api::annotations::{ManagedElsewhere, PodSet};
 use crate::lifecycle::Finished;
 
 /// The `spec.runPolicy.managedBy` of jobs the training-operator manages (also the default).
@@ -93,12 +93,9 @@ fn replica_observed(object: &DynamicObject, now: DateTime<Utc>) -> Observed {
 }
 
 fn replica_managed_elsewhere(object: &DynamicObject) -> Option<ManagedElsewhere> {
-    let managed_by =
-        pointer(&object.data, &["spec", "runPolicy", "managedBy"]).and_then(Value::as_str);
-    annotations::managed_elsewhere(
-        object.metadata.labels.as_ref(),
-        object.metadata.annotations.as_ref(),
-        managed_by,
+    super::fields::managed_elsewhere(
+        object,
+        &["spec", "runPolicy", "managedBy"],
         TRAINING_OPERATOR,
     )
 }
@@ -144,6 +141,7 @@ training_operator_kind!(MpiJobKind, "MPIJob", MPI, "mpiReplicaSpecs");
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::annotations;
     use crate::workload::patch::suspend_operation;
     use crate::workload::tests::{example, t};
     use serde_json::json;

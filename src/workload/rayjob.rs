@@ -16,13 +16,12 @@ use chrono::{DateTime, Utc};
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::Value;
 
+use super::fields;
 use super::fields::{
     array, int, malformed, object as object_at, pod_spec, pods, resource, string, time,
 };
 use super::{Adapter, AdapterError, HoldCheck, Observed, pointer};
-use crate::api::annotations::{
-    self, DEFERRABLE, Deferral, INTERRUPTIBLE, ManagedElsewhere, PodSet,
-};
+use crate::api::annotations::{DEFERRABLE, Deferral, INTERRUPTIBLE, ManagedElsewhere, PodSet};
 use crate::lifecycle::Finished;
 
 /// The RayJob kind.
@@ -131,13 +130,7 @@ impl Adapter for RayJobKind {
     }
 
     fn managed_elsewhere(&self, object: &DynamicObject) -> Option<ManagedElsewhere> {
-        let managed_by = pointer(&object.data, &["spec", "managedBy"]).and_then(Value::as_str);
-        annotations::managed_elsewhere(
-            object.metadata.labels.as_ref(),
-            object.metadata.annotations.as_ref(),
-            managed_by,
-            KUBERAY_OPERATOR,
-        )
+        fields::managed_elsewhere(object, &["spec", "managedBy"], KUBERAY_OPERATOR)
     }
 
     /// Suspending a running RayJob deletes its Ray cluster without a graceful stop.
@@ -181,6 +174,7 @@ impl Adapter for RayJobKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::annotations;
     use crate::workload::tests::{deferral, example, t};
     use serde_json::json;
 

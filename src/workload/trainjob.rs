@@ -18,10 +18,11 @@ use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
 use kube::core::{ApiResource, DynamicObject};
 use serde_json::Value;
 
+use super::fields;
 use super::fields::{condition_true, int, malformed, pods, resource, sum};
 use super::{Adapter, AdapterError, HoldCheck, Observed, pointer};
 use crate::api::annotations::{
-    self, Deferral, ManagedElsewhere, POWER, PodSet, PowerSource, parse_quantity,
+    Deferral, ManagedElsewhere, POWER, PodSet, PowerSource, parse_quantity,
 };
 use crate::lifecycle::Finished;
 
@@ -104,13 +105,7 @@ impl Adapter for TrainJobKind {
     }
 
     fn managed_elsewhere(&self, object: &DynamicObject) -> Option<ManagedElsewhere> {
-        let managed_by = pointer(&object.data, &["spec", "managedBy"]).and_then(Value::as_str);
-        annotations::managed_elsewhere(
-            object.metadata.labels.as_ref(),
-            object.metadata.annotations.as_ref(),
-            managed_by,
-            TRAINJOB_CONTROLLER,
-        )
+        fields::managed_elsewhere(object, &["spec", "managedBy"], TRAINJOB_CONTROLLER)
     }
 
     /// The Trainer suspends a running TrainJob's JobSet, whose Jobs delete their pods and
@@ -174,6 +169,7 @@ fn check_quantities(resources: &ResourceRequirements) -> Result<(), AdapterError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::annotations;
     use crate::workload::tests::{deferral, example, t};
     use serde_json::json;
 
