@@ -2,8 +2,6 @@
 //! `carbonshift_reconcile_errors_total{category}` metric, the log line and the retry policy of
 //! both controllers' `error_policy` share.
 
-use std::time::Duration;
-
 use kube::runtime::controller::Action;
 use thiserror::Error;
 
@@ -107,13 +105,9 @@ impl ErrorCategory {
         match self {
             ErrorCategory::Invalid => Action::await_change(),
             ErrorCategory::Forbidden => Action::requeue(crate::retry::api_backoff(u32::MAX)),
-            _ => Action::requeue(retry_delay(failures)),
+            _ => Action::requeue(crate::retry::api_backoff(failures)),
         }
     }
-}
-
-fn retry_delay(failures: u32) -> Duration {
-    crate::retry::api_backoff(failures)
 }
 
 impl Error {

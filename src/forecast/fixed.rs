@@ -16,8 +16,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::BoxFuture;
 
 use super::{
-    ForecastData, History, KIND_STATIC, KIND_TRACE, Provider, ProviderError, overlapping, validate,
-    validate_allow_empty,
+    ForecastData, History, KIND_STATIC, KIND_TRACE, Provider, ProviderError, last_step,
+    overlapping, validate, validate_allow_empty,
 };
 use crate::api::forecast::Trace;
 use crate::planner::Point;
@@ -60,15 +60,6 @@ impl StaticProvider {
         validate_allow_empty(list, &actuals).map_err(|e| ProviderError::Config(e.to_string()))?;
         self.data.actuals = actuals;
         Ok(self)
-    }
-}
-
-/// How long the last of a list of points holds: as long as the interval before it, one hour for
-/// a single point (the rule of `spec.provider.static.points`).
-fn last_step(points: &[Point]) -> TimeDelta {
-    match points {
-        [.., a, b] => b.start - a.start,
-        _ => TimeDelta::hours(1),
     }
 }
 

@@ -150,10 +150,7 @@ pub struct History {
 impl History {
     /// The measured time as pieces `[start, end)` with their value, in time order.
     pub fn segments(&self) -> Vec<crate::planner::Segment> {
-        let last = match self.points.as_slice() {
-            [.., a, b] => b.start - a.start,
-            _ => chrono::TimeDelta::hours(1),
-        };
+        let last = last_step(&self.points);
         self.points
             .iter()
             .enumerate()
@@ -200,6 +197,15 @@ where
         cursor = end;
     }
     Ok(points)
+}
+
+/// How long the last of a list of points holds: as long as the interval before it, one hour for
+/// a single point (the rule of `spec.provider.static.points`).
+pub(crate) fn last_step(points: &[Point]) -> chrono::TimeDelta {
+    match points {
+        [.., a, b] => b.start - a.start,
+        _ => chrono::TimeDelta::hours(1),
+    }
 }
 
 /// The points of `points` (each holding until the next; the last one for `last`) whose interval

@@ -111,7 +111,6 @@ pub fn carbonshift(
         out.tally.add(&tally);
         progress(1);
     }
-    out.run.plans = out.tally.decisions;
     out.run.fallbacks = out
         .tally
         .releases
