@@ -327,29 +327,37 @@ impl Metrics {
 
     /// Counts one reconcile error.
     /// Adds a finished workload's emitted (and, when carbonshift held it, avoided) grams to the
-    /// ledger counters of its namespace and forecast; `basis` is `estimated` or `verified`.
+    /// ledger counters of its namespace and forecast, labelled by `basis`.
+    /// Estimates also go to the unlabelled `emitted_grams` and `avoided_grams` totals.
     pub fn record_finished(
         &self,
         namespace: &str,
         forecast: &str,
-        basis: &str,
+        basis: crate::ledger::Basis,
         emitted: f64,
         avoided: Option<f64>,
     ) {
         let labels = LedgerLabels {
             namespace: namespace.to_string(),
             forecast: forecast.to_string(),
-            basis: basis.to_string(),
+            basis: basis.as_str().to_string(),
         };
+        let estimated = basis == crate::ledger::Basis::Estimated;
         self.ledger_emitted_grams
             .get_or_create(&labels)
             .inc_by(emitted.max(0.0));
+        if estimated {
+            self.emitted_grams.inc_by(emitted.max(0.0));
+        }
         if let Some(avoided) = avoided {
             // A counter cannot go down: a workload that ran dirtier than running at once shows
             // its negative saving in its status only.
             self.ledger_avoided_grams
                 .get_or_create(&labels)
                 .inc_by(avoided.max(0.0));
+            if estimated {
+                self.avoided_grams.inc_by(avoided.max(0.0));
+            }
         }
     }
 

@@ -420,18 +420,10 @@ async fn decide_and_apply(
     record_release(ctx, released.as_ref(), now);
     let forecast_name = decision.spec.as_ref().map_or("", |s| s.forecast.as_str());
     if status_written && let Some(completion) = decision.completion {
-        ctx.metrics
-            .emitted_grams
-            .inc_by(completion.emitted_grams.max(0.0));
-        if let Some(avoided) = completion.avoided_grams {
-            // A counter cannot go down: a Job that ran dirtier than running at once shows its
-            // negative saving in its status only.
-            ctx.metrics.avoided_grams.inc_by(avoided.max(0.0));
-        }
         ctx.metrics.record_finished(
             namespace,
             forecast_name,
-            "estimated",
+            crate::ledger::Basis::Estimated,
             completion.emitted_grams,
             completion.avoided_grams,
         );
@@ -440,7 +432,7 @@ async fn decide_and_apply(
         ctx.metrics.record_finished(
             namespace,
             forecast_name,
-            "verified",
+            crate::ledger::Basis::Verified,
             verified.emitted_grams,
             verified.avoided_grams,
         );
