@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 
+use crate::api::workload::VerifiedFigures;
 use crate::api::{CarbonWorkloadSpec, CarbonWorkloadStatus};
 use crate::planner::Segment;
 
@@ -21,31 +22,11 @@ pub const DEFAULT_GIVE_UP: TimeDelta = TimeDelta::hours(48);
 /// of millisecond arithmetic aside, coverage must be complete).
 const COMPLETE: f64 = 1.0 - 1e-9;
 
-/// The figures of a verified workload.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Verified {
-    /// Measured mean intensity over the actual runs, gCO2eq/kWh.
-    pub intensity: f64,
-    /// Measured mean intensity over the counterfactual run from submission, gCO2eq/kWh.
-    pub counterfactual_intensity: f64,
-    /// Facility energy of the run, kWh.
-    pub energy_kwh: f64,
-    /// Emissions of the actual run, gCO2eq.
-    pub emissions_grams: f64,
-    /// Emissions had it run at submission for as long, gCO2eq.
-    pub counterfactual_grams: f64,
-    /// `counterfactual_grams − emissions_grams`.
-    pub avoided_grams: f64,
-    /// The plan's forecast error over the run: (expected − measured) / measured × 100; `None`
-    /// without a plan or with a measured mean of 0.
-    pub forecast_error_percent: Option<f64>,
-}
-
 /// What can be said about a finished workload's measured figures at `now`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Verification {
-    /// Every instant is measured.
-    Verified(Verified),
+    /// Every instant is measured: the figures for `status.verified`.
+    Verified(VerifiedFigures),
     /// Some of `[from, to)` is not measured yet: ask again, at the latest until `until`.
     Pending {
         /// Start of the first unmeasured time.
@@ -134,11 +115,12 @@ fn mean(
 }
 
 /// Verifies a finished workload against `measured` (the provider's measured pieces, in time
-/// order, not overlapping) at `now`, giving up `give_up` after it finished.
+/// order, not overlapping; from `source`) at `now`, giving up `give_up` after it finished.
 pub fn verify(
     spec: &CarbonWorkloadSpec,
     status: &CarbonWorkloadStatus,
     measured: &[Segment],
+    source: &str,
     now: DateTime<Utc>,
     give_up: TimeDelta,
 ) -> Verification {
@@ -183,7 +165,7 @@ pub fn verify(
         .expected_intensity
         .filter(|_| intensity > 0.0)
         .map(|expected| (expected - intensity) / intensity * 100.0);
-    Verification::Verified(Verified {
+    Verification::Verified(VerifiedFigures {
         intensity,
         counterfactual_intensity,
         energy_kwh: energy,
@@ -191,6 +173,8 @@ pub fn verify(
         counterfactual_grams: counterfactual,
         avoided_grams: counterfactual - emissions,
         forecast_error_percent,
+        source: source.to_string(),
+        verified_at: now,
     })
 }
 
@@ -253,6 +237,7 @@ mod tests {
             &spec(t0, 2000.0),
             &status,
             &measured,
+            "test",
             t0 + TimeDelta::hours(5),
             DEFAULT_GIVE_UP,
         );
@@ -290,6 +275,7 @@ mod tests {
             &spec(t0, 1000.0),
             &status,
             &measured,
+            "test",
             t0 + TimeDelta::hours(5),
             DEFAULT_GIVE_UP,
         ) else {
@@ -311,6 +297,7 @@ mod tests {
             &s,
             &status,
             &measured,
+            "test",
             t0 + TimeDelta::hours(4),
             DEFAULT_GIVE_UP,
         );
@@ -326,6 +313,7 @@ mod tests {
             &s,
             &status,
             &measured,
+            "test",
             t0 + TimeDelta::hours(51),
             DEFAULT_GIVE_UP,
         );
@@ -337,6 +325,7 @@ mod tests {
             &s,
             &status,
             &holey,
+            "test",
             t0 + TimeDelta::hours(4),
             DEFAULT_GIVE_UP,
         );
@@ -350,7 +339,7 @@ mod tests {
         let measured = hourly(t0, &[100.0]);
         let status = CarbonWorkloadStatus::default();
         assert!(matches!(
-            verify(&s, &status, &measured, t0, DEFAULT_GIVE_UP),
+            verify(&s, &status, &measured, "test", t0, DEFAULT_GIVE_UP),
             Verification::NotApplicable(_)
         ));
     }
@@ -372,7 +361,7 @@ mod tests {
             let status = finished(start, end);
             let at = |m: i64| values[(m / 60) as usize];
             let brute = |from: i64, n: i64| (from..from + n).map(at).sum::<f64>() / n as f64;
-            let v = verify(&spec(submitted, 1000.0), &status, &measured, end, DEFAULT_GIVE_UP);
+            let v = verify(&spec(submitted, 1000.0), &status, &measured, "test", end, DEFAULT_GIVE_UP);
             let Verification::Verified(v) = v else { panic!("{v:?}") };
             let run = brute(submit + delay, minutes);
             let counterfactual = brute(submit, minutes);

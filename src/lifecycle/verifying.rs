@@ -69,8 +69,8 @@ impl Machine<'_> {
                 }
             }
             Measured::Pieces { segments, source } => {
-                match verify::verify(self.spec, &self.status, segments, self.now, give_up) {
-                    Verification::Verified(v) => self.verified(&v, source),
+                match verify::verify(self.spec, &self.status, segments, source, self.now, give_up) {
+                    Verification::Verified(v) => self.verified(v),
                     Verification::Pending { from, to, until } => {
                         self.set_verification(
                             state::PENDING,
@@ -100,30 +100,20 @@ impl Machine<'_> {
         }
     }
 
-    fn verified(&mut self, v: &verify::Verified, source: &str) {
+    fn verified(&mut self, v: VerifiedFigures) {
         let mut message = format!(
-            "verified from {source}: {:.0} gCO2eq at {:.0} gCO2eq/kWh measured, {:.0} g avoided against running at once ({:.0} gCO2eq/kWh)",
-            v.emissions_grams, v.intensity, v.avoided_grams, v.counterfactual_intensity
+            "verified from {}: {:.0} gCO2eq at {:.0} gCO2eq/kWh measured, {:.0} g avoided against running at once ({:.0} gCO2eq/kWh)",
+            v.source, v.emissions_grams, v.intensity, v.avoided_grams, v.counterfactual_intensity
         );
         if let Some(error) = v.forecast_error_percent {
             message.push_str(&format!("; the forecast was off by {error:+.1}%"));
         }
-        self.status.verified = Some(VerifiedFigures {
-            intensity: v.intensity,
-            counterfactual_intensity: v.counterfactual_intensity,
-            energy_kwh: v.energy_kwh,
-            emissions_grams: v.emissions_grams,
-            counterfactual_grams: v.counterfactual_grams,
-            avoided_grams: v.avoided_grams,
-            forecast_error_percent: v.forecast_error_percent,
-            source: source.to_string(),
-            verified_at: self.now,
-        });
         let held_by_us = self.job.held_marker || self.job.released_marker.is_some();
         self.decision.verified = Some(Completion {
             emitted_grams: v.emissions_grams,
             avoided_grams: held_by_us.then_some(v.avoided_grams),
         });
+        self.status.verified = Some(v);
         self.set_verification(state::VERIFIED, message.clone());
         self.event(NoteKind::Normal, "Verified", "Verify", message);
     }
