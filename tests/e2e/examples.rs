@@ -300,38 +300,8 @@ async fn applied(s: Scenario) {
                 example.path
             );
             if !installed_upstream {
-                let out = s.kubectl(
-                    &[
-                        "apply",
-                        "--server-side",
-                        "--force-conflicts",
-                        "-f",
-                        &upstream.display().to_string(),
-                    ],
-                    None,
-                );
-                assert!(
-                    out.status.success(),
-                    "installing the upstream CRDs: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                let out = s.kubectl(
-                    &[
-                        "wait",
-                        "--for=condition=Established",
-                        "--timeout=60s",
-                        "-f",
-                        &upstream.display().to_string(),
-                    ],
-                    None,
-                );
-                assert!(
-                    out.status.success(),
-                    "upstream CRDs not established: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                crate::kinds::install_crds(&s, &upstream);
                 installed_upstream = true;
-                s.say("upstream CRDs of ../shared/crds-upstream/ installed");
             }
         }
 

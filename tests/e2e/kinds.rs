@@ -64,7 +64,7 @@ fn upstream_crds(test: &str) -> Option<PathBuf> {
 
 /// Installs the upstream CRDs (server-side apply: safe beside another scenario doing the same)
 /// and waits until each is Established.
-fn install_crds(s: &Scenario, dir: &Path) {
+pub fn install_crds(s: &Scenario, dir: &Path) {
     let dir = dir.display().to_string();
     let output = s.kubectl(
         &["apply", "--server-side", "--force-conflicts", "-f", &dir],
