@@ -76,7 +76,7 @@ pub struct OperatorConfig {
     /// How long after a workload finished its measured figures are waited for. Default 48h.
     pub verify_give_up: TimeDelta,
     /// How long after a release the workload's status waits for the Job controller's answer, so
-    /// that the release and the phase it leads to take one status write. Default 60s.
+    /// that the release and the phase it leads to take one status write. Default 5m.
     pub release_ack_wait: TimeDelta,
     /// Guarded release patches in flight at once when many releases fall due together.
     /// Default 64.
@@ -213,6 +213,8 @@ pub struct Context {
     /// not produced data yet is waited for from then at the earliest, because nothing refreshed
     /// it before.
     pub started: chrono::DateTime<chrono::Utc>,
+    /// The group commit of the CarbonLedgers' writes (shared by every workload controller).
+    pub ledgers: Arc<workloads::LedgerWriter>,
 }
 
 impl std::fmt::Debug for Context {
@@ -240,6 +242,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             started: clock.now(),
+            ledgers: Arc::default(),
             client,
             clock,
             metrics,

@@ -566,9 +566,8 @@ async fn decide_and_apply(
         Some(status) if Some(status) != workload.status.as_ref() => {
             // The ledger first: a failure leaves the status unwritten and the reconcile is
             // retried; the ledger remembers what it recorded, so nothing counts twice.
-            for entry in ledger::entries(&decision, &workload.spec, status) {
-                ledger::record(ctx, namespace, &workload.spec.forecast, &entry, now).await?;
-            }
+            let entries = ledger::entries(&decision, &workload.spec, status);
+            ledger::record(ctx, namespace, &workload.spec.forecast, &entries, now).await?;
             let written = apply_status(&workloads, name, status).await?;
             this.wrote(&memory_key, &written);
             true
@@ -622,9 +621,8 @@ async fn decide_and_apply(
     match armed {
         Some((at, prepared)) => {
             this.arm(at, prepared);
-            let look_again = (at + releaser::ARM_GRACE - now)
-                .to_std()
-                .unwrap_or_default();
+            let grace = releaser::grace(this.lifecycle.margin);
+            let look_again = (at + grace - now).to_std().unwrap_or_default();
             Ok(Step::Done(Action::requeue(look_again.min(MAX_REQUEUE))))
         }
         None => {
@@ -692,6 +690,7 @@ mod verify;
 mod writes;
 
 pub use known::KnownForecast;
+pub use ledger::LedgerWriter;
 pub use run::{jobs_waiting_on, run, set_gauges};
 pub use writes::owner_reference;
 

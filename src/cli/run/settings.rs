@@ -180,7 +180,7 @@ pub struct Args {
     /// controller's answer (its start time, or an active pod), so that the release and the
     /// phase it leads to (`Running`, or `Released` without pods) are one status write; `0s`
     /// writes `Released` at once.
-    #[arg(long, env = "CARBONSHIFT_RELEASE_ACK_WAIT", default_value = "60s", value_parser = duration_or_zero_arg)]
+    #[arg(long, env = "CARBONSHIFT_RELEASE_ACK_WAIT", default_value = "5m", value_parser = duration_or_zero_arg)]
     pub release_ack_wait: TimeDelta,
     /// Guarded release patches sent at once when many releases fall due at the same second
     /// (they are prepared ahead and sent at the planned second; the client's rate limits and

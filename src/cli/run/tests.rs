@@ -65,7 +65,7 @@ fn the_defaults_are_the_charts() {
             no_forecast: NoForecastPolicy::Release,
             forecast_wait: TimeDelta::minutes(2),
             verify_give_up: TimeDelta::hours(48),
-            release_ack_wait: TimeDelta::seconds(60),
+            release_ack_wait: TimeDelta::minutes(5),
             release_concurrency: 64,
             reconcile_concurrency: 16,
             forecast_selector: Default::default(),

@@ -20,9 +20,11 @@
 //! machine records the release together with the Job controller's answer
 //! ([`lifecycle::Config::release_ack_wait`]).
 //!
-//! The reconcile still looks again shortly after `at` ([`ARM_GRACE`]), so a release that could
-//! not be sent (this task stopped, the API unreachable) is decided by the reconcile as before:
-//! the deadline rule never depends on this task.
+//! The reconcile still looks again shortly after `at` ([`grace`]: a quarter of the margin, at
+//! most [`MAX_GRACE`]), so a release that could not be sent (this task stopped, the API
+//! unreachable) is decided by the reconcile as before, still before the latest start: the
+//! deadline rule never depends on this task. The grace is long enough that the reconcile does not
+//! race this task through a large burst.
 //!
 //! [`OperatorConfig::release_concurrency`]: crate::controller::OperatorConfig::release_concurrency
 
@@ -41,9 +43,15 @@ use crate::controller::{Error, WORKLOADS};
 use crate::lifecycle::ReleaseReason;
 use crate::note::Note;
 
+/// The longest [`grace`].
+pub const MAX_GRACE: TimeDelta = TimeDelta::seconds(30);
+
 /// How long after an armed second the reconcile looks again itself, in case the release could
-/// not be sent: far below the 5-minute default margin, so the deadline rule is kept.
-pub const ARM_GRACE: TimeDelta = TimeDelta::seconds(5);
+/// not be sent: a quarter of the `margin` (so a deadline release still comes before the latest
+/// start), at most [`MAX_GRACE`]; zero without a margin.
+pub fn grace(margin: TimeDelta) -> TimeDelta {
+    (margin / 4).clamp(TimeDelta::zero(), MAX_GRACE)
+}
 
 /// A release prepared ahead: everything the guarded patch and its Events need.
 #[derive(Debug, Clone, PartialEq)]
@@ -258,6 +266,14 @@ mod tests {
             notes: Vec::new(),
             job_ref: ObjectReference::default(),
         }
+    }
+
+    #[test]
+    fn the_reconciles_grace_stays_inside_the_margin() {
+        assert_eq!(grace(TimeDelta::minutes(5)), MAX_GRACE);
+        assert_eq!(grace(TimeDelta::seconds(60)), TimeDelta::seconds(15));
+        assert_eq!(grace(TimeDelta::zero()), TimeDelta::zero());
+        assert_eq!(grace(TimeDelta::seconds(-5)), TimeDelta::zero());
     }
 
     #[test]
