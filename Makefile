@@ -35,8 +35,8 @@ e2e: tools ## The e2e suite against a real kube-apiserver + controller-manager +
 	scripts/e2e.sh
 
 .PHONY: load
-load: tools ## N annotated Jobs (default 1000: make load N=10000) on a real control plane; figures into docs/benchmarks.md
-	scripts/load.sh $(N)
+load: tools ## N annotated Jobs (default 1000: make load N=10000 WAVES=2) on a real control plane; figures into docs/benchmarks.md
+	CARBONSHIFT_LOAD_WAVES="$(WAVES)" scripts/load.sh $(N)
 
 .PHONY: image
 image: ## Build the operator image with podman or buildah (FROM scratch, non-root 65532) and smoke-test it (chroot; image name: make image IMAGE=...)

@@ -3,10 +3,11 @@
 //!
 //! Each reconcile of a Job runs the phases of a functional core with an imperative shell:
 //!
-//! 1. **fetch** — the Job comes from the controller's cache; its CarbonWorkload is read from the
-//!    API (one GET, so that the decision never works from a cache older than carbonshift's own
-//!    last write); the parsed forecast comes from the in-memory
-//!    [`ForecastStore`](super::ForecastStore).
+//! 1. **fetch** — the Job comes from the controller's cache (trimmed by
+//!    [`crate::workload::prune`]); its CarbonWorkload from the controller's cache too, unless
+//!    carbonshift wrote it since and the cache does not show that write yet (then one GET, so
+//!    that the decision never works from a workload older than carbonshift's own last write);
+//!    the parsed forecast comes from the in-memory [`ForecastStore`](super::ForecastStore).
 //! 2. **decide** — [`lifecycle::decide`] (pure): the workload's spec and status, at most one
 //!    write to the Job, the Events and the time to look again.
 //! 3. **apply** — in this order, each only when needed: the workload spec by server-side apply
@@ -14,10 +15,12 @@
 //!    guarded release or pause patch ([`super::release`]); the workload status by server-side
 //!    apply when it differs from the current one. A guarded patch refused because the Job changed
 //!    writes nothing else and decides again at once.
-//! 4. **record** — Events on the Job and on the workload, the release and completion metrics
-//!    (after the writes succeeded, so a failed write is never counted).
-//! 5. **requeue** — at the Decision's time (at the latest an hour later, as a safety net;
-//!    finished workloads wait for a change).
+//! 4. **record** — Events on the Job, the release and completion metrics (after the writes
+//!    succeeded, so a failed write is never counted).
+//! 5. **arm and requeue** — when the state machine will release the workload at the Decision's
+//!    time, the release is prepared and armed in the kind's [`releaser`], which sends it at that
+//!    second; the reconcile looks again shortly after it, else at the Decision's time (at the
+//!    latest an hour later, as a safety net; finished workloads wait for a change).
 //!
 //! [`run`] drives the reconciler with a `kube::runtime::Controller` on Jobs — all namespaces, or
 //! one controller per namespace of [`OperatorConfig::namespaces`](super::OperatorConfig) — which

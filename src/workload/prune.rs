@@ -168,7 +168,8 @@ mod tests {
         assert_eq!(other.data, json!({}));
         assert_eq!(other.metadata.name.as_deref(), Some("train"));
         assert_eq!(other.metadata.resource_version.as_deref(), Some("7"));
-        assert!(!crate::controller::workloads::concerns_carbonshift(&other));
+        let annotations = other.metadata.annotations.clone().unwrap_or_default();
+        assert!(!annotations.contains_key(DEFERRABLE) && !annotations.contains_key(HELD));
         let mut bare = big_job(Value::Null);
         prune(&mut bare);
         assert_eq!(bare.data, json!({}));

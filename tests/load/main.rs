@@ -46,6 +46,8 @@
 //! - `CARBONSHIFT_LOAD_LEAD_SECONDS`: seconds from the forecast's creation to `W`.
 //! - `CARBONSHIFT_LOAD_IN_FLIGHT` (32): the harness's concurrent creates and status writes.
 //! - `CARBONSHIFT_LOAD_BASELINE_IN_FLIGHT` (64): the baseline's concurrent release patches.
+//! - `CARBONSHIFT_LOAD_WAVES` (1): `2` sends a second wave of N Jobs through the same operator
+//!   after the first finished and its Jobs were deleted, and compares the peak RSS ([`wave`]).
 
 // This crate is test code: a failed `expect` in a helper is a failed run. (clippy.toml's
 // allow-*-in-tests reaches `#[test]` functions and `#[cfg(test)]` code, not the helpers of an
@@ -56,6 +58,7 @@ mod audit;
 mod cluster;
 mod process;
 mod report;
+mod wave;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -104,6 +107,8 @@ struct Settings {
     lead: Duration,
     in_flight: usize,
     baseline_in_flight: usize,
+    /// 2: a second wave of N after the first finished, with the same operator (wave.rs).
+    waves: usize,
 }
 
 fn env_number(key: &str, default: usize) -> usize {
@@ -170,6 +175,7 @@ impl Settings {
             lead,
             in_flight: env_number("CARBONSHIFT_LOAD_IN_FLIGHT", 32),
             baseline_in_flight: env_number("CARBONSHIFT_LOAD_BASELINE_IN_FLIGHT", 64),
+            waves: env_number("CARBONSHIFT_LOAD_WAVES", 1).min(2),
         }
     }
 
@@ -915,7 +921,23 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
         format!("{} s after the last Succeeded", FINISHED_SETTLE.as_secs()),
     );
     let rss_peak = timeline.peak();
+    let first_wave_end = Utc::now();
     let metrics = scrape_metrics(&http, metrics_port).await;
+    let second_wave = if settings.waves >= 2 {
+        let context = wave::Context {
+            client: &client,
+            progress: &progress,
+            settings,
+            namespaces: &namespaces,
+            template: &template,
+            forecast: &forecast_name,
+            operator: &operator,
+            first_peak_mib: rss_peak,
+        };
+        Some(wave::run(context).await)
+    } else {
+        None
+    };
     let cp_cpu: Vec<(String, f64)> = cp_cpu_before
         .iter()
         .filter_map(|(name, pid, before)| {
@@ -948,7 +970,13 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
         audit_offset,
         &[&operator_user, &baseline_user],
     );
-    let requests = by_user.remove(&operator_user).unwrap_or_default();
+    // The figures are the first wave's; the second wave reports its own.
+    let requests: Vec<_> = by_user
+        .remove(&operator_user)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.received <= first_wave_end)
+        .collect();
     let baseline_requests = by_user.remove(&baseline_user).unwrap_or_default();
     progress.say(format!(
         "audit log: {} requests by {operator_user}, {} by {baseline_user} ({unreadable} unreadable lines skipped)",
@@ -987,6 +1015,7 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
         cp_cpu,
         conflicts,
         log_warnings,
+        second_wave,
     });
     let markdown = report::render(&figures);
     println!("\n{markdown}");
@@ -1304,6 +1333,7 @@ struct Inputs<'a> {
     cp_cpu: Vec<(String, f64)>,
     conflicts: usize,
     log_warnings: usize,
+    second_wave: Option<report::SecondWave>,
 }
 
 const LIFECYCLE_RESOURCES: [&str; 4] = [
@@ -1515,6 +1545,7 @@ fn figures(i: Inputs<'_>) -> Figures {
         metrics: i.metrics,
         completion_conflicts: i.conflicts,
         operator_log_warnings: i.log_warnings,
+        second_wave: i.second_wave,
         notes,
     }
 }

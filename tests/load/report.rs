@@ -175,7 +175,33 @@ pub struct Figures {
     /// Warnings and errors in the operator's log.
     pub operator_log_warnings: usize,
     pub notes: Vec<String>,
+    /// The second wave, when one was run.
+    pub second_wave: Option<SecondWave>,
 }
+
+/// The second wave's figures (`CARBONSHIFT_LOAD_WAVES=2`, wave.rs).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SecondWave {
+    /// RSS once the first wave's Jobs and workloads were deleted.
+    pub rss_emptied_mib: f64,
+    /// RSS with the second wave planned.
+    pub rss_planned_mib: f64,
+    /// RSS after the second wave finished.
+    pub rss_finished_mib: f64,
+    /// Peak RSS (VmHWM) at the end of the first wave.
+    pub first_peak_mib: f64,
+    /// Peak RSS (VmHWM) at the end of the second wave.
+    pub second_peak_mib: f64,
+    /// `status.releasedAt` − `plannedStart` in the second wave.
+    pub lateness_decision: Percentiles,
+    /// From the start of the deletions to the end of the wave.
+    pub duration_s: f64,
+    /// Its own timeline: name, seconds since the wave started, RSS MiB, CPU s.
+    pub marks: Vec<(String, f64, f64, f64)>,
+}
+
+/// The largest rise of the peak RSS a second wave may cause.
+pub const TARGET_SECOND_WAVE_RISE: f64 = 0.10;
 
 /// `1234567` → `1,234,567`.
 pub fn thousands(n: usize) -> String {
@@ -257,6 +283,7 @@ per user). The operator's release throughput is given as a ratio to it.
 - The harness itself (creating Jobs, writing their status) uses the admin identity, which API \
 Priority and Fairness exempts; the API server, etcd, the controller manager, the harness and \
 the operator share the machine's 2 cores (the CPU of each is given).
+- With `WAVES=2` (`CARBONSHIFT_LOAD_WAVES=2`), after the first wave finished the harness deletes its Jobs (their CarbonWorkloads go by garbage collection), moves the forecast's clean window ahead and sends N fresh Jobs through the same lifecycle with the same operator process; the peak RSS after it is compared with the peak after the first (a leak shows as a higher peak). The other figures are the first wave's (requests received after it are left out).
 "
     .to_string()
 }
@@ -434,6 +461,47 @@ pub fn render(f: &Figures) -> String {
         "–",
         String::new(),
     );
+    if let Some(w) = &f.second_wave {
+        let rise = w.second_peak_mib / w.first_peak_mib.max(1e-9) - 1.0;
+        row(
+            &format!("Second wave of {n} (first deleted, same process): peak RSS after it"),
+            format!(
+                "{:.1} MiB against {:.1} MiB after the first ({:+.1} %)",
+                w.second_peak_mib,
+                w.first_peak_mib,
+                rise * 100.0
+            ),
+            "≤ +10 %",
+            if rise <= TARGET_SECOND_WAVE_RISE {
+                "met".to_string()
+            } else {
+                format!(
+                    "**missed** by {:.1} points",
+                    (rise - TARGET_SECOND_WAVE_RISE) * 100.0
+                )
+            },
+        );
+        row(
+            "… RSS in the second wave: first wave deleted / planned / finished",
+            format!(
+                "{:.1} / {:.1} / {:.1} MiB",
+                w.rss_emptied_mib, w.rss_planned_mib, w.rss_finished_mib
+            ),
+            "–",
+            String::new(),
+        );
+        row(
+            "… second wave's release decision time p50 / p99 / max (status.releasedAt − plannedStart)",
+            format!(
+                "{} / {} / {}",
+                ms(w.lateness_decision.p50),
+                ms(w.lateness_decision.p99),
+                ms(w.lateness_decision.max)
+            ),
+            "–",
+            String::new(),
+        );
+    }
     let _ = writeln!(s);
 
     let _ = writeln!(

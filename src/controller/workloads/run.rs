@@ -80,6 +80,46 @@ fn forecast_changes(
 /// The cached workloads of each kind that runs, for the gauges.
 type Stores = Arc<Mutex<Vec<(&'static dyn Adapter, Store<CarbonWorkload>)>>>;
 
+/// Where the CarbonWorkload events of one scope go: the reconcile trigger of each running kind.
+type Routes = Arc<Mutex<Vec<(&'static dyn Adapter, Trigger)>>>;
+
+/// Asks one kind's controller of one scope for a reconcile.
+type Trigger = futures::channel::mpsc::UnboundedSender<ObjectRef<DynamicObject>>;
+
+/// One scope's CarbonWorkloads, shared by the controllers of every kind: one watch and one cache
+/// per scope however many kinds run, each event routed to the kind of the object that owns the
+/// workload.
+#[derive(Clone)]
+struct SharedScope {
+    namespace: Option<String>,
+    workloads: Store<CarbonWorkload>,
+    routes: Routes,
+}
+
+/// The kind and namespaced name of the object that controls `w`, as a reconcile request for
+/// the running kind it belongs to.
+fn owner_route<'a>(
+    w: &CarbonWorkload,
+    routes: &'a [(&'static dyn Adapter, Trigger)],
+) -> Option<(&'a Trigger, ObjectRef<DynamicObject>)> {
+    let owner = w
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))?;
+    let (adapter, trigger) = routes.iter().find(|(adapter, _)| {
+        let resource = adapter.resource();
+        resource.kind == owner.kind && resource.api_version == owner.api_version
+    })?;
+    let object = ObjectRef::new_with(&owner.name, adapter.resource().clone());
+    let object = match w.namespace() {
+        Some(ns) => object.within(&ns),
+        None => object,
+    };
+    Some((trigger, object))
+}
+
 /// Runs the controllers of every turned-on kind until `shutdown` completes (reconciles in
 /// progress finish first). Fill the context's forecast store from the API before calling it, so
 /// that no workload is decided without the last known forecasts; leader election starts and stops
@@ -97,6 +137,44 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
         kinds = %ctx.config.kinds,
         "starting"
     );
+    let mut shared = Vec::new();
+    let mut watches = Vec::new();
+    for scope in scopes {
+        let api: Api<CarbonWorkload> = match &scope {
+            None => Api::all(ctx.client.clone()),
+            Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        };
+        let (reader, writer) = reflector::store();
+        let routes = Routes::default();
+        let events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(|w: &mut CarbonWorkload| w.metadata.managed_fields = None)
+            .reflect(writer)
+            .touched_objects();
+        let to = routes.clone();
+        let stop = shutdown.clone();
+        watches.push(
+            async move {
+                let route = events.for_each(|event| {
+                    if let Ok(w) = event
+                        && let Ok(routes) = to.lock()
+                        && let Some((trigger, object)) = owner_route(&w, &routes)
+                    {
+                        // A closed channel means that kind's controller stopped.
+                        let _ = trigger.unbounded_send(object);
+                    }
+                    std::future::ready(())
+                });
+                futures::future::select(std::pin::pin!(route), stop).await;
+            }
+            .boxed(),
+        );
+        shared.push(SharedScope {
+            namespace: scope,
+            workloads: reader,
+            routes,
+        });
+    }
     let stores = Stores::default();
     let kinds: Vec<_> = ctx
         .config
@@ -107,14 +185,18 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             run_kind(
                 ctx.clone(),
                 adapter,
-                scopes.clone(),
+                shared.clone(),
                 stores.clone(),
                 shutdown.clone(),
             )
         })
         .collect();
     let gauges = gauges(ctx.clone(), stores, shutdown);
-    futures::join!(futures::future::join_all(kinds), gauges);
+    futures::join!(
+        futures::future::join_all(kinds),
+        futures::future::join_all(watches),
+        gauges
+    );
     info!(controller = WORKLOADS, "stopped");
 }
 
@@ -123,7 +205,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
 async fn run_kind(
     ctx: Arc<Context>,
     adapter: &'static dyn Adapter,
-    scopes: Vec<Option<String>>,
+    scopes: Vec<SharedScope>,
     stores: Stores,
     shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
 ) {
@@ -141,21 +223,12 @@ async fn run_kind(
     let mut controllers = Vec::new();
     for scope in &scopes {
         let client = ctx.client.clone();
-        let (objects, workloads): (Api<DynamicObject>, Api<CarbonWorkload>) = match scope {
-            None => (Api::all_with(client.clone(), resource), Api::all(client)),
-            Some(ns) => (
-                Api::namespaced_with(client.clone(), ns, resource),
-                Api::namespaced(client, ns),
-            ),
+        let objects: Api<DynamicObject> = match &scope.namespace {
+            None => Api::all_with(client, resource),
+            Some(ns) => Api::namespaced_with(client, ns, resource),
         };
-        // Both caches hold trimmed objects (crate::workload::prune): memory stays flat per
+        // The kind's objects are cached trimmed (crate::workload::prune): memory stays flat per
         // object, and the decisions read nothing that was dropped.
-        let (reader, writer) = reflector::store();
-        let owned = watcher(workloads, watcher::Config::default())
-            .default_backoff()
-            .modify(|w: &mut CarbonWorkload| w.metadata.managed_fields = None)
-            .reflect(writer)
-            .touched_objects();
         let job_writer = reflector::store::Writer::new(resource.clone());
         let job_reader = job_writer.as_reader();
         let jobs = watcher(objects, watcher::Config::default())
@@ -163,21 +236,29 @@ async fn run_kind(
             .modify(crate::workload::prune::prune)
             .reflect(job_writer)
             .applied_objects();
-        let index = reader.clone();
+        let index = scope.workloads.clone();
         let forecast_triggers = forecast_changes(ctx.store.subscribe()).flat_map(move |name| {
             futures::stream::iter(jobs_waiting_on(&index, adapter, name.as_deref()))
         });
+        // One channel for both: the workload events routed to this kind, and the releaser's
+        // requests to decide again.
         let (asked, asks) = futures::channel::mpsc::unbounded();
-        this.add_scope(scope.clone(), reader.clone(), asked);
+        this.add_scope(
+            scope.namespace.clone(),
+            scope.workloads.clone(),
+            asked.clone(),
+        );
+        if let Ok(mut routes) = scope.routes.lock() {
+            routes.push((adapter, asked));
+        }
         if let Ok(mut all) = stores.lock() {
-            all.push((adapter, reader));
+            all.push((adapter, scope.workloads.clone()));
         }
         let this = this.clone();
         let config = controller::Config::default().concurrency(ctx.config.reconcile_concurrency);
         controllers.push(
             Controller::for_stream_with(jobs, job_reader, resource.clone())
                 .with_config(config)
-                .owns_stream(owned)
                 .reconcile_on(futures::stream::select(forecast_triggers, asks))
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile, error_policy, this.clone())
