@@ -140,6 +140,7 @@ const WORKLOAD_PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("carbonshift.dev", "carbonworkloads/status", &["patch"]),
     ("carbonshift.dev", "carbonledgers", &["get", "create"]),
     ("carbonshift.dev", "carbonledgers/status", &["update"]),
+    ("carbonshift.dev", "carbonbudgets/status", &["patch"]),
 ];
 /// Cluster-wide permissions.
 const CLUSTER_PERMISSIONS: &[(&str, &str, &[&str])] = &[
@@ -149,6 +150,12 @@ const CLUSTER_PERMISSIONS: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch"],
     ),
     ("carbonshift.dev", "carbonforecasts/status", &["patch"]),
+    (
+        "carbonshift.dev",
+        "carbonbudgets",
+        &["get", "list", "watch"],
+    ),
+    ("carbonshift.dev", "carbonledgers", &["list", "watch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 /// Permissions in the release namespace only.
@@ -2330,6 +2337,7 @@ fn fake_discovery(path: &str) -> Option<Value> {
                 ("carbonforecasts", "CarbonForecast", false),
                 ("carbonworkloads", "CarbonWorkload", true),
                 ("carbonledgers", "CarbonLedger", true),
+                ("carbonbudgets", "CarbonBudget", true),
             ],
         ),
     ];

@@ -93,6 +93,13 @@ const RULES: &[Rule] = &[
         reason: "forecast providers fetch and parse data; controllers and the CLI drive them, not the reverse",
     },
     Rule {
+        module: "budget",
+        no_crates: &["kube", "k8s_openapi", "tokio", "reqwest", "hyper", "axum"],
+        no_modules: &[],
+        only_modules: Some(&["api", "units", "note"]),
+        reason: "budget evaluation is a pure function of the budgets, the ledgers and now, called by the webhook and the budget controller",
+    },
+    Rule {
         module: "replay",
         no_crates: &["kube", "tokio"],
         no_modules: &["controller", "webhook", "cli"],

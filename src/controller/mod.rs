@@ -4,6 +4,8 @@
 //!
 //! - [`forecasts`]: the CarbonForecast controller (refresh from the provider, status, Events,
 //!   metrics, and the watch that feeds the store). Its decisions are pure ([`status`]).
+//! - [`budgets`]: the CarbonBudget controller (status and the `BudgetExhausted` Event from the
+//!   namespace's ledgers; pure arithmetic in [`crate::budget`]).
 //! - [`store`]: the forecast store the workload controller plans with, derived from CarbonForecast
 //!   status only and filled from the API at start-up ([`ForecastStore::fill_from_api`]).
 //!
@@ -11,6 +13,7 @@
 //! [`ForecastStore::fill_from_api`], then run [`forecasts::run`] and the workload controller side by
 //! side, both stopped by the same shutdown future (leader election lives outside).
 
+pub mod budgets;
 mod error;
 pub use error::{Error, ErrorCategory};
 pub mod forecasts;
