@@ -23,5 +23,6 @@ pub mod retry;
 pub mod telemetry;
 pub mod trace;
 pub mod units;
+pub mod waste;
 pub mod webhook;
 pub mod workload;

@@ -138,8 +138,6 @@ pub struct Metrics {
     pub budget_actions: Family<BudgetLabels, Counter>,
     /// Estimated gCO2eq of failed runs, by namespace.
     pub wasted_grams: Family<NamespaceLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
-    /// Workloads held by the waste guard, by namespace.
-    pub waste_guard_holds: Family<NamespaceLabels, Counter>,
     /// Actual release time minus planned release time, seconds.
     pub release_lateness_seconds: Histogram,
     /// Reconcile duration by controller, seconds.
@@ -199,7 +197,7 @@ impl Metrics {
         let held_past_latest_start = Gauge::default();
         registry.register(
             "held_past_latest_start",
-            "Held Jobs whose latest start (minus margin) has passed; must stay 0",
+            "Held Jobs whose latest start (minus margin) has passed, the waste guard's holds aside; must stay 0",
             held_past_latest_start.clone(),
         );
         let avoided_grams = Counter::<f64, std::sync::atomic::AtomicU64>::default();
@@ -240,12 +238,6 @@ impl Metrics {
             "wasted_grams",
             "Estimated gCO2eq emitted by failed workloads, by namespace",
             wasted_grams.clone(),
-        );
-        let waste_guard_holds = Family::<NamespaceLabels, Counter>::default();
-        registry.register(
-            "waste_guard_holds",
-            "Workloads held by the waste guard after their group failed too often in a row, by namespace",
-            waste_guard_holds.clone(),
         );
         let release_lateness_seconds = seconds_histogram();
         registry.register(
@@ -326,7 +318,6 @@ impl Metrics {
             ledger_avoided_grams,
             budget_actions,
             wasted_grams,
-            waste_guard_holds,
             release_lateness_seconds,
             reconcile_duration_seconds,
             reconcile_errors,

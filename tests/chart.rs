@@ -66,6 +66,7 @@ const RUN_ENV: &[&str] = &[
     "CARBONSHIFT_NO_FORECAST",
     "CARBONSHIFT_FORECAST_WAIT",
     "CARBONSHIFT_VERIFY_GIVE_UP",
+    "CARBONSHIFT_WASTE_GUARD_FAILURES",
     "CARBONSHIFT_FORECAST_SELECTOR",
     "CARBONSHIFT_WORKLOAD_KINDS",
     "CARBONSHIFT_KUEUE_ADMISSION_GATE",
@@ -95,6 +96,10 @@ const METRICS: &[&str] = &[
     "carbonshift_webhook_requests_total",
     "carbonshift_leader",
     "carbonshift_workload_kind_watched",
+    "carbonshift_ledger_emitted_grams_total",
+    "carbonshift_ledger_avoided_grams_total",
+    "carbonshift_budget_actions_total",
+    "carbonshift_wasted_grams_total",
 ];
 
 /// A permission: (scope, API group, resource, verb). Scope is `cluster` for a ClusterRoleBinding,
@@ -207,6 +212,8 @@ struct Case {
     kinds: &'static [&'static str],
     /// Kueue's jobs are held with the admission gate.
     kueue_gate: bool,
+    /// `CARBONSHIFT_WASTE_GUARD_FAILURES` (`"0"`: the waste guard is off).
+    waste_guard: &'static str,
 }
 
 /// The default CarbonForecast's expected provider.
@@ -242,6 +249,7 @@ const DEFAULTS: Case = Case {
         "RayJob",
     ],
     kueue_gate: true,
+    waste_guard: "3",
 };
 
 const CERT_MANAGER: Case = Case {
@@ -298,6 +306,7 @@ const KINDS_CASE: Case = Case {
     watched: &["ml-team-a"],
     kinds: &["Job", "PyTorchJob", "RayJob"],
     kueue_gate: false,
+    waste_guard: "0",
     ..DEFAULTS
 };
 
@@ -1062,6 +1071,7 @@ fn check_deployment(case: &Case, r: &Rendered) -> Deployment {
         env["CARBONSHIFT_KUEUE_ADMISSION_GATE"],
         case.kueue_gate.to_string()
     );
+    assert_eq!(env["CARBONSHIFT_WASTE_GUARD_FAILURES"], case.waste_guard);
     for key in [
         "CARBONSHIFT_DEFAULT_MAX_DELAY",
         "CARBONSHIFT_DEFAULT_DURATION",

@@ -100,6 +100,13 @@ const RULES: &[Rule] = &[
         reason: "budget evaluation is a pure function of the budgets, the ledgers and now, called by the webhook and the budget controller",
     },
     Rule {
+        module: "waste",
+        no_crates: &["kube", "k8s_openapi", "tokio", "reqwest", "hyper", "axum"],
+        no_modules: &[],
+        only_modules: Some(&["api", "units", "note", "lifecycle"]),
+        reason: "the waste guard is a pure function of the group's record, the decision and now, called by the workload controller",
+    },
+    Rule {
         module: "replay",
         no_crates: &["kube", "tokio"],
         no_modules: &["controller", "webhook", "cli"],

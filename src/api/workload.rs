@@ -332,6 +332,10 @@ pub struct CarbonWorkloadStatus {
     /// values where published, else its forecast).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actual_intensity: Option<f64>,
+    /// After a failure: the estimated emissions of the failed run(s), gCO2eq — energy spent on
+    /// nothing (counted by the waste guard and `carbonshift_wasted_grams_total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasted_grams: Option<f64>,
     /// Machine-readable reason for the phase, in PascalCase (for example `DeadlineRelease`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -79,6 +79,9 @@ pub struct OperatorConfig {
     /// The kinds whose objects the workload controllers hold and follow (one controller per
     /// kind whose CRD is installed). Default: every supported kind.
     pub kinds: crate::workload::Kinds,
+    /// Consecutive failures of a group of workloads that hold its next one (reason
+    /// `WasteGuard`); 0 turns the waste guard off. Default 3.
+    pub waste_guard_failures: u32,
 }
 
 /// An equality label selector for CarbonForecasts (`key=value,key=value`), as
@@ -170,6 +173,7 @@ impl Default for OperatorConfig {
             verify_give_up: crate::lifecycle::verify::DEFAULT_GIVE_UP,
             forecast_selector: ForecastSelector::default(),
             kinds: crate::workload::Kinds::default(),
+            waste_guard_failures: crate::waste::DEFAULT_FAILURES,
         }
     }
 }

@@ -352,6 +352,8 @@ async fn decide_and_apply(
         );
     }
 
+    waste::apply(ctx, namespace, job, workload.as_ref(), &mut decision, now).await?;
+
     // 3. apply
     if decision.stale_workload {
         if let Some(old) = &workload {
@@ -407,9 +409,7 @@ async fn decide_and_apply(
         Some(status) if Some(status) != workload.status.as_ref() => {
             // The ledger first: a failure leaves the status unwritten and the reconcile is
             // retried; the ledger remembers what it recorded, so nothing counts twice.
-            for entry in ledger::entries(&decision, &workload.spec, status) {
-                ledger::record(ctx, namespace, &workload.spec.forecast, &entry, now).await?;
-            }
+            ledger::record_finished(ctx, namespace, job, &decision, &workload, status, now).await?;
             apply_status(&workloads, name, status).await?;
             true
         }
@@ -474,6 +474,7 @@ mod known;
 mod ledger;
 mod run;
 mod verify;
+mod waste;
 mod writes;
 
 pub use known::KnownForecast;

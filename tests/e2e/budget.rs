@@ -201,3 +201,154 @@ async fn deny(s: Scenario) {
     .await;
     drop(operator);
 }
+
+const GROUP: &str = "nightly";
+
+#[test]
+fn a_group_failing_three_times_in_a_row_gets_its_fourth_held_by_the_waste_guard() {
+    harness::run("waste-guard", waste_guard);
+}
+
+async fn waste_guard(s: Scenario) {
+    use carbonshift::api::Phase;
+    use carbonshift::api::annotations::{GROUP as GROUP_KEY, RUN_NOW};
+    use kube::api::{Patch, PatchParams};
+
+    let operator = s.start_operator(OperatorOptions::default()).await;
+    s.register_webhook(&operator).await;
+    let clean = harness::ahead(LEAD);
+    s.create_clean_window_forecast(clean).await;
+    s.wait_forecast_ready().await;
+
+    // Three runs of the group, released at once (run-now), each failing.
+    let failing = ["nightly-1", "nightly-2", "nightly-3"];
+    for name in failing {
+        let job = s
+            .job(name)
+            .annotation(GROUP_KEY, GROUP)
+            .annotation(RUN_NOW, "true")
+            .gpus(1)
+            .run_for(2)
+            .fail()
+            .build();
+        s.create_job(job).await;
+    }
+    let mut wasted = 0.0;
+    for name in failing {
+        s.wait_job_finished(name, "Failed", FINISH).await;
+        let status = s.wait_phase(name, Phase::Failed, FINISH).await;
+        let grams = status
+            .wasted_grams
+            .unwrap_or_else(|| panic!("{name}: no status.wastedGrams: {status:?}"));
+        assert!(grams > 0.0, "{name}: wasted {grams} g");
+        wasted += grams;
+    }
+    let ledger = s
+        .eventually(
+            "the group's three failures in the CarbonLedger",
+            Duration::from_secs(15),
+            Duration::from_millis(250),
+            || async {
+                let l = s.ledgers().get(&s.ns).await.map_err(|e| e.to_string())?;
+                let st = l.status.clone().unwrap_or_default();
+                match st.groups.iter().find(|g| g.name == GROUP) {
+                    Some(g) if g.consecutive_failures == 3 => Ok(l),
+                    other => Err(format!("group {other:?}")),
+                }
+            },
+        )
+        .await;
+    let st = ledger.status.clone().unwrap_or_default();
+    let total = st.total.clone().unwrap_or_default();
+    assert_eq!((total.jobs, total.failed_jobs), (3, 3), "{total:?}");
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+    assert!(close(total.wasted_grams, wasted), "{total:?} vs {wasted}");
+    s.say(format!(
+        "CarbonLedger {}: group {GROUP} failed 3 times in a row, {wasted:.3} g wasted",
+        s.ns
+    ));
+    s.assert_metric(
+        &operator,
+        &format!(
+            "carbonshift_wasted_grams_total{{namespace=\"{}\"}} {}",
+            s.ns, total.wasted_grams
+        ),
+    )
+    .await;
+
+    // The fourth is held by the webhook as usual, and kept held by the waste guard.
+    let fourth = "nightly-4";
+    let created = s
+        .create_job(
+            s.job(fourth)
+                .annotation(GROUP_KEY, GROUP)
+                .gpus(1)
+                .run_for(2)
+                .build(),
+        )
+        .await;
+    s.assert_held_at_admission(&created);
+    let status = s
+        .wait_workload(fourth, "reason WasteGuard", Duration::from_secs(30), |st| {
+            (st.reason.as_deref() == Some("WasteGuard")).then(|| st.clone())
+        })
+        .await;
+    assert!(
+        status.message.as_deref().unwrap_or_default().starts_with(
+            "held by the waste guard: the last 3 workloads of group nightly failed in a row"
+        ),
+        "{status:?}"
+    );
+    let note = s.wait_event(fourth, "WasteGuard").await;
+    assert!(note.contains("group nightly"), "{note}");
+    // Its clean window comes and goes: still held.
+    let after = clean + chrono::TimeDelta::seconds(3);
+    while Utc::now() < after {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let job = s.jobs().get(fourth).await.expect("read the fourth Job");
+    assert!(
+        crate::fixtures::suspended(&job),
+        "released over the waste guard"
+    );
+    let w = s
+        .workloads()
+        .get(fourth)
+        .await
+        .expect("read its CarbonWorkload");
+    let st = w.status.unwrap_or_default();
+    assert_eq!(st.reason.as_deref(), Some("WasteGuard"), "{st:?}");
+    s.assert_never_reason(fourth, "Released").await;
+    s.say("the fourth is still held after its planned start (reason WasteGuard)");
+
+    // run-now lets it go; its success resets the group.
+    s.jobs()
+        .patch(
+            fourth,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {RUN_NOW: "true"}}})),
+        )
+        .await
+        .expect("set run-now");
+    s.wait_job_complete(fourth, FINISH).await;
+    s.wait_phase(fourth, Phase::Succeeded, FINISH).await;
+    s.eventually(
+        "the group's count reset by the success",
+        Duration::from_secs(15),
+        Duration::from_millis(250),
+        || async {
+            let l = s.ledgers().get(&s.ns).await.map_err(|e| e.to_string())?;
+            let st = l.status.unwrap_or_default();
+            match st.groups.iter().find(|g| g.name == GROUP) {
+                Some(g) if g.consecutive_failures == 0 && g.last_outcome == "Succeeded" => Ok(()),
+                other => Err(format!("group {other:?}")),
+            }
+        },
+    )
+    .await;
+    s.say("run-now released it; it succeeded and the group's count is back to 0");
+    drop(operator);
+}
+
+/// Enough time for a released Job to run, finish and be recorded.
+const FINISH: Duration = Duration::from_secs(90);

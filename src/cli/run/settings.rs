@@ -176,6 +176,12 @@ pub struct Args {
     /// says so (`status.verification.state: GaveUp`).
     #[arg(long, env = "CARBONSHIFT_VERIFY_GIVE_UP", default_value = "48h", value_parser = duration_or_zero_arg)]
     pub verify_give_up: TimeDelta,
+    /// The waste guard: after this many workloads of one group (`carbonshift.dev/group`, else the
+    /// owning CronJob) failed in a row, the group's next one is held (reason `WasteGuard`) until
+    /// someone sets `carbonshift.dev/run-now: "true"` on it or a workload of the group succeeds.
+    /// 0 turns the guard off.
+    #[arg(long, env = "CARBONSHIFT_WASTE_GUARD_FAILURES", default_value_t = crate::waste::DEFAULT_FAILURES, value_name = "N")]
+    pub waste_guard_failures: u32,
     /// Refresh and plan with only the CarbonForecasts carrying these labels (`key=value`, comma
     /// separated; default: all). Jobs naming another forecast find none. Shards one cluster's
     /// forecasts between operators, or keeps a test's operator to its own.
@@ -354,6 +360,7 @@ impl Args {
                 verify_give_up: self.verify_give_up,
                 forecast_selector: self.forecast_selector.clone(),
                 kinds: self.workload_kinds.clone(),
+                waste_guard_failures: self.waste_guard_failures,
             },
             election,
             identity,

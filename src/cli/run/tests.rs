@@ -67,6 +67,7 @@ fn the_defaults_are_the_charts() {
             verify_give_up: TimeDelta::hours(48),
             forecast_selector: Default::default(),
             kinds: crate::workload::Kinds::all(),
+            waste_guard_failures: 3,
         }
     );
     assert_eq!(
@@ -98,6 +99,7 @@ fn every_setting_has_a_flag() {
         "--gpu-resources=nvidia.com/gpu",
         "--no-forecast=hold",
         "--forecast-wait=30s",
+        "--waste-guard-failures=0",
         "--forecast-selector=team=ml, carbonshift.dev/shard=a",
         "--operator-namespace=ops",
         "--lease-name=cs-leader",
@@ -134,6 +136,7 @@ fn every_setting_has_a_flag() {
             verify_give_up: TimeDelta::hours(48),
             forecast_selector: "team=ml,carbonshift.dev/shard=a".parse().expect("selector"),
             kinds: crate::workload::Kinds::all(),
+            waste_guard_failures: 0,
         }
     );
     assert_eq!(s.identity, "cs-1");

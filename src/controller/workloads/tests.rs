@@ -327,8 +327,8 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
         Expect::get(format!("{FORECASTS_PATH}/default"))
             .reply(Reply::Json(200, with_actuals.to_json())),
     );
-    // The ledger of ml/default first (created on first use): the estimate, then the measured
-    // figures, each a read-modify-write of its status.
+    // The ledger of ml/default first (created on first use): the estimate and the measured
+    // figures in one read-modify-write of its status.
     let ledger = CarbonLedger::new(
         "default",
         crate::api::CarbonLedgerSpec {
@@ -349,23 +349,10 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
         Expect::put(format!("{LEDGERS_PATH}/default/status"))
             .body("/metadata/resourceVersion", json!("7"))
             .body("/status/total/jobs", json!(1))
-            .body("/status/recent/0", json!(format!("{JOB_UID}/estimated")))
-            .reply(Reply::Json(200, ledger_json.clone())),
-    );
-    let mut recorded = ledger_json.clone();
-    recorded["metadata"]["resourceVersion"] = json!("8");
-    recorded["status"] = json!({"months": [], "recent": [format!("{JOB_UID}/estimated")],
-        "total": {"month": "all", "jobs": 1, "energyKwh": 2.38, "emittedGrams": 1.0, "avoidedGrams": 1.0,
-                  "verifiedJobs": 0, "verifiedEmittedGrams": 0.0, "verifiedAvoidedGrams": 0.0}});
-    env.api.expect(
-        Expect::get(format!("{LEDGERS_PATH}/default")).reply(Reply::Json(200, recorded.clone())),
-    );
-    env.api.expect(
-        Expect::put(format!("{LEDGERS_PATH}/default/status"))
-            .body("/metadata/resourceVersion", json!("8"))
-            .body("/status/total/jobs", json!(1))
             .body("/status/total/verifiedJobs", json!(1))
-            .reply(Reply::Json(200, recorded)),
+            .body("/status/recent/0", json!(format!("{JOB_UID}/estimated")))
+            .body("/status/recent/1", json!(format!("{JOB_UID}/verified")))
+            .reply(Reply::Json(200, ledger_json.clone())),
     );
     env.api.expect(
         Expect::apply_status(&current)
@@ -435,8 +422,8 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
         .partition(|s| s.path.starts_with(LEDGERS_PATH));
     assert_eq!(
         ledger_writes.len(),
-        3,
-        "create, then the estimate and the measured figures"
+        2,
+        "create, then the estimate and the measured figures in one write"
     );
     assert_eq!(
         describe(&writes),
