@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod note;
 pub mod planner;
 pub mod replay;
+pub mod report;
 pub mod retry;
 pub mod telemetry;
 pub mod trace;

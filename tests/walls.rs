@@ -107,6 +107,13 @@ const RULES: &[Rule] = &[
         reason: "the waste guard is a pure function of the group's record, the decision and now, called by the workload controller",
     },
     Rule {
+        module: "report",
+        no_crates: &["kube", "k8s_openapi", "tokio", "reqwest", "hyper", "axum"],
+        no_modules: &["controller", "webhook", "cli"],
+        only_modules: None,
+        reason: "the report's aggregation is a pure function of the listed objects and now; the CLI lists them",
+    },
+    Rule {
         module: "replay",
         no_crates: &["kube", "tokio"],
         no_modules: &["controller", "webhook", "cli"],

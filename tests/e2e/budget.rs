@@ -1,7 +1,9 @@
 //! Budgets and the waste guard on the real control plane: a `Deny` CarbonBudget whose month is
 //! used up (by the namespace's CarbonLedger) denies the next annotated Job at admission with the
 //! exact message, while unannotated Jobs still run; the budget's status says used / limit /
-//! period and carries a `BudgetExhausted` Event.
+//! period and carries a `BudgetExhausted` Event. A group of Jobs failing three times in a row gets
+//! its fourth held as `WasteGuard` until `run-now`; `carbonshift report --output json` then
+//! prints the ledger's totals.
 
 use std::time::Duration;
 
@@ -267,14 +269,24 @@ async fn waste_guard(s: Scenario) {
         "CarbonLedger {}: group {GROUP} failed 3 times in a row, {wasted:.3} g wasted",
         s.ns
     ));
-    s.assert_metric(
-        &operator,
-        &format!(
-            "carbonshift_wasted_grams_total{{namespace=\"{}\"}} {}",
-            s.ns, total.wasted_grams
-        ),
-    )
-    .await;
+    // The counter adds the same grams in another order: equal to rounding.
+    let series = format!("carbonshift_wasted_grams_total{{namespace=\"{}\"}} ", s.ns);
+    let counted = s
+        .eventually(
+            "carbonshift_wasted_grams_total in the operator's /metrics",
+            Duration::from_secs(10),
+            Duration::from_millis(500),
+            || async {
+                let text = operator.metrics().await?;
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&series))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .ok_or_else(|| "not there yet".to_string())
+            },
+        )
+        .await;
+    assert!(close(counted, total.wasted_grams), "{counted} vs {total:?}");
+    s.say(format!("operator's /metrics: {series}{counted}"));
 
     // The fourth is held by the webhook as usual, and kept held by the waste guard.
     let fourth = "nightly-4";
@@ -347,6 +359,69 @@ async fn waste_guard(s: Scenario) {
     )
     .await;
     s.say("run-now released it; it succeeded and the group's count is back to 0");
+
+    // `carbonshift report --output json` prints the ledger's totals. The ledger may still gain
+    // the last Job's verified figures meanwhile: compare against a ledger read before and after
+    // the report that did not change.
+    let plot = std::env::temp_dir().join(format!("carbonshift-{}.svg", s.ns));
+    let (report, ledger) = s
+        .eventually(
+            "a report taken while the ledger stood still",
+            Duration::from_secs(30),
+            Duration::from_millis(500),
+            || async {
+                let before = s.ledgers().get(&s.ns).await.map_err(|e| e.to_string())?;
+                let output = std::process::Command::new(env!("CARGO_BIN_EXE_carbonshift"))
+                    .env("KUBECONFIG", &s.settings.kubeconfig)
+                    .args(["report", "--output", "json", "-n", &s.ns, "--plot"])
+                    .arg(&plot)
+                    .output()
+                    .map_err(|e| e.to_string())?;
+                if !output.status.success() {
+                    return Err(format!(
+                        "carbonshift report: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    ));
+                }
+                let after = s.ledgers().get(&s.ns).await.map_err(|e| e.to_string())?;
+                if before.metadata.resource_version != after.metadata.resource_version {
+                    return Err("the ledger changed during the report".to_string());
+                }
+                let report: serde_json::Value =
+                    serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+                Ok((report, after))
+            },
+        )
+        .await;
+    let total = ledger.status.unwrap_or_default().total.unwrap_or_default();
+    let printed = &report["total"];
+    assert_eq!(printed["jobs"], serde_json::json!(total.jobs), "{report}");
+    assert_eq!(printed["jobs"], serde_json::json!(4), "{report}");
+    assert_eq!(printed["failedJobs"], serde_json::json!(total.failed_jobs));
+    assert_eq!(
+        printed["verifiedJobs"],
+        serde_json::json!(total.verified_jobs)
+    );
+    for (key, value) in [
+        ("energyKwh", total.energy_kwh),
+        ("emittedGrams", total.emitted_grams),
+        ("avoidedEstimatedGrams", total.avoided_grams),
+        ("avoidedVerifiedGrams", total.verified_avoided_grams),
+        ("wastedGrams", total.wasted_grams),
+    ] {
+        let got = printed[key].as_f64().unwrap_or(f64::NAN);
+        assert!(close(got, value), "{key}: report {got}, ledger {value}");
+    }
+    let rows = report["rows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 1, "{report}");
+    assert_eq!(rows[0]["namespace"], serde_json::json!(s.ns));
+    let svg = std::fs::read_to_string(&plot).expect("the --plot file");
+    assert!(svg.starts_with("<svg") && svg.contains(&s.ns), "{svg}");
+    let _ = std::fs::remove_file(&plot);
+    s.say(format!(
+        "carbonshift report --output json: {} jobs, {:.4} kWh, {:.4} g emitted, {:.4} g wasted — the ledger's totals",
+        total.jobs, total.energy_kwh, total.emitted_grams, total.wasted_grams
+    ));
     drop(operator);
 }
 
