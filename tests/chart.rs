@@ -561,6 +561,11 @@ fn dashboard_queries_only_exported_metrics() {
         "carbonshift_avoided_grams_total",
         "carbonshift_forecast_intensity",
         "carbonshift_leader",
+        // The verified-savings row.
+        "carbonshift_ledger_avoided_grams_total",
+        "carbonshift_ledger_emitted_grams_total",
+        "carbonshift_wasted_grams_total",
+        "carbonshift_budget_actions_total",
     ] {
         assert!(used.contains(required), "dashboard never shows {required}");
     }
