@@ -12,6 +12,7 @@ pub mod clock;
 pub mod controller;
 pub mod forecast;
 pub mod http;
+pub mod kepler;
 pub mod leader;
 pub mod ledger;
 pub mod lifecycle;

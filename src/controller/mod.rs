@@ -82,6 +82,9 @@ pub struct OperatorConfig {
     /// Consecutive failures of a group of workloads that hold its next one (reason
     /// `WasteGuard`); 0 turns the waste guard off. Default 3.
     pub waste_guard_failures: u32,
+    /// Prometheus with Kepler's counters (`--prometheus-url`): a finished workload's energy is
+    /// measured there. `None`: from the declared or estimated power.
+    pub prometheus_url: Option<String>,
 }
 
 /// An equality label selector for CarbonForecasts (`key=value,key=value`), as
@@ -174,6 +177,7 @@ impl Default for OperatorConfig {
             forecast_selector: ForecastSelector::default(),
             kinds: crate::workload::Kinds::default(),
             waste_guard_failures: crate::waste::DEFAULT_FAILURES,
+            prometheus_url: None,
         }
     }
 }

@@ -352,6 +352,7 @@ async fn decide_and_apply(
         );
     }
 
+    energy::apply(ctx, namespace, adapter.kind(), name, &mut decision).await;
     waste::apply(ctx, namespace, job, workload.as_ref(), &mut decision, now).await?;
 
     // 3. apply
@@ -470,6 +471,7 @@ fn record_release(ctx: &Context, action: Option<&JobAction>, now: DateTime<Utc>)
 }
 
 pub mod discovery;
+mod energy;
 mod known;
 mod ledger;
 mod run;

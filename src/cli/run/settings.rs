@@ -182,6 +182,12 @@ pub struct Args {
     /// 0 turns the guard off.
     #[arg(long, env = "CARBONSHIFT_WASTE_GUARD_FAILURES", default_value_t = crate::waste::DEFAULT_FAILURES, value_name = "N")]
     pub waste_guard_failures: u32,
+    /// Prometheus (base URL, for example `http://prometheus.monitoring:9090`) holding Kepler's
+    /// `kepler_container_joules_total`: a finished workload's energy is its pods' measured energy
+    /// over its runs (`status.energySource: kepler`). Default: none, the declared or estimated
+    /// power.
+    #[arg(long, env = "CARBONSHIFT_PROMETHEUS_URL", value_name = "URL", value_parser = prometheus_url_arg)]
+    pub prometheus_url: Option<String>,
     /// Refresh and plan with only the CarbonForecasts carrying these labels (`key=value`, comma
     /// separated; default: all). Jobs naming another forecast find none. Shards one cluster's
     /// forecasts between operators, or keeps a test's operator to its own.
@@ -361,6 +367,7 @@ impl Args {
                 forecast_selector: self.forecast_selector.clone(),
                 kinds: self.workload_kinds.clone(),
                 waste_guard_failures: self.waste_guard_failures,
+                prometheus_url: self.prometheus_url.clone().filter(|u| !u.is_empty()),
             },
             election,
             identity,
@@ -385,4 +392,16 @@ pub(super) fn hostname() -> Option<String> {
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
+}
+
+/// `--prometheus-url`: empty (none), or an `http://` or `https://` URL.
+fn prometheus_url_arg(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() || text.starts_with("http://") || text.starts_with("https://") {
+        Ok(text.trim_end_matches('/').to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not an http:// or https:// URL; expected Prometheus' base URL such as http://prometheus.monitoring:9090"
+        ))
+    }
 }

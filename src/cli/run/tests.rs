@@ -68,6 +68,7 @@ fn the_defaults_are_the_charts() {
             forecast_selector: Default::default(),
             kinds: crate::workload::Kinds::all(),
             waste_guard_failures: 3,
+            prometheus_url: None,
         }
     );
     assert_eq!(
@@ -100,6 +101,7 @@ fn every_setting_has_a_flag() {
         "--no-forecast=hold",
         "--forecast-wait=30s",
         "--waste-guard-failures=0",
+        "--prometheus-url=http://prometheus.monitoring:9090/",
         "--forecast-selector=team=ml, carbonshift.dev/shard=a",
         "--operator-namespace=ops",
         "--lease-name=cs-leader",
@@ -137,6 +139,7 @@ fn every_setting_has_a_flag() {
             forecast_selector: "team=ml,carbonshift.dev/shard=a".parse().expect("selector"),
             kinds: crate::workload::Kinds::all(),
             waste_guard_failures: 0,
+            prometheus_url: Some("http://prometheus.monitoring:9090".to_string()),
         }
     );
     assert_eq!(s.identity, "cs-1");
