@@ -161,6 +161,8 @@ pub struct Metrics {
     /// Per turned-on kind on the leader: 1 while its objects are watched, 0 while its CRD is not
     /// installed (it is picked up when the CRD appears).
     pub workload_kind_watched: Family<KindLabels, Gauge>,
+    /// Per kind on the leader: releases prepared ahead and waiting for their planned second.
+    pub releases_armed: Family<KindLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -191,6 +193,12 @@ impl Metrics {
             "workload_kind_watched",
             "Per turned-on workload kind: 1 while its objects are watched, 0 while its CRD is not installed",
             workload_kind_watched.clone(),
+        );
+        let releases_armed = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "releases_armed",
+            "Per workload kind: releases prepared ahead, waiting for their planned second",
+            releases_armed.clone(),
         );
         let releases = Family::<ReasonLabels, Counter>::default();
         registry.register("releases", "Jobs released, by reason", releases.clone());
@@ -329,6 +337,7 @@ impl Metrics {
             webhook_requests,
             leader,
             workload_kind_watched,
+            releases_armed,
         }
     }
 
@@ -437,6 +446,15 @@ impl Metrics {
                 namespace: namespace.to_string(),
             })
             .inc_by(grams.max(0.0));
+    }
+
+    /// Sets how many releases of `kind` are prepared and waiting.
+    pub fn set_releases_armed(&self, kind: &str, armed: usize) {
+        self.releases_armed
+            .get_or_create(&KindLabels {
+                kind: kind.to_string(),
+            })
+            .set(i64::try_from(armed).unwrap_or(i64::MAX));
     }
 
     /// Counts one admission request.

@@ -158,6 +158,13 @@ pub fn mark_wasted(decision: &mut Decision) {
     }
 }
 
+/// Whether `decision` keeps its workload held by the guard (reason [`WASTE_GUARD`]): no release
+/// may be prepared ahead for it.
+pub fn is_held(decision: &Decision) -> bool {
+    decision.job_action.is_none()
+        && decision.status.as_ref().and_then(|s| s.reason.as_deref()) == Some(WASTE_GUARD)
+}
+
 /// What the guard did to a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guarded {
@@ -401,6 +408,7 @@ mod tests {
             let reasons: Vec<&str> = d.events.iter().map(|e| e.reason).collect();
             assert_eq!(reasons, [WASTE_GUARD]);
             assert_eq!(d.requeue_at, Some(now + RECHECK));
+            assert!(is_held(&d));
         }
         // run-now passes; below the threshold, or off, nothing happens.
         let mut d = release(ReleaseReason::ManualRelease);

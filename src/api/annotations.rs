@@ -64,6 +64,10 @@ pub const HELD: &str = "carbonshift.dev/held";
 pub const SUBMITTED_AT: &str = "carbonshift.dev/submitted-at";
 /// Marker set by carbonshift with the release (RFC 3339).
 pub const RELEASED_AT: &str = "carbonshift.dev/released-at";
+/// Marker set by carbonshift in the same patch as [`RELEASED_AT`]: why it released the Job
+/// (`Released`, `DeadlineRelease`, `NoForecast`, …), so that the release is recorded with its
+/// reason even when the status is written later, after a restart or by another replica.
+pub const RELEASE_REASON: &str = "carbonshift.dev/release-reason";
 /// Marker set by carbonshift at admission, beside [`HELD`], on a job it holds with Kueue's
 /// admission gate ([`ADMISSION_GATE`]) instead of its suspend switch: [`HELD_BY_KUEUE_GATE`]. It
 /// stays after the release, so the job still reads as released from the gate.
@@ -166,7 +170,7 @@ pub struct Subject<'a> {
 }
 
 /// Every annotation carbonshift reads or writes on a Job.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     DEFERRABLE,
     MAX_DELAY,
     DEADLINE,
@@ -180,6 +184,7 @@ pub const ALL: [&str; 14] = [
     HELD,
     SUBMITTED_AT,
     RELEASED_AT,
+    RELEASE_REASON,
     HELD_BY,
 ];
 

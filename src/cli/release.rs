@@ -332,7 +332,16 @@ async fn release_one(
         Api::namespaced_with(client.clone(), &namespace, adapter.resource());
     let mut current = job.clone();
     for _ in 0..2 {
-        match guarded::release(&api, adapter, &name, &Guard::of(&current), now).await? {
+        match guarded::release(
+            &api,
+            adapter,
+            &name,
+            &Guard::of(&current),
+            now,
+            ReleaseReason::ManualRelease.as_str(),
+        )
+        .await?
+        {
             Outcome::Applied(job) => return Ok(Some(*job)),
             Outcome::Gone => return Ok(None),
             Outcome::Changed(_) => match api.get_opt(&name).await? {

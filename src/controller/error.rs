@@ -21,6 +21,15 @@ pub enum Error {
     /// The object itself cannot be handled (no name...): wait for it to change.
     #[error("{0}")]
     InvalidObject(String),
+    /// A write shared by several reconciles (the CarbonLedger's group commit) failed in another
+    /// reconcile; its message and category.
+    #[error("{message}")]
+    Shared {
+        /// What was attempted and why it failed.
+        message: String,
+        /// The category of the failure.
+        category: ErrorCategory,
+    },
 }
 
 /// What kind of failure an [`Error`] is: the `category` label of the reconcile-error metric, and
@@ -116,6 +125,7 @@ impl Error {
         match self {
             Self::Api { source, .. } => ErrorCategory::of(source),
             Self::InvalidObject(_) => ErrorCategory::Invalid,
+            Self::Shared { category, .. } => *category,
         }
     }
 

@@ -40,6 +40,11 @@ use crate::metrics::Metrics;
 pub use crate::note::{Note, NoteKind};
 pub use store::{ForecastSnapshot, ForecastStore};
 
+/// The default of [`OperatorConfig::release_concurrency`].
+pub const DEFAULT_RELEASE_CONCURRENCY: usize = 64;
+/// The default of [`OperatorConfig::reconcile_concurrency`].
+pub const DEFAULT_RECONCILE_CONCURRENCY: u16 = 16;
+
 /// `controller` label and log field of the CarbonForecast controller.
 pub const FORECASTS: &str = "forecasts";
 /// `controller` label and log field of the workload controller.
@@ -73,6 +78,15 @@ pub struct OperatorConfig {
     pub forecast_wait: TimeDelta,
     /// How long after a workload finished its measured figures are waited for. Default 48h.
     pub verify_give_up: TimeDelta,
+    /// How long after a release the workload's status waits for the Job controller's answer, so
+    /// that the release and the phase it leads to take one status write. Default 5m.
+    pub release_ack_wait: TimeDelta,
+    /// Guarded release patches in flight at once when many releases fall due together.
+    /// Default 64.
+    pub release_concurrency: usize,
+    /// Reconciles of one kind running at once (the releases themselves do not wait for them).
+    /// Default 16.
+    pub reconcile_concurrency: u16,
     /// The CarbonForecasts this operator refreshes and plans with: those carrying every one of
     /// these labels (empty: all). Others count as absent.
     pub forecast_selector: ForecastSelector,
@@ -174,6 +188,9 @@ impl Default for OperatorConfig {
             no_forecast: NoForecastPolicy::Release,
             forecast_wait: crate::lifecycle::DEFAULT_FORECAST_WAIT,
             verify_give_up: crate::lifecycle::verify::DEFAULT_GIVE_UP,
+            release_ack_wait: crate::lifecycle::DEFAULT_RELEASE_ACK_WAIT,
+            release_concurrency: DEFAULT_RELEASE_CONCURRENCY,
+            reconcile_concurrency: DEFAULT_RECONCILE_CONCURRENCY,
             forecast_selector: ForecastSelector::default(),
             kinds: crate::workload::Kinds::default(),
             waste_guard_failures: crate::waste::DEFAULT_FAILURES,
@@ -207,6 +224,8 @@ pub struct Context {
     /// not produced data yet is waited for from then at the earliest, because nothing refreshed
     /// it before.
     pub started: chrono::DateTime<chrono::Utc>,
+    /// The group commit of the CarbonLedgers' writes (shared by every workload controller).
+    pub ledgers: Arc<workloads::LedgerWriter>,
 }
 
 impl std::fmt::Debug for Context {
@@ -234,6 +253,7 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             started: clock.now(),
+            ledgers: Arc::default(),
             client,
             clock,
             metrics,

@@ -50,16 +50,19 @@ async fn send(api: &Api<DynamicObject>, name: &str, patch: Patch) -> Result<Outc
     }
 }
 
-/// Releases the held workload `name` of `adapter`'s kind with the guarded patch; the error is for
-/// everything but a changed or missing object (network, permissions...).
+/// Releases the held workload `name` of `adapter`'s kind with the guarded patch, recording
+/// `reason` (a [`crate::lifecycle::ReleaseReason`]'s name); the error is for everything but a
+/// changed or missing object (network, permissions...).
 pub async fn release(
     api: &Api<DynamicObject>,
     adapter: &dyn Adapter,
     name: &str,
     guard: &Guard,
     now: DateTime<Utc>,
+    reason: &str,
 ) -> Result<Outcome, kube::Error> {
-    send(api, name, release_patch(adapter.suspend_path(), guard, now)).await
+    let patch = release_patch(adapter.suspend_path(), guard, now, reason);
+    send(api, name, patch).await
 }
 
 /// Pauses the running interruptible workload `name` with the guarded patch.

@@ -43,10 +43,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::DynamicObject;
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
 use super::release::{self, Guard, Outcome};
@@ -70,14 +71,36 @@ pub const API_RETRY_BASE: Duration = Duration::from_secs(5);
 /// Longest retry delay after Kubernetes API errors.
 pub const API_RETRY_MAX: Duration = Duration::from_secs(300);
 
-/// Per-Job memory of this process (nothing in it is needed after a restart).
+/// Per-Job memory of this process (nothing in it is needed after a restart). An entry lives
+/// only while one of its fields is set: it is dropped when the caches have caught up with
+/// carbonshift's writes and the last reconcile succeeded.
 #[derive(Debug, Clone, Default)]
 struct Memory {
     /// The resourceVersion the Job had when carbonshift last patched it: a cache still showing
     /// it is older than the patch.
     patched_from: Option<String>,
+    /// The resourceVersion of the CarbonWorkload as carbonshift last wrote it: until the cache
+    /// shows it, the workload is read from the API.
+    written: Option<String>,
     /// Consecutive reconciles that failed on the Kubernetes API.
     api_failures: u32,
+}
+
+impl Memory {
+    fn is_empty(&self) -> bool {
+        self.patched_from.is_none() && self.written.is_none() && self.api_failures == 0
+    }
+}
+
+/// Where a scope's reconciles can be asked for and its CarbonWorkloads are cached.
+#[derive(Debug, Clone)]
+struct Scope {
+    /// The namespace, `None` for all.
+    namespace: Option<String>,
+    /// The controller's cache of the scope's CarbonWorkloads.
+    workloads: Store<CarbonWorkload>,
+    /// Asks the scope's controller for a reconcile.
+    trigger: futures::channel::mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
 }
 
 /// How often one reconcile decides again after its guarded patch was refused because the Job
@@ -92,6 +115,9 @@ pub struct WorkloadController {
     adapter: &'static dyn Adapter,
     lifecycle: lifecycle::Config,
     memory: Mutex<HashMap<String, Memory>>,
+    scopes: Mutex<Vec<Scope>>,
+    armed: Mutex<releaser::Armed>,
+    armed_changed: tokio::sync::Notify,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,13 +137,126 @@ impl WorkloadController {
             no_forecast: ctx.config.no_forecast,
             forecast_wait: ctx.config.forecast_wait,
             verify_give_up: ctx.config.verify_give_up,
+            release_ack_wait: ctx.config.release_ack_wait,
         };
         Arc::new(Self {
             ctx,
             adapter,
             lifecycle,
             memory: Mutex::default(),
+            scopes: Mutex::default(),
+            armed: Mutex::default(),
+            armed_changed: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Registers a scope's cache of CarbonWorkloads and its reconcile trigger.
+    fn add_scope(
+        &self,
+        namespace: Option<String>,
+        workloads: Store<CarbonWorkload>,
+        trigger: futures::channel::mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
+    ) {
+        lock(&self.scopes).push(Scope {
+            namespace,
+            workloads,
+            trigger,
+        });
+    }
+
+    fn scope_of(&self, namespace: &str) -> Option<Scope> {
+        lock(&self.scopes)
+            .iter()
+            .find(|s| s.namespace.as_deref().is_none_or(|n| n == namespace))
+            .cloned()
+    }
+
+    /// Asks for a reconcile of the object `namespace/name` now.
+    fn reconcile_now(&self, namespace: &str, name: &str) {
+        if let Some(scope) = self.scope_of(namespace) {
+            let object =
+                ObjectRef::new_with(name, self.adapter.resource().clone()).within(namespace);
+            // A closed channel means the controller stopped: nothing left to ask.
+            let _ = scope.trigger.unbounded_send(object);
+        }
+    }
+
+    /// The CarbonWorkload `namespace/name`: from the controller's cache when it shows
+    /// carbonshift's last write of it (or carbonshift wrote none since this process started),
+    /// otherwise — not cached yet, or the cache behind carbonshift's own write — from the API, so
+    /// that a decision never works from a workload older than carbonshift's last write.
+    async fn workload(
+        &self,
+        api: &Api<CarbonWorkload>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<CarbonWorkload>, Error> {
+        let key = format!("{namespace}/{name}");
+        let cached = self
+            .scope_of(namespace)
+            .and_then(|scope| scope.workloads.get(&ObjectRef::new(name).within(namespace)));
+        if let Some(cached) = cached {
+            let mut memory = lock(&self.memory);
+            let written = memory.get(&key).and_then(|m| m.written.clone());
+            match written {
+                None => return Ok(Some(cached.as_ref().clone())),
+                Some(rv) if cached.metadata.resource_version.as_ref() == Some(&rv) => {
+                    if let Some(m) = memory.get_mut(&key) {
+                        m.written = None;
+                    }
+                    return Ok(Some(cached.as_ref().clone()));
+                }
+                Some(_) => {}
+            }
+        }
+        api.get_opt(name).await.map_err(Error::api(format!(
+            "reading CarbonWorkload {namespace}/{name}"
+        )))
+    }
+
+    /// Remembers the resourceVersion of carbonshift's last write of the workload `key`.
+    fn wrote(&self, key: &str, workload: &CarbonWorkload) {
+        lock(&self.memory)
+            .entry(key.to_string())
+            .or_default()
+            .written = workload.metadata.resource_version.clone();
+    }
+
+    fn armed_next(&self) -> Option<DateTime<Utc>> {
+        lock(&self.armed).next()
+    }
+
+    fn take_due(&self, now: DateTime<Utc>) -> Vec<releaser::Prepared> {
+        let mut armed = lock(&self.armed);
+        let due = armed.take_due(now);
+        self.ctx
+            .metrics
+            .set_releases_armed(self.adapter.kind(), armed.len());
+        due
+    }
+
+    fn arm(&self, at: DateTime<Utc>, prepared: releaser::Prepared) {
+        let earliest = {
+            let mut armed = lock(&self.armed);
+            let earliest = armed.arm(at, prepared);
+            self.ctx
+                .metrics
+                .set_releases_armed(self.adapter.kind(), armed.len());
+            earliest
+        };
+        if earliest {
+            self.armed_changed.notify_one();
+        }
+    }
+
+    fn disarm(&self, key: &str) {
+        let mut armed = lock(&self.armed);
+        if !armed.is_empty() {
+            armed.disarm(key);
+            self.ctx
+                .metrics
+                .set_releases_armed(self.adapter.kind(), armed.len());
+        }
     }
 
     /// The kind's API in `namespace`.
@@ -170,17 +309,25 @@ impl WorkloadController {
     }
 
     fn patched(&self, job: &DynamicObject) {
-        lock(&self.memory).entry(key(job)).or_default().patched_from =
-            job.metadata.resource_version.clone();
+        self.patched_key(&key(job), job.metadata.resource_version.clone());
+    }
+
+    /// Remembers that the Job `key` was patched from `resource_version`.
+    fn patched_key(&self, key: &str, resource_version: Option<String>) {
+        lock(&self.memory)
+            .entry(key.to_string())
+            .or_default()
+            .patched_from = resource_version;
     }
 
     fn succeeded(&self, job: &DynamicObject) {
         let mut memory = lock(&self.memory);
         let k = key(job);
-        if memory.get(&k).is_some_and(|m| m.patched_from.is_none()) {
-            memory.remove(&k);
-        } else if let Some(m) = memory.get_mut(&k) {
+        if let Some(m) = memory.get_mut(&k) {
             m.api_failures = 0;
+            if m.is_empty() {
+                memory.remove(&k);
+            }
         }
     }
 
@@ -191,9 +338,11 @@ impl WorkloadController {
         entry.api_failures
     }
 
-    /// Drops the memory of a Job that is gone.
+    /// Drops the memory and the armed release of a Job that is gone.
     fn forget(&self, namespace: Option<&str>, name: &str) {
-        lock(&self.memory).remove(&format!("{}/{name}", namespace.unwrap_or_default()));
+        let key = format!("{}/{name}", namespace.unwrap_or_default());
+        lock(&self.memory).remove(&key);
+        self.disarm(&key);
     }
 }
 
@@ -243,6 +392,7 @@ pub fn error_policy(
 #[instrument(skip_all, fields(job = %job.name_any(), namespace = job.namespace().unwrap_or_default()))]
 async fn reconcile_job(job: &DynamicObject, this: &WorkloadController) -> Result<Action, Error> {
     if !concerns_carbonshift(job) {
+        this.disarm(&key(job));
         return Ok(Action::await_change());
     }
     let (Some(namespace), Some(name)) = (job.namespace(), job.metadata.name.clone()) else {
@@ -253,6 +403,7 @@ async fn reconcile_job(job: &DynamicObject, this: &WorkloadController) -> Result
     };
     let ctx = &this.ctx;
     if !ctx.config.namespaces.is_empty() && !ctx.config.namespaces.contains(&namespace) {
+        this.disarm(&key(job));
         return Ok(Action::await_change());
     }
     if this.is_stale(job) {
@@ -309,9 +460,8 @@ async fn decide_and_apply(
     let workloads: Api<CarbonWorkload> = Api::namespaced(ctx.client.clone(), namespace);
     let jobs = this.api(namespace);
     let adapter = this.adapter;
-    let workload = workloads.get_opt(name).await.map_err(Error::api(format!(
-        "reading CarbonWorkload {namespace}/{name}"
-    )))?;
+    let memory_key = format!("{namespace}/{name}");
+    let workload = this.workload(&workloads, namespace, name).await?;
     let view = workload::read(adapter, job, &ctx.config.annotation_defaults, now);
     let forecast = match lifecycle::effective_spec(&view, workload.as_ref()) {
         Some(spec) => this.forecast(&spec.forecast, now).await?,
@@ -359,12 +509,20 @@ async fn decide_and_apply(
     if decision.stale_workload {
         if let Some(old) = &workload {
             delete_stale(&workloads, old).await?;
+            // Whatever the cache shows now is older than the deletion: read the API next time.
+            lock(&this.memory)
+                .entry(memory_key.clone())
+                .or_default()
+                .written = Some(String::new());
         }
+        this.disarm(&memory_key);
         return Ok(Step::Done(Action::requeue(STALE_RECHECK)));
     }
     let workload = match (&decision.spec, workload) {
         (Some(spec), current) if needs_apply(current.as_ref(), spec, &view) => {
-            Some(apply_spec(&workloads, &view, spec).await?)
+            let applied = apply_spec(&workloads, &view, spec).await?;
+            this.wrote(&memory_key, &applied);
+            Some(applied)
         }
         (_, current) => current,
     };
@@ -373,8 +531,9 @@ async fn decide_and_apply(
         None => {}
         Some(action) => {
             let outcome = match action {
-                JobAction::Release { .. } => {
-                    release::release(&jobs, adapter, name, &Guard::of(job), now).await
+                JobAction::Release { reason, .. } => {
+                    let guard = Guard::of(job);
+                    release::release(&jobs, adapter, name, &guard, now, reason.as_str()).await
                 }
                 JobAction::Pause => {
                     let marker = view.released_marker.as_deref().unwrap_or_default();
@@ -401,7 +560,7 @@ async fn decide_and_apply(
     }
     let Some(workload) = workload else {
         // No workload (the Job's annotations never could be read): only the Job is recorded.
-        publish(ctx, adapter, job, None, &decision).await;
+        publish(ctx, adapter, job, &decision).await;
         record_release(ctx, released.as_ref(), now);
         return Ok(Step::Done(Action::await_change()));
     };
@@ -411,7 +570,8 @@ async fn decide_and_apply(
             // The ledger first: a failure leaves the status unwritten and the reconcile is
             // retried; the ledger remembers what it recorded, so nothing counts twice.
             ledger::record_finished(ctx, namespace, job, &decision, &workload, status, now).await?;
-            apply_status(&workloads, name, status).await?;
+            let written = apply_status(&workloads, name, status).await?;
+            this.wrote(&memory_key, &written);
             true
         }
         _ => false,
@@ -428,6 +588,9 @@ async fn decide_and_apply(
             completion.emitted_grams,
             completion.avoided_grams,
         );
+        if let Some(wasted) = decision.status.as_ref().and_then(|s| s.wasted_grams) {
+            ctx.metrics.record_wasted(namespace, wasted);
+        }
     }
     if status_written && let Some(verified) = decision.verified {
         ctx.metrics.record_finished(
@@ -438,10 +601,64 @@ async fn decide_and_apply(
             verified.avoided_grams,
         );
     }
-    publish(ctx, adapter, job, Some(&workload), &decision).await;
+    publish(ctx, adapter, job, &decision).await;
 
-    // 5. requeue
-    Ok(Step::Done(requeue(&decision, now)))
+    // 5. arm the release due next, and requeue
+    // A workload the waste guard holds is never armed: the guard decides at each look.
+    let armed = match (released.is_none(), decision.requeue_at) {
+        (true, Some(at)) if at > now && !crate::waste::is_held(&decision) => {
+            let after = CarbonWorkload {
+                status: decision.status.clone().or(workload.status.clone()),
+                ..workload.clone()
+            };
+            let then = forecast.at(at);
+            let future = Input {
+                job: &view,
+                workload: Some(&after),
+                forecast: then.input(),
+                config: &this.lifecycle,
+                measured: None,
+            };
+            prepare(&view, &lifecycle::decide(&future, at), adapter, job)
+                .map(|prepared| (at, prepared))
+        }
+        _ => None,
+    };
+    match armed {
+        Some((at, prepared)) => {
+            this.arm(at, prepared);
+            let grace = releaser::grace(this.lifecycle.margin);
+            let look_again = (at + grace - now).to_std().unwrap_or_default();
+            Ok(Step::Done(Action::requeue(look_again.min(MAX_REQUEUE))))
+        }
+        None => {
+            this.disarm(&memory_key);
+            Ok(Step::Done(requeue(&decision, now)))
+        }
+    }
+}
+
+/// The release to arm when the state machine releases the workload in `future` (its decision
+/// at the time the current one looks again): the guarded patch's guard from the object as read,
+/// the reason and the release's Events.
+fn prepare(
+    view: &lifecycle::WorkloadView,
+    future: &Decision,
+    adapter: &dyn Adapter,
+    job: &DynamicObject,
+) -> Option<releaser::Prepared> {
+    let Some(JobAction::Release { reason, planned }) = &future.job_action else {
+        return None;
+    };
+    Some(releaser::Prepared {
+        namespace: view.namespace.clone(),
+        name: view.name.clone(),
+        guard: Guard::of(job),
+        reason: *reason,
+        planned: *planned,
+        notes: future.events.clone(),
+        job_ref: job.object_ref(adapter.resource()),
+    })
 }
 
 fn requeue(decision: &Decision, now: DateTime<Utc>) -> Action {
@@ -474,12 +691,14 @@ pub mod discovery;
 mod energy;
 mod known;
 mod ledger;
+pub mod releaser;
 mod run;
 mod verify;
 mod waste;
 mod writes;
 
 pub use known::KnownForecast;
+pub use ledger::LedgerWriter;
 pub use run::{jobs_waiting_on, run, set_gauges};
 pub use writes::owner_reference;
 

@@ -118,25 +118,42 @@ impl Machine<'_> {
         self.not_held_reason().to_string()
     }
 
-    /// Why a Job carrying `released-at` was released, when the status write of the release was
-    /// lost or someone else (`carbonshift release`) released it.
+    /// Why a Job carrying `released-at` was released, when its status does not record the
+    /// release yet (the status is written with the Job controller's answer, or its write was
+    /// lost): the `release-reason` written with the release, else worked out from the times
+    /// (a release by an older carbonshift, or by someone else).
     pub(super) fn derived_release_reason(&self) -> ReleaseReason {
+        if let Some(reason) = self.job.release_reason {
+            return reason;
+        }
         let Some(at) = self.job.released_at else {
             return ReleaseReason::ManualRelease;
         };
         if self.job.run_now {
             return ReleaseReason::ManualRelease;
         }
-        if let Some(planned) = self.old.and_then(|s| s.planned_start)
-            && at >= planned
-        {
-            return ReleaseReason::Released;
+        if self.old_phase == Some(Phase::Paused) {
+            // A paused workload's own latest start is the one its status got at the pause.
+            let release_by = self
+                .old
+                .and_then(|s| s.latest_start)
+                .unwrap_or(self.spec.latest_start)
+                - self.config.margin;
+            let planned = self.old.and_then(|s| s.planned_start);
+            return match () {
+                _ if at >= release_by => ReleaseReason::DeadlineRelease,
+                _ if planned.is_some_and(|p| at >= p) => ReleaseReason::Resumed,
+                _ => ReleaseReason::ManualRelease,
+            };
         }
+        // The state machine's own precedence: the deadline rule before the plan.
         let release_by = self.spec.latest_start - self.config.margin;
         if at >= release_by {
-            ReleaseReason::DeadlineRelease
-        } else {
-            ReleaseReason::ManualRelease
+            return ReleaseReason::DeadlineRelease;
+        }
+        match self.old.and_then(|s| s.planned_start) {
+            Some(planned) if at >= planned => ReleaseReason::Released,
+            _ => ReleaseReason::ManualRelease,
         }
     }
 
@@ -172,6 +189,13 @@ impl Machine<'_> {
     }
 
     pub(super) fn running(&mut self, state: State) {
+        if state == State::Released
+            && let Some(until) = self.awaits_answer()
+        {
+            self.awaiting_answer = true;
+            self.decision.requeue_at = Some(until);
+            return;
+        }
         let why = self.running_reason();
         if self.status.released_at.is_none() {
             self.status.released_at = self.job.released_at;
@@ -198,6 +222,32 @@ impl Machine<'_> {
         if state == State::Released {
             self.maybe_pause(&why);
         }
+    }
+
+    /// Until when the status waits for the answer of the workload's controller to carbonshift's
+    /// release, if it does: the kind reports its start ([`WorkloadView::reports_start`]), no pod
+    /// is active, no start time since the release, the status does not record the release yet,
+    /// and [`Config::release_ack_wait`] since the release has not passed. So that the release and
+    /// the phase it leads to (`Running`, or `Released` when the controller started the workload
+    /// without pods) take one status write rather than two.
+    pub(super) fn awaits_answer(&self) -> Option<DateTime<Utc>> {
+        let job = self.job;
+        let wait = self.config.release_ack_wait;
+        if wait <= TimeDelta::zero() || !job.reports_start || job.active > 0 {
+            return None;
+        }
+        if !matches!(
+            self.old_phase,
+            Some(Phase::Pending | Phase::Deferred | Phase::Paused)
+        ) {
+            return None;
+        }
+        let at = job.released_at?;
+        // Start times have whole seconds; the release marker may have more.
+        let released_second = at - TimeDelta::nanoseconds(i64::from(at.timestamp_subsec_nanos()));
+        let answered = job.start_time.is_some_and(|s| s >= released_second);
+        let until = at + wait;
+        (!answered && self.now < until).then_some(until)
     }
 
     /// The pause of an interruptible Job at the end of the window it was released in.

@@ -35,6 +35,7 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Decision {
         config: input.config,
         now,
         decision: Decision::default(),
+        awaiting_answer: false,
     };
     m.status.deadline = Some(spec.deadline);
     m.status.latest_start = Some(spec.latest_start);
@@ -48,7 +49,13 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Decision {
     }
     m.conditions();
     let mut decision = m.decision;
-    decision.status = Some(m.status);
+    // The release is recorded together with the answer of the workload's controller: until
+    // then the status stays exactly as it was, so nothing is written.
+    decision.status = Some(if m.awaiting_answer {
+        old.cloned().unwrap_or(m.status)
+    } else {
+        m.status
+    });
     decision.spec = Some(spec);
     decision
 }
@@ -161,6 +168,9 @@ pub(super) struct Machine<'a> {
     pub(super) config: &'a Config,
     pub(super) now: DateTime<Utc>,
     pub(super) decision: Decision,
+    /// Set by [`Machine::running`] when the release waits for the answer of the workload's
+    /// controller: the Decision keeps the old status.
+    pub(super) awaiting_answer: bool,
 }
 
 impl Machine<'_> {

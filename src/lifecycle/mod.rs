@@ -121,7 +121,15 @@ pub struct Config {
     /// How long after a workload finished carbonshift keeps waiting for its provider to publish
     /// the measured values that verify it ([`verify::DEFAULT_GIVE_UP`]).
     pub verify_give_up: TimeDelta,
+    /// How long after a release the status waits for the answer of the kind's controller (see
+    /// [`WorkloadView::reports_start`]) so that the release and the first phase after it are
+    /// written in one status write; zero writes the release at once. Default
+    /// [`DEFAULT_RELEASE_ACK_WAIT`].
+    pub release_ack_wait: TimeDelta,
 }
+
+/// The default of [`Config::release_ack_wait`].
+pub const DEFAULT_RELEASE_ACK_WAIT: TimeDelta = TimeDelta::seconds(60);
 
 /// The default of [`Config::forecast_wait`].
 pub const DEFAULT_FORECAST_WAIT: TimeDelta = TimeDelta::minutes(2);
@@ -138,6 +146,7 @@ impl Default for Config {
             no_forecast: NoForecastPolicy::Release,
             forecast_wait: DEFAULT_FORECAST_WAIT,
             verify_give_up: verify::DEFAULT_GIVE_UP,
+            release_ack_wait: DEFAULT_RELEASE_ACK_WAIT,
         }
     }
 }
@@ -304,7 +313,8 @@ impl ReleaseReason {
 /// reconcile decides again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobAction {
-    /// `spec.suspend: false` and `carbonshift.dev/released-at: now`.
+    /// `spec.suspend: false` (or carbonshift's Kueue gate entry removed),
+    /// `carbonshift.dev/released-at: now` and `carbonshift.dev/release-reason`.
     Release {
         /// Why.
         reason: ReleaseReason,

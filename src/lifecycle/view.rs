@@ -49,6 +49,9 @@ pub struct WorkloadView {
     pub released_marker: Option<String>,
     /// The `carbonshift.dev/released-at` marker as a time, when it is one.
     pub released_at: Option<DateTime<Utc>>,
+    /// The `carbonshift.dev/release-reason` marker written with the release, when it names a
+    /// reason.
+    pub release_reason: Option<super::ReleaseReason>,
     /// `carbonshift.dev/run-now` is `"true"`; read on its own so that a manual release works even
     /// when another annotation is invalid.
     pub run_now: bool,
@@ -56,6 +59,10 @@ pub struct WorkloadView {
     pub active: i32,
     /// When the workload's controller last started (or resumed) it.
     pub start_time: Option<DateTime<Utc>>,
+    /// Whether the kind's controller answers a release by setting [`WorkloadView::start_time`]
+    /// (a batch Job's `status.startTime`, reset at every resume), so that the state machine can
+    /// record the release together with that answer.
+    pub reports_start: bool,
     /// Whether and when it ended.
     pub finished: Option<Finished>,
     /// Set when another controller manages the suspend switch.

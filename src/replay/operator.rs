@@ -160,9 +160,12 @@ fn held_job(job: &Job, power: &Power) -> WorkloadView {
         held_marker: true,
         released_marker: None,
         released_at: None,
+        release_reason: None,
         run_now: false,
         active: 0,
         start_time: None,
+        // The simulated run starts at its release: there is no controller to wait for.
+        reports_start: false,
         finished: None,
         managed_elsewhere: None,
     }

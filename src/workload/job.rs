@@ -108,6 +108,12 @@ impl Adapter for BatchJob {
     fn can_pause(&self) -> bool {
         true
     }
+
+    /// The Job controller sets `status.startTime` when it starts an unsuspended Job, and again
+    /// at every resume.
+    fn reports_start(&self) -> bool {
+        true
+    }
 }
 
 /// A typed Job as a dynamic object (for callers and tests that hold a `Job`).

@@ -232,6 +232,7 @@ impl Sim {
                 no_forecast: NoForecastPolicy::Release,
                 forecast_wait: DEFAULT_FORECAST_WAIT,
                 verify_give_up: verify::DEFAULT_GIVE_UP,
+                release_ack_wait: crate::lifecycle::DEFAULT_RELEASE_ACK_WAIT,
             },
             defaults: AnnotationDefaults::default(),
             releases: vec![],
@@ -1165,7 +1166,13 @@ fn a_lost_status_write_after_a_manual_release_is_derived_from_the_job() {
     sim.edit(|j| annotate(j, RUN_NOW, "true"));
     sim.step(hour(1));
     sim.workload = before;
+    // Without an answer from the Job controller the status waits for it, at most the ack wait.
+    let wait = crate::lifecycle::DEFAULT_RELEASE_ACK_WAIT;
     let d = sim.step(hour(1));
+    assert_eq!(d.job_action, None);
+    assert_eq!(d.requeue_at, Some(hour(1) + wait));
+    assert_eq!(sim.status().reason.as_deref(), Some("LowestIntensity"));
+    let d = sim.step(hour(1) + wait);
     assert_eq!(d.job_action, None);
     assert_eq!(sim.status().reason.as_deref(), Some("ManualRelease"));
     // Released by `carbonshift release` (no run-now) before the plan: a manual release too.
@@ -1175,9 +1182,81 @@ fn a_lost_status_write_after_a_manual_release_is_derived_from_the_job() {
         set_suspend(j, false);
         annotate(j, RELEASED_AT, "2026-05-04T11:00:00Z");
     });
-    sim.step(hour(1));
+    sim.step(hour(1) + wait);
     assert_eq!(sim.status().reason.as_deref(), Some("ManualRelease"));
     assert_eq!(sim.status().released_at, Some(hour(1)));
+}
+
+/// Sets the Job's `status.startTime`, as the Job controller does when it starts or resumes it.
+fn set_start_time(job: &mut Job, when: DateTime<Utc>) {
+    job.status.get_or_insert_with(JobStatus::default).start_time = Some(jiff(when));
+}
+
+#[test]
+fn a_release_sent_ahead_is_recorded_with_the_job_controllers_answer_in_one_status_write() {
+    // The releaser sent the guarded patch at the planned start (03:00); the status still says
+    // Deferred when the Job's watch event of the patch arrives.
+    let mut sim = Sim::new(job().held().build());
+    sim.step(t0());
+    let deferred = sim.status();
+    assert_eq!(deferred.planned_start, Some(hour(3)));
+    sim.edit(|j| {
+        set_suspend(j, false);
+        annotate(j, RELEASED_AT, &stamp(hour(3)));
+    });
+    let d = sim.step(hour(3) + TimeDelta::milliseconds(40));
+    assert_eq!((d.job_action.clone(), d.events.len()), (None, 0));
+    assert_eq!(d.status.as_ref(), Some(&deferred), "nothing to write yet");
+    let wait = crate::lifecycle::DEFAULT_RELEASE_ACK_WAIT;
+    assert_eq!(d.requeue_at, Some(hour(3) + wait));
+    // The Job controller answers with its start time and an active pod: one write, Running.
+    sim.edit(|j| {
+        set_start_time(j, hour(3));
+        set_active(j, 1);
+    });
+    let d = sim.step(hour(3) + TimeDelta::seconds(2));
+    let s = d.status.clone().unwrap_or_default();
+    assert_eq!(s.phase, Some(Phase::Running));
+    assert_eq!(s.reason.as_deref(), Some("Released"));
+    assert_eq!(s.released_at, Some(hour(3)));
+    assert_eq!(d.job_action, None);
+
+    // An answer without pods (quota, say): Released at once, not after the wait.
+    let mut sim = Sim::new(job().held().build());
+    sim.step(t0());
+    sim.edit(|j| {
+        set_suspend(j, false);
+        annotate(j, RELEASED_AT, &stamp(hour(3)));
+        set_start_time(j, hour(3));
+    });
+    sim.step(hour(3) + TimeDelta::seconds(1));
+    assert_eq!(sim.phase(), Some(Phase::Released));
+    assert_eq!(sim.status().reason.as_deref(), Some("Released"));
+
+    // A start time from before the release is no answer to it.
+    let mut sim = Sim::new(job().held().build());
+    sim.step(t0());
+    sim.edit(|j| {
+        set_suspend(j, false);
+        annotate(j, RELEASED_AT, &stamp(hour(3)));
+        set_start_time(j, hour(2));
+    });
+    sim.step(hour(3) + TimeDelta::seconds(1));
+    assert_eq!(sim.phase(), Some(Phase::Deferred));
+    // No answer at all: Released when the wait is over.
+    sim.step(hour(3) + wait);
+    assert_eq!(sim.phase(), Some(Phase::Released));
+
+    // With the wait turned off, the release is written at once.
+    let mut sim = Sim::new(job().held().build());
+    sim.config.release_ack_wait = TimeDelta::zero();
+    sim.step(t0());
+    sim.edit(|j| {
+        set_suspend(j, false);
+        annotate(j, RELEASED_AT, &stamp(hour(3)));
+    });
+    sim.step(hour(3) + TimeDelta::seconds(1));
+    assert_eq!(sim.phase(), Some(Phase::Released));
 }
 
 #[test]

@@ -38,6 +38,7 @@ pub mod jobset;
 mod kinds;
 pub mod kubeflow;
 pub mod patch;
+pub mod prune;
 pub mod rayjob;
 pub mod trainjob;
 mod view;
@@ -110,6 +111,14 @@ pub trait Adapter: Send + Sync + std::fmt::Debug + 'static {
     /// Whether suspending the workload while it runs stops it cleanly so that it can be resumed
     /// later (pause and resume between windows).
     fn can_pause(&self) -> bool;
+
+    /// Whether the kind's controller answers a release by setting the start time that
+    /// [`Adapter::observed`] reports (reset at every resume): then the release is recorded
+    /// together with that answer ([`crate::lifecycle::Config::release_ack_wait`]). Default
+    /// `false`.
+    fn reports_start(&self) -> bool {
+        false
+    }
 
     /// Kind-specific checks before the webhook holds `object` by its suspend switch (`deferral`:
     /// its parsed annotations): why it cannot be held, and what its owner should know. The default

@@ -10,7 +10,8 @@
 //!  {"op":"test","path":"/metadata/annotations/carbonshift.dev~1held","value":"true"},
 //!  {"op":"test","path":"/metadata/resourceVersion","value":"<rv the decision was made from>"},
 //!  {"op":"replace","path":"/spec/suspend","value":false},
-//!  {"op":"add","path":"/metadata/annotations/carbonshift.dev~1released-at","value":"<now>"}]
+//!  {"op":"add","path":"/metadata/annotations/carbonshift.dev~1released-at","value":"<now>"},
+//!  {"op":"add","path":"/metadata/annotations/carbonshift.dev~1release-reason","value":"Released"}]
 //! ```
 //!
 //! (with the kind's own switch in place of `/spec/suspend`, `/spec/runPolicy/suspend` for a
@@ -25,7 +26,8 @@
 //!  {"op":"test","path":"/metadata/annotations/carbonshift.dev~1held","value":"true"},
 //!  {"op":"test","path":"/metadata/resourceVersion","value":"<rv>"},
 //!  {"op":"replace","path":"/metadata/annotations/kueue.x-k8s.io~1admission-gated-by","value":"example.com/quota-check"},
-//!  {"op":"add","path":"/metadata/annotations/carbonshift.dev~1released-at","value":"<now>"}]
+//!  {"op":"add","path":"/metadata/annotations/carbonshift.dev~1released-at","value":"<now>"},
+//!  {"op":"add","path":"/metadata/annotations/carbonshift.dev~1release-reason","value":"Released"}]
 //! ```
 //!
 //! (`remove` instead of `replace` when carbonshift's was the only entry).
@@ -41,7 +43,9 @@ use kube::core::DynamicObject;
 use serde_json::Value;
 
 use super::{Hold, admission_gates, hold_of, pointer};
-use crate::api::annotations::{ADMISSION_GATED_BY, HELD, RELEASED_AT, marker, without_gate};
+use crate::api::annotations::{
+    ADMISSION_GATED_BY, HELD, RELEASE_REASON, RELEASED_AT, marker, without_gate,
+};
 
 /// What a release patch tests besides the switch being on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,8 +98,9 @@ fn add(tokens: &[&str], value: Value) -> PatchOperation {
 }
 
 /// The release patch for the switch at `switch`, or for Kueue's gate when `guard` says the
-/// workload is held by it (module documentation).
-pub fn release_patch(switch: &[&str], guard: &Guard, now: DateTime<Utc>) -> Patch {
+/// workload is held by it (module documentation); `reason` goes into
+/// `carbonshift.dev/release-reason`.
+pub fn release_patch(switch: &[&str], guard: &Guard, now: DateTime<Utc>, reason: &str) -> Patch {
     let gate_path = ["metadata", "annotations", ADMISSION_GATED_BY];
     let mut ops = match &guard.gate {
         None => vec![test(switch, Value::Bool(true))],
@@ -131,6 +136,10 @@ pub fn release_patch(switch: &[&str], guard: &Guard, now: DateTime<Utc>) -> Patc
     ops.push(add(
         &["metadata", "annotations", RELEASED_AT],
         Value::String(marker(now)),
+    ));
+    ops.push(add(
+        &["metadata", "annotations", RELEASE_REASON],
+        Value::String(reason.to_string()),
     ));
     Patch(ops)
 }
@@ -237,7 +246,12 @@ mod tests {
             held_marker: true,
             gate: None,
         };
-        let patch = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00.250Z"));
+        let patch = release_patch(
+            JOB_SWITCH,
+            &guard,
+            t("2026-05-04T13:00:00.250Z"),
+            "Released",
+        );
         assert_eq!(
             serde_json::to_value(&patch).unwrap_or_default(),
             json!([
@@ -245,7 +259,8 @@ mod tests {
                 {"op": "test", "path": "/metadata/annotations/carbonshift.dev~1held", "value": "true"},
                 {"op": "test", "path": "/metadata/resourceVersion", "value": "4711"},
                 {"op": "replace", "path": "/spec/suspend", "value": false},
-                {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1released-at", "value": "2026-05-04T13:00:00Z"}
+                {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1released-at", "value": "2026-05-04T13:00:00Z"},
+                {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1release-reason", "value": "Released"}
             ])
         );
         let bare = release_patch(
@@ -256,8 +271,9 @@ mod tests {
                 gate: None,
             },
             t("2026-05-04T13:00:00Z"),
+            "ManualRelease",
         );
-        assert_eq!(bare.0.len(), 3);
+        assert_eq!(bare.0.len(), 4);
     }
 
     #[test]
@@ -272,7 +288,7 @@ mod tests {
             held_marker: true,
             gate: None,
         };
-        let patch = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00Z"));
+        let patch = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00Z"), "Released");
         let mut doc = held.clone();
         assert!(json_patch::patch(&mut doc, &patch).is_ok());
         assert_eq!(doc["spec"]["suspend"], json!(false));
@@ -313,7 +329,7 @@ mod tests {
             guard.gate.as_deref(),
             Some("example.com/quota-check,carbonshift.dev/low-carbon-window")
         );
-        let patch = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00Z"));
+        let patch = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00Z"), "Released");
         assert_eq!(
             serde_json::to_value(&patch).unwrap_or_default(),
             json!([
@@ -323,7 +339,8 @@ mod tests {
                 {"op": "test", "path": "/metadata/resourceVersion", "value": "12"},
                 {"op": "replace", "path": "/metadata/annotations/kueue.x-k8s.io~1admission-gated-by",
                  "value": "example.com/quota-check"},
-                {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1released-at", "value": "2026-05-04T13:00:00Z"}
+                {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1released-at", "value": "2026-05-04T13:00:00Z"},
+                {"op": "add", "path": "/metadata/annotations/carbonshift.dev~1release-reason", "value": "Released"}
             ])
         );
         let mut doc = two.data.clone();
@@ -333,7 +350,12 @@ mod tests {
         assert_eq!(doc["spec"]["suspend"], json!(true));
         // Alone: the annotation goes.
         let alone = gated("carbonshift.dev/low-carbon-window");
-        let patch = release_patch(JOB_SWITCH, &Guard::of(&alone), t("2026-05-04T13:00:00Z"));
+        let patch = release_patch(
+            JOB_SWITCH,
+            &Guard::of(&alone),
+            t("2026-05-04T13:00:00Z"),
+            "Released",
+        );
         assert_eq!(
             serde_json::to_value(&patch.0[3]).unwrap_or_default(),
             json!({"op": "remove", "path": "/metadata/annotations/kueue.x-k8s.io~1admission-gated-by"})
@@ -342,7 +364,7 @@ mod tests {
         let mut changed = doc.clone();
         changed["metadata"]["annotations"]["kueue.x-k8s.io/admission-gated-by"] =
             json!("carbonshift.dev/low-carbon-window");
-        let first = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00Z"));
+        let first = release_patch(JOB_SWITCH, &guard, t("2026-05-04T13:00:00Z"), "Released");
         assert!(json_patch::patch(&mut changed, &first).is_err());
     }
 

@@ -6,10 +6,10 @@ use kube::core::DynamicObject;
 
 use super::{Adapter, Hold};
 use crate::api::annotations::{
-    self, AnnotationDefaults, AnnotationError, HELD, ManagedElsewhere, RELEASED_AT, RUN_NOW,
-    Subject,
+    self, AnnotationDefaults, AnnotationError, HELD, ManagedElsewhere, RELEASE_REASON, RELEASED_AT,
+    RUN_NOW, Subject,
 };
-use crate::lifecycle::WorkloadView;
+use crate::lifecycle::{ReleaseReason, WorkloadView};
 
 /// Reads the view of `object` through its `adapter`. `now` is only passed on to
 /// [`annotations::parse`] (as the submission time of an object without a creation time) and used
@@ -70,9 +70,12 @@ pub fn read(
         held_marker: annotation(HELD).is_some_and(|v| v == "true"),
         released_marker,
         released_at,
+        release_reason: annotation(RELEASE_REASON).and_then(|r| ReleaseReason::parse(r)),
         run_now: annotation(RUN_NOW).is_some_and(|v| v == "true"),
         active: observed.active,
         start_time: observed.start_time,
+        // A workload released from Kueue's gate is started by Kueue, whenever it admits it.
+        reports_start: adapter.reports_start() && hold == Hold::Suspend,
         finished: observed.finished,
         managed_elsewhere: match (hold, adapter.managed_elsewhere(object)) {
             (Hold::KueueGate, Some(ManagedElsewhere::Kueue)) => None,

@@ -1209,7 +1209,16 @@ async fn release_until_done(api: &Api<Job>, name: &str, mut job: Job) -> Result<
     loop {
         let object = carbonshift::workload::job::dynamic(&job)
             .map_err(|e| format!("Job {name} as a dynamic object: {e}"))?;
-        match release::release(&dynamic, adapter, name, &Guard::of(&object), Utc::now()).await {
+        match release::release(
+            &dynamic,
+            adapter,
+            name,
+            &Guard::of(&object),
+            Utc::now(),
+            "Released",
+        )
+        .await
+        {
             Ok(release::Outcome::Applied(_)) => return Ok(retries),
             Ok(release::Outcome::Changed(message)) if retries < 10 => {
                 retries += 1;

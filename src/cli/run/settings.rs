@@ -188,6 +188,20 @@ pub struct Args {
     /// power.
     #[arg(long, env = "CARBONSHIFT_PROMETHEUS_URL", value_name = "URL", value_parser = prometheus_url_arg)]
     pub prometheus_url: Option<String>,
+    /// How long after carbonshift released a Job its CarbonWorkload's status waits for the Job
+    /// controller's answer (its start time, or an active pod), so that the release and the
+    /// phase it leads to (`Running`, or `Released` without pods) are one status write; `0s`
+    /// writes `Released` at once.
+    #[arg(long, env = "CARBONSHIFT_RELEASE_ACK_WAIT", default_value = "5m", value_parser = duration_or_zero_arg)]
+    pub release_ack_wait: TimeDelta,
+    /// Guarded release patches sent at once when many releases fall due at the same second
+    /// (they are prepared ahead and sent at the planned second; the client's rate limits and
+    /// API Priority and Fairness still apply).
+    #[arg(long, env = "CARBONSHIFT_RELEASE_CONCURRENCY", default_value = "64", value_parser = clap::value_parser!(u16).range(1..))]
+    pub release_concurrency: u16,
+    /// Reconciles of one workload kind that run at once.
+    #[arg(long, env = "CARBONSHIFT_RECONCILE_CONCURRENCY", default_value = "16", value_parser = clap::value_parser!(u16).range(1..))]
+    pub reconcile_concurrency: u16,
     /// Refresh and plan with only the CarbonForecasts carrying these labels (`key=value`, comma
     /// separated; default: all). Jobs naming another forecast find none. Shards one cluster's
     /// forecasts between operators, or keeps a test's operator to its own.
@@ -364,6 +378,9 @@ impl Args {
                 no_forecast: self.no_forecast.into(),
                 forecast_wait: self.forecast_wait,
                 verify_give_up: self.verify_give_up,
+                release_ack_wait: self.release_ack_wait,
+                release_concurrency: usize::from(self.release_concurrency),
+                reconcile_concurrency: self.reconcile_concurrency,
                 forecast_selector: self.forecast_selector.clone(),
                 kinds: self.workload_kinds.clone(),
                 waste_guard_failures: self.waste_guard_failures,

@@ -69,6 +69,17 @@ impl KnownForecast {
         }
     }
 
+    /// What will be known at `at` if nothing changes meanwhile: the same data, fresh or stale as
+    /// it will be then (a change of the forecast reconciles its workloads again).
+    pub fn at(&self, at: DateTime<Utc>) -> KnownForecast {
+        match self {
+            KnownForecast::Data(snapshot, _) => {
+                KnownForecast::Data(snapshot.clone(), snapshot.is_fresh(at))
+            }
+            other => other.clone(),
+        }
+    }
+
     /// The state machine's view.
     pub fn input(&self) -> ForecastInput<'_> {
         match self {

@@ -148,23 +148,37 @@ async fn run_kind(
                 Api::namespaced(client, ns),
             ),
         };
+        // Both caches hold trimmed objects (crate::workload::prune): memory stays flat per
+        // object, and the decisions read nothing that was dropped.
         let (reader, writer) = reflector::store();
         let owned = watcher(workloads, watcher::Config::default())
             .default_backoff()
+            .modify(|w: &mut CarbonWorkload| w.metadata.managed_fields = None)
             .reflect(writer)
             .touched_objects();
+        let job_writer = reflector::store::Writer::new(resource.clone());
+        let job_reader = job_writer.as_reader();
+        let jobs = watcher(objects, watcher::Config::default())
+            .default_backoff()
+            .modify(crate::workload::prune::prune)
+            .reflect(job_writer)
+            .applied_objects();
         let index = reader.clone();
-        let triggers = forecast_changes(ctx.store.subscribe()).flat_map(move |name| {
+        let forecast_triggers = forecast_changes(ctx.store.subscribe()).flat_map(move |name| {
             futures::stream::iter(jobs_waiting_on(&index, adapter, name.as_deref()))
         });
+        let (asked, asks) = futures::channel::mpsc::unbounded();
+        this.add_scope(scope.clone(), reader.clone(), asked);
         if let Ok(mut all) = stores.lock() {
             all.push((adapter, reader));
         }
         let this = this.clone();
+        let config = controller::Config::default().concurrency(ctx.config.reconcile_concurrency);
         controllers.push(
-            Controller::new_with(objects, watcher::Config::default(), resource.clone())
+            Controller::for_stream_with(jobs, job_reader, resource.clone())
+                .with_config(config)
                 .owns_stream(owned)
-                .reconcile_on(triggers)
+                .reconcile_on(futures::stream::select(forecast_triggers, asks))
                 .graceful_shutdown_on(shutdown.clone())
                 .run(reconcile, error_policy, this.clone())
                 .for_each(move |result| {
@@ -185,7 +199,8 @@ async fn run_kind(
                 .boxed(),
         );
     }
-    futures::future::join_all(controllers).await;
+    let releases = super::releaser::run(this.clone(), shutdown.clone());
+    futures::join!(futures::future::join_all(controllers), releases);
 }
 
 /// Recomputes the workload gauges every [`GAUGE_INTERVAL`] until `shutdown`.

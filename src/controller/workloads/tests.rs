@@ -152,15 +152,11 @@ fn not_found() -> Reply {
     Reply::Error(404, "NotFound")
 }
 
-fn events(reason: &str) -> [Expect; 2] {
-    [
-        Expect::event_in("ml", reason)
-            .regarding("train")
-            .body("/regarding/kind", json!("Job")),
-        Expect::event_in("ml", reason)
-            .regarding("train")
-            .body("/regarding/kind", json!("CarbonWorkload")),
-    ]
+/// The Event `reason` about the Job (each Event is published once, on the Job).
+fn events(reason: &str) -> [Expect; 1] {
+    [Expect::event_in("ml", reason)
+        .regarding("train")
+        .body("/regarding/kind", json!("Job"))]
 }
 
 fn expect_all(env: &TestEnv, expects: impl IntoIterator<Item = Expect>) {
@@ -348,6 +344,7 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
     env.api.expect(
         Expect::put(format!("{LEDGERS_PATH}/default/status"))
             .body("/metadata/resourceVersion", json!("7"))
+            // The estimate and the measured figures in one write.
             .body("/status/total/jobs", json!(1))
             .body("/status/total/verifiedJobs", json!(1))
             .body("/status/recent/0", json!(format!("{JOB_UID}/estimated")))
@@ -922,16 +919,23 @@ async fn run_replans_deferred_jobs_when_their_forecast_changes() {
     let running = tokio::spawn(run(env.ctx.clone(), async move {
         let _ = stopped.await;
     }));
-    // The first reconcile reads the workload and keeps the plan: nothing written.
-    let api = env.api.clone();
-    env.api
-        .wait_until(move || {
-            api.seen()
-                .iter()
-                .any(|s| s.path == format!("{WORKLOADS_PATH}/train"))
-        })
-        .await;
+    // The first reconcile takes the workload from the controller's cache, keeps the plan and
+    // arms its release for 03:00: nothing written, nothing read.
+    let metrics = env.ctx.metrics.clone();
+    let armed = move || {
+        metrics
+            .encode()
+            .contains("carbonshift_releases_armed{kind=\"Job\"} 1")
+    };
+    env.api.wait_until(armed.clone()).await;
     assert!(env.api.writes().is_empty(), "{:?}", env.api.writes());
+    assert!(
+        !env.api
+            .seen()
+            .iter()
+            .any(|s| s.path == format!("{WORKLOADS_PATH}/train")),
+        "the cached workload is read from the cache"
+    );
 
     // New data in the store: the Job is reconciled and re-planned.
     let mut values = vec![300.0; 48];
@@ -949,9 +953,11 @@ async fn run_replans_deferred_jobs_when_their_forecast_changes() {
                 .iter()
                 .filter(|s| s.path.contains("/events"))
                 .count()
-                == 2
+                == 1
         })
         .await;
+    // Re-armed for the new start.
+    assert!(armed(), "{}", env.ctx.metrics.encode());
     let _ = stop.send(());
     let _ = running.await;
     env.api.verify();
@@ -1191,4 +1197,153 @@ mod first_data {
             KnownForecast::Missing
         ));
     }
+}
+
+/// The planned release is armed by the reconcile that plans it and sent by the releaser at the
+/// planned second: the guarded patch from the Job as the reconcile read it, the lateness metric,
+/// one Event on the Job; the status is left to the Job's watch event.
+#[tokio::test]
+async fn a_planned_release_is_armed_ahead_and_sent_at_its_second_by_the_releaser() {
+    let env = env();
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
+    let base = workload_base(&held_job("1"), t(T0));
+    let deferred = with_status(base.clone(), Some(planned_status(&env, &held_job("1"))));
+    let body = serde_json::to_value(&deferred).unwrap_or_default();
+
+    // 02:59:50, ten seconds before the planned start: nothing to write, the release is armed and
+    // the reconcile looks again only after it (03:00 + the grace).
+    env.clock.set(hour(3) - TimeDelta::seconds(10));
+    env.api.expect(get_workload(Reply::Json(200, body.clone())));
+    let action = reconcile(job(held_job("1")), controller.clone()).await;
+    assert_eq!(
+        action.ok(),
+        Some(Action::requeue(
+            (TimeDelta::seconds(10) + releaser::MAX_GRACE)
+                .to_std()
+                .unwrap_or_default()
+        ))
+    );
+    env.api.verify();
+    assert_eq!(controller.armed_next(), Some(hour(3)));
+    assert!(env.api.writes().is_empty());
+
+    // At 03:00 the releaser sends exactly the guarded patch, then the Event.
+    env.clock.set(hour(3));
+    env.api.expect(
+        Expect::patch(format!("{JOBS}/train"))
+            .body(
+                "/0",
+                json!({"op": "test", "path": "/spec/suspend", "value": true}),
+            )
+            .body(
+                "/2",
+                json!({"op": "test", "path": "/metadata/resourceVersion", "value": "1"}),
+            )
+            .body(
+                "/3",
+                json!({"op": "replace", "path": "/spec/suspend", "value": false}),
+            )
+            .reply(Reply::Json(200, released_job("2", "2026-05-04T13:00:00Z"))),
+    );
+    expect_all(&env, events("Released"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(releaser::run(controller.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let api = env.api.clone();
+    env.api
+        .wait_until(move || api.writes().iter().any(|s| s.path.contains("/events")))
+        .await;
+    let _ = stop.send(());
+    let _ = task.await;
+    env.api.verify();
+    assert_eq!(controller.armed_next(), None);
+    let metrics = env.ctx.metrics.encode();
+    assert!(
+        metrics.contains("carbonshift_releases_total{reason=\"Released\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("carbonshift_release_lateness_seconds_sum 0.0"),
+        "{metrics}"
+    );
+    // The cache still shows the Job before the patch: the next reconcile waits for the watch.
+    let action = reconcile(job(held_job("1")), controller.clone()).await;
+    assert_eq!(action.ok(), Some(Action::requeue(STALE_RECHECK)));
+
+    // The watch event of the patch, before the Job controller answered: no write (the release
+    // is recorded together with the answer).
+    env.api.expect(get_workload(Reply::Json(200, body.clone())));
+    let action = reconcile(
+        job(released_job("2", "2026-05-04T13:00:00Z")),
+        controller.clone(),
+    )
+    .await;
+    assert_eq!(
+        action.ok(),
+        Some(Action::requeue(
+            crate::lifecycle::DEFAULT_RELEASE_ACK_WAIT
+                .to_std()
+                .unwrap_or_default()
+        ))
+    );
+    env.api.verify();
+    assert!(
+        !env.api.writes().iter().any(|s| s.path.ends_with("/status")),
+        "{:?}",
+        describe(&env.api.writes())
+    );
+
+    // The Job controller's answer: one status write, Running, released at 03:00 as planned.
+    env.clock.set(hour(3) + TimeDelta::seconds(1));
+    let mut answered = released_job("3", "2026-05-04T13:00:00Z");
+    answered["status"] = json!({"active": 1, "startTime": "2026-05-04T13:00:00Z"});
+    env.api.expect(get_workload(Reply::Json(200, body)));
+    env.api.expect(
+        Expect::apply_status(&deferred)
+            .body("/status/phase", json!("Running"))
+            .body("/status/reason", json!("Released"))
+            .body("/status/releasedAt", json!("2026-05-04T13:00:00Z")),
+    );
+    let action = reconcile(job(answered), controller.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    env.api.verify();
+}
+
+/// A Job changed since its release was armed: the guarded patch is refused, nothing else is
+/// written, and the Job is reconciled at once to decide again from the Job as it is.
+#[tokio::test]
+async fn a_refused_prepared_release_asks_for_a_reconcile_and_writes_nothing_else() {
+    let env = env();
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
+    let (asked, mut asks) = futures::channel::mpsc::unbounded();
+    controller.add_scope(None, reflector::store::<CarbonWorkload>().0, asked);
+    let base = workload_base(&held_job("1"), t(T0));
+    let deferred = with_status(base, Some(planned_status(&env, &held_job("1"))));
+    env.clock.set(hour(3) - TimeDelta::seconds(1));
+    env.api.expect(get_workload(Reply::Json(
+        200,
+        serde_json::to_value(&deferred).unwrap_or_default(),
+    )));
+    let _ = reconcile(job(held_job("1")), controller.clone()).await;
+    env.api.verify();
+    env.clock.set(hour(3));
+    env.api
+        .expect(Expect::patch(format!("{JOBS}/train")).reply(Reply::Error(422, "Invalid")));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(releaser::run(controller.clone(), async move {
+        let _ = stopped.await;
+    }));
+    let again = futures::StreamExt::next(&mut asks).await;
+    let _ = stop.send(());
+    let _ = task.await;
+    env.api.verify();
+    assert_eq!(again.map(|o| o.name), Some("train".to_string()));
+    assert!(!env.api.writes().iter().any(|s| s.path.contains("/events")));
+    assert!(
+        !env.ctx
+            .metrics
+            .encode()
+            .contains("carbonshift_releases_total{reason=\"Released\"} 1")
+    );
 }

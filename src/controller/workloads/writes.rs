@@ -118,23 +118,20 @@ pub(super) async fn delete_stale(
     }
 }
 
-/// Publishes the Decision's Events on the Job and, when there is one, on its workload.
+/// Publishes the Decision's Events on the Job: once each, where `kubectl describe` of the Job
+/// shows them (the CarbonWorkload's status says the same at any time, so a second copy on it
+/// would only double the Events of every lifecycle).
 pub(super) async fn publish(
     ctx: &Context,
     adapter: &dyn Adapter,
     job: &DynamicObject,
-    workload: Option<&CarbonWorkload>,
     decision: &Decision,
 ) {
     if decision.events.is_empty() {
         return;
     }
     let job_ref: ObjectReference = job.object_ref(adapter.resource());
-    let workload_ref = workload.map(|w| w.object_ref(&()));
     for event in &decision.events {
         ctx.publish(WORKLOADS, &job_ref, event).await;
-        if let Some(workload_ref) = &workload_ref {
-            ctx.publish(WORKLOADS, workload_ref, event).await;
-        }
     }
 }

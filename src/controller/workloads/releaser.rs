@@ -1,0 +1,324 @@
+//! Punctual releases: a release the state machine will decide at a known second is prepared
+//! ahead and sent at that second, rather than discovered in the reconcile queue when it is due.
+//!
+//! Whenever a reconcile leaves a workload held until a time `at` (its planned start, the next
+//! window of a paused one, or its latest start minus the margin), it asks the state machine what
+//! it will decide at `at` from the same facts ([`lifecycle::decide`] with `now = at`, the
+//! forecast's freshness as it will be then). When that is a release, the guarded patch's
+//! [`Guard`] (the Job's resourceVersion as read), the reason and the release's Events are
+//! [armed](Armed::arm) here, replacing what was armed for the Job before; any other decision
+//! disarms it. Every change of the Job, its workload or its forecast reconciles the Job again and
+//! so re-arms it from the new facts.
+//!
+//! One task per kind ([`run`]) sleeps until the earliest armed second and sends every release
+//! due then concurrently, at most [`OperatorConfig::release_concurrency`] in flight, through the
+//! same client as everything else (its rate limits and API Priority and Fairness apply). A patch
+//! refused because the Job changed since it was armed, or failed, writes nothing and reconciles
+//! the Job at once, which decides again from the Job as it is. The Events of the releases that
+//! went out are published after the last due patch was sent, so they never delay a release. The
+//! workload's status is not written here: the Job's watch event reconciles it, and the state
+//! machine records the release together with the Job controller's answer
+//! ([`lifecycle::Config::release_ack_wait`]).
+//!
+//! The reconcile still looks again shortly after `at` ([`grace`]: a quarter of the margin, at
+//! most [`MAX_GRACE`]), so a release that could not be sent (this task stopped, the API
+//! unreachable) is decided by the reconcile as before, still before the latest start: the
+//! deadline rule never depends on this task. The grace is long enough that the reconcile does not
+//! race this task through a large burst.
+//!
+//! [`OperatorConfig::release_concurrency`]: crate::controller::OperatorConfig::release_concurrency
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use tracing::{debug, info, warn};
+
+use super::WorkloadController;
+use crate::controller::release::{self, Guard, Outcome};
+use crate::controller::{Error, WORKLOADS};
+use crate::lifecycle::ReleaseReason;
+use crate::note::Note;
+
+/// The longest [`grace`].
+pub const MAX_GRACE: TimeDelta = TimeDelta::seconds(30);
+
+/// How long after an armed second the reconcile looks again itself, in case the release could
+/// not be sent: a quarter of the `margin` (so a deadline release still comes before the latest
+/// start), at most [`MAX_GRACE`]; zero without a margin.
+pub fn grace(margin: TimeDelta) -> TimeDelta {
+    (margin / 4).clamp(TimeDelta::zero(), MAX_GRACE)
+}
+
+/// A release prepared ahead: everything the guarded patch and its Events need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    /// The Job's namespace.
+    pub namespace: String,
+    /// The Job's name.
+    pub name: String,
+    /// What the guarded patch tests: the Job as the release was decided from.
+    pub guard: Guard,
+    /// Why it is released.
+    pub reason: ReleaseReason,
+    /// The second the release is due (the lateness metric counts from it).
+    pub planned: DateTime<Utc>,
+    /// The Events the state machine gives the release.
+    pub notes: Vec<Note>,
+    /// The Job, for its Events.
+    pub job_ref: ObjectReference,
+}
+
+impl Prepared {
+    /// `namespace/name`, the key the workload controller's memory uses.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The armed releases of one kind, by due second; at most one per Job.
+#[derive(Debug, Default)]
+pub struct Armed {
+    by_time: BTreeMap<(DateTime<Utc>, String), Prepared>,
+    by_key: HashMap<String, DateTime<Utc>>,
+}
+
+impl Armed {
+    /// Arms `prepared` for `at`, replacing what was armed for the same Job. Whether the earliest
+    /// due second may have moved earlier (the task must look again).
+    pub fn arm(&mut self, at: DateTime<Utc>, prepared: Prepared) -> bool {
+        let key = prepared.key();
+        if let Some(old) = self.by_key.insert(key.clone(), at) {
+            self.by_time.remove(&(old, key.clone()));
+        }
+        let earliest = self.next().is_none_or(|next| at < next);
+        self.by_time.insert((at, key), prepared);
+        earliest
+    }
+
+    /// Disarms the release of the Job `key` (`namespace/name`), if one is armed.
+    pub fn disarm(&mut self, key: &str) {
+        if let Some(at) = self.by_key.remove(key) {
+            self.by_time.remove(&(at, key.to_string()));
+        }
+    }
+
+    /// The earliest armed second.
+    pub fn next(&self) -> Option<DateTime<Utc>> {
+        self.by_time.keys().next().map(|(at, _)| *at)
+    }
+
+    /// Takes out every release due at `now`, earliest first.
+    pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<Prepared> {
+        let mut due = Vec::new();
+        while let Some(entry) = self.by_time.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let prepared = entry.remove();
+            self.by_key.remove(&prepared.key());
+            due.push(prepared);
+        }
+        due
+    }
+
+    /// How many releases are armed.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether none is armed.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}
+
+/// Sends the armed releases of `this`'s kind at their seconds until `shutdown` (module
+/// documentation).
+pub async fn run(this: Arc<WorkloadController>, shutdown: impl Future<Output = ()> + Send) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let next = this.armed_next();
+        let sleep = async {
+            match next {
+                Some(at) => {
+                    let wait = (at - this.ctx.clock.now()).to_std().unwrap_or_default();
+                    tokio::time::sleep(wait).await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = this.armed_changed.notified() => continue,
+            _ = sleep => {}
+        }
+        let due = this.take_due(this.ctx.clock.now());
+        if due.is_empty() {
+            continue;
+        }
+        send_all(&this, due).await;
+    }
+}
+
+/// Sends `due` concurrently, then publishes the Events of those that went out (in a task of its
+/// own, so that the next due second is not kept waiting).
+async fn send_all(this: &Arc<WorkloadController>, due: Vec<Prepared>) {
+    let count = due.len();
+    let concurrency = this.ctx.config.release_concurrency.max(1);
+    let sent: Vec<Prepared> = futures::stream::iter(due)
+        .map(|prepared| send(this, prepared))
+        .buffer_unordered(concurrency)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    info!(
+        controller = WORKLOADS,
+        kind = this.adapter.kind(),
+        due = count,
+        released = sent.len(),
+        "sent the releases due"
+    );
+    let this = this.clone();
+    tokio::spawn(async move {
+        futures::stream::iter(sent)
+            .for_each_concurrent(concurrency, |prepared| {
+                let this = this.clone();
+                async move {
+                    for note in &prepared.notes {
+                        this.ctx.publish(WORKLOADS, &prepared.job_ref, note).await;
+                    }
+                }
+            })
+            .await;
+    });
+}
+
+/// Sends one prepared release; `Some` when it was applied.
+async fn send(this: &Arc<WorkloadController>, prepared: Prepared) -> Option<Prepared> {
+    let api = this.api(&prepared.namespace);
+    let now = this.ctx.clock.now();
+    let outcome = release::release(
+        &api,
+        this.adapter,
+        &prepared.name,
+        &prepared.guard,
+        now,
+        prepared.reason.as_str(),
+    )
+    .await;
+    match outcome {
+        Ok(Outcome::Applied(_)) => {
+            this.patched_key(&prepared.key(), prepared.guard.resource_version.clone());
+            let lateness = (now - prepared.planned).num_milliseconds() as f64 / 1000.0;
+            this.ctx
+                .metrics
+                .record_release(prepared.reason.as_str(), lateness);
+            debug!(job = %prepared.key(), lateness, "released at its planned second");
+            Some(prepared)
+        }
+        Ok(Outcome::Changed(message)) => {
+            info!(job = %prepared.key(), %message, "the Job changed since its release was prepared; deciding again");
+            this.reconcile_now(&prepared.namespace, &prepared.name);
+            None
+        }
+        Ok(Outcome::Gone) => {
+            this.forget(Some(&prepared.namespace), &prepared.name);
+            None
+        }
+        Err(source) => {
+            let error = Error::Api {
+                action: format!("releasing {} {}", this.adapter.kind(), prepared.key()),
+                source,
+            };
+            this.ctx
+                .metrics
+                .record_reconcile_error(WORKLOADS, error.category());
+            warn!(%error, category = error.category(), "the prepared release failed; deciding again");
+            this.reconcile_now(&prepared.namespace, &prepared.name);
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_780_000_000 + s, 0).unwrap_or_default()
+    }
+
+    fn prepared(name: &str, planned: DateTime<Utc>) -> Prepared {
+        Prepared {
+            namespace: "ns".into(),
+            name: name.into(),
+            guard: Guard {
+                resource_version: Some("1".into()),
+                held_marker: true,
+                gate: None,
+            },
+            reason: ReleaseReason::Released,
+            planned,
+            notes: Vec::new(),
+            job_ref: ObjectReference::default(),
+        }
+    }
+
+    #[test]
+    fn the_reconciles_grace_stays_inside_the_margin() {
+        assert_eq!(grace(TimeDelta::minutes(5)), MAX_GRACE);
+        assert_eq!(grace(TimeDelta::seconds(60)), TimeDelta::seconds(15));
+        assert_eq!(grace(TimeDelta::zero()), TimeDelta::zero());
+        assert_eq!(grace(TimeDelta::seconds(-5)), TimeDelta::zero());
+    }
+
+    #[test]
+    fn due_releases_come_out_earliest_first_and_only_once() {
+        let mut armed = Armed::default();
+        assert!(armed.arm(at(20), prepared("b", at(20))));
+        assert!(armed.arm(at(10), prepared("a", at(10))));
+        assert!(!armed.arm(at(30), prepared("c", at(30))));
+        assert_eq!(armed.next(), Some(at(10)));
+        assert!(armed.take_due(at(9)).is_empty());
+        let due: Vec<String> = armed
+            .take_due(at(20))
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        assert_eq!(due, ["a", "b"]);
+        assert_eq!(armed.len(), 1);
+        assert!(armed.take_due(at(20)).is_empty());
+        assert_eq!(armed.next(), Some(at(30)));
+    }
+
+    #[test]
+    fn re_arming_a_job_replaces_its_release_and_disarming_removes_it() {
+        let mut armed = Armed::default();
+        armed.arm(at(10), prepared("a", at(10)));
+        // Re-planned later: the old second no longer releases it.
+        armed.arm(at(50), prepared("a", at(50)));
+        assert_eq!(armed.len(), 1);
+        assert!(armed.take_due(at(10)).is_empty());
+        assert_eq!(armed.next(), Some(at(50)));
+        armed.disarm("ns/a");
+        assert!(armed.is_empty());
+        assert_eq!(armed.next(), None);
+        armed.disarm("ns/a");
+        assert!(armed.is_empty());
+    }
+
+    #[test]
+    fn many_jobs_due_at_the_same_second_all_come_out() {
+        let mut armed = Armed::default();
+        for i in 0..1000 {
+            armed.arm(at(60), prepared(&format!("j{i}"), at(60)));
+        }
+        assert_eq!(armed.len(), 1000);
+        assert_eq!(armed.take_due(at(60)).len(), 1000);
+        assert!(armed.is_empty());
+    }
+}
