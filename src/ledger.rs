@@ -40,6 +40,9 @@ pub struct Entry<'a> {
     pub emitted_grams: f64,
     /// Avoided gCO2eq, when carbonshift held the workload.
     pub avoided_grams: Option<f64>,
+    /// The workload failed: an estimated entry also counts as a failed job and its emissions as
+    /// wasted.
+    pub failed: bool,
 }
 
 impl Entry<'_> {
@@ -57,6 +60,10 @@ fn add(totals: &mut LedgerTotals, entry: &Entry<'_>) {
             totals.energy_kwh += entry.energy_kwh.max(0.0);
             totals.emitted_grams += entry.emitted_grams.max(0.0);
             totals.avoided_grams += avoided;
+            if entry.failed {
+                totals.failed_jobs += 1;
+                totals.wasted_grams += entry.emitted_grams.max(0.0);
+            }
         }
         Basis::Verified => {
             totals.verified_jobs += 1;
@@ -129,6 +136,7 @@ mod tests {
             energy_kwh: 2.0,
             emitted_grams: emitted,
             avoided_grams: avoided,
+            failed: false,
         }
     }
 
@@ -193,7 +201,7 @@ mod tests {
             for (u, month, verified) in picks {
                 let basis = if verified { Basis::Verified } else { Basis::Estimated };
                 let at = t("2024-01-15T00:00Z") + chrono::TimeDelta::days(31 * i64::from(month));
-                let e = Entry { uid: &uids[u], basis, finished_at: at, energy_kwh: 1.0, emitted_grams: 1.0, avoided_grams: Some(1.0) };
+                let e = Entry { uid: &uids[u], basis, finished_at: at, energy_kwh: 1.0, emitted_grams: 1.0, avoided_grams: Some(1.0), failed: u % 2 == 0 };
                 let fresh = seen.insert(e.key());
                 match record(&status, &e, now) {
                     Some(next) => { prop_assert!(fresh); status = next; }
@@ -203,6 +211,11 @@ mod tests {
             let total = status.total.clone().unwrap_or_default();
             let estimated = seen.iter().filter(|k| k.ends_with("/estimated")).count() as u64;
             prop_assert_eq!(total.jobs, estimated);
+            let failed = seen.iter().filter(|k| k.ends_with("/estimated")).filter(|k| {
+                k.trim_start_matches("uid-").split('/').next().and_then(|n| n.parse::<usize>().ok()).is_some_and(|n| n % 2 == 0)
+            }).count() as u64;
+            prop_assert_eq!(total.failed_jobs, failed);
+            prop_assert!((total.wasted_grams - failed as f64).abs() < 1e-9);
             prop_assert!(status.months.len() <= MAX_MONTHS);
             prop_assert!(status.recent.len() <= MAX_RECENT);
             let sorted = status.months.windows(2).all(|w| w[0].month < w[1].month);

@@ -6,11 +6,13 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod budget;
 pub mod cli;
 pub mod clock;
 pub mod controller;
 pub mod forecast;
 pub mod http;
+pub mod kepler;
 pub mod leader;
 pub mod ledger;
 pub mod lifecycle;
@@ -18,9 +20,11 @@ pub mod metrics;
 pub mod note;
 pub mod planner;
 pub mod replay;
+pub mod report;
 pub mod retry;
 pub mod telemetry;
 pub mod trace;
 pub mod units;
+pub mod waste;
 pub mod webhook;
 pub mod workload;

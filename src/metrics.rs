@@ -82,6 +82,25 @@ pub struct LedgerLabels {
     pub basis: String,
 }
 
+/// Labels `{namespace, budget, action}` of the budget counter: one series per CarbonBudget and
+/// action (`Warn`, `Defer`, `Deny`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    /// The budget's namespace.
+    pub namespace: String,
+    /// The CarbonBudget's name.
+    pub budget: String,
+    /// `Warn`, `Defer` or `Deny`.
+    pub action: String,
+}
+
+/// Labels `{namespace}`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    /// The namespace.
+    pub namespace: String,
+}
+
 /// Labels `{result}` of the admission webhook.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
@@ -114,6 +133,11 @@ pub struct Metrics {
     pub ledger_emitted_grams: Family<LedgerLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// gCO2eq avoided by finished workloads carbonshift held, by namespace, forecast and basis.
     pub ledger_avoided_grams: Family<LedgerLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    /// Admissions of new deferrable work an exhausted CarbonBudget acted on, by namespace,
+    /// budget and action.
+    pub budget_actions: Family<BudgetLabels, Counter>,
+    /// Estimated gCO2eq of failed runs, by namespace.
+    pub wasted_grams: Family<NamespaceLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     /// Actual release time minus planned release time, seconds.
     pub release_lateness_seconds: Histogram,
     /// Reconcile duration by controller, seconds.
@@ -181,7 +205,7 @@ impl Metrics {
         let held_past_latest_start = Gauge::default();
         registry.register(
             "held_past_latest_start",
-            "Held Jobs whose latest start (minus margin) has passed; must stay 0",
+            "Held Jobs whose latest start (minus margin) has passed, the waste guard's holds aside; must stay 0",
             held_past_latest_start.clone(),
         );
         let avoided_grams = Counter::<f64, std::sync::atomic::AtomicU64>::default();
@@ -209,6 +233,19 @@ impl Metrics {
             "ledger_avoided_grams",
             "gCO2eq avoided against running at once by finished workloads carbonshift held, by namespace, forecast and basis (estimated | verified); never below 0",
             ledger_avoided_grams.clone(),
+        );
+        let budget_actions = Family::<BudgetLabels, Counter>::default();
+        registry.register(
+            "budget_actions",
+            "Admissions of new deferrable work an exhausted CarbonBudget acted on, by namespace, budget and action (Warn | Defer | Deny)",
+            budget_actions.clone(),
+        );
+        let wasted_grams =
+            Family::<NamespaceLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "wasted_grams",
+            "Estimated gCO2eq emitted by failed workloads, by namespace",
+            wasted_grams.clone(),
         );
         let release_lateness_seconds = seconds_histogram();
         registry.register(
@@ -287,6 +324,8 @@ impl Metrics {
             emitted_grams,
             ledger_emitted_grams,
             ledger_avoided_grams,
+            budget_actions,
+            wasted_grams,
             release_lateness_seconds,
             reconcile_duration_seconds,
             reconcile_errors,
@@ -389,6 +428,26 @@ impl Metrics {
             .set(i64::from(watched));
     }
 
+    /// Counts one admission an exhausted budget acted on.
+    pub fn record_budget_action(&self, namespace: &str, budget: &str, action: &str) {
+        self.budget_actions
+            .get_or_create(&BudgetLabels {
+                namespace: namespace.to_string(),
+                budget: budget.to_string(),
+                action: action.to_string(),
+            })
+            .inc();
+    }
+
+    /// Adds the estimated grams of a failed workload's runs to `wasted_grams{namespace}`.
+    pub fn record_wasted(&self, namespace: &str, grams: f64) {
+        self.wasted_grams
+            .get_or_create(&NamespaceLabels {
+                namespace: namespace.to_string(),
+            })
+            .inc_by(grams.max(0.0));
+    }
+
     /// Sets how many releases of `kind` are prepared and waiting.
     pub fn set_releases_armed(&self, kind: &str, armed: usize) {
         self.releases_armed
@@ -419,6 +478,8 @@ mod tests {
         m.record_release("DeadlineRelease", 2.0);
         m.record_reconcile_error("workloads", "api");
         m.record_webhook("held");
+        m.record_budget_action("ml", "team-a", "Deny");
+        m.record_wasted("ml", 2.5);
         m.avoided_grams.inc_by(1.5);
         m.forecast_ready
             .get_or_create(&ForecastLabels {
@@ -432,6 +493,8 @@ mod tests {
             "carbonshift_releases_total{reason=\"DeadlineRelease\"} 1",
             "carbonshift_reconcile_errors_total{controller=\"workloads\",category=\"api\"} 1",
             "carbonshift_webhook_requests_total{result=\"held\"} 1",
+            "carbonshift_budget_actions_total{namespace=\"ml\",budget=\"team-a\",action=\"Deny\"} 1",
+            "carbonshift_wasted_grams_total{namespace=\"ml\"} 2.5",
             "carbonshift_avoided_grams_total 1.5",
             "carbonshift_forecast_ready{forecast=\"default\"} 1",
             "carbonshift_held_past_latest_start 0",

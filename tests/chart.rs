@@ -66,6 +66,8 @@ const RUN_ENV: &[&str] = &[
     "CARBONSHIFT_NO_FORECAST",
     "CARBONSHIFT_FORECAST_WAIT",
     "CARBONSHIFT_VERIFY_GIVE_UP",
+    "CARBONSHIFT_WASTE_GUARD_FAILURES",
+    "CARBONSHIFT_PROMETHEUS_URL",
     "CARBONSHIFT_RELEASE_ACK_WAIT",
     "CARBONSHIFT_RELEASE_CONCURRENCY",
     "CARBONSHIFT_RECONCILE_CONCURRENCY",
@@ -98,6 +100,10 @@ const METRICS: &[&str] = &[
     "carbonshift_webhook_requests_total",
     "carbonshift_leader",
     "carbonshift_workload_kind_watched",
+    "carbonshift_ledger_emitted_grams_total",
+    "carbonshift_ledger_avoided_grams_total",
+    "carbonshift_budget_actions_total",
+    "carbonshift_wasted_grams_total",
 ];
 
 /// A permission: (scope, API group, resource, verb). Scope is `cluster` for a ClusterRoleBinding,
@@ -143,6 +149,7 @@ const WORKLOAD_PERMISSIONS: &[(&str, &str, &[&str])] = &[
     ("carbonshift.dev", "carbonworkloads/status", &["patch"]),
     ("carbonshift.dev", "carbonledgers", &["get", "create"]),
     ("carbonshift.dev", "carbonledgers/status", &["update"]),
+    ("carbonshift.dev", "carbonbudgets/status", &["patch"]),
 ];
 /// Cluster-wide permissions.
 const CLUSTER_PERMISSIONS: &[(&str, &str, &[&str])] = &[
@@ -152,6 +159,12 @@ const CLUSTER_PERMISSIONS: &[(&str, &str, &[&str])] = &[
         &["get", "list", "watch"],
     ),
     ("carbonshift.dev", "carbonforecasts/status", &["patch"]),
+    (
+        "carbonshift.dev",
+        "carbonbudgets",
+        &["get", "list", "watch"],
+    ),
+    ("carbonshift.dev", "carbonledgers", &["list", "watch"]),
     ("events.k8s.io", "events", &["create", "patch"]),
 ];
 /// Permissions in the release namespace only.
@@ -203,6 +216,8 @@ struct Case {
     kinds: &'static [&'static str],
     /// Kueue's jobs are held with the admission gate.
     kueue_gate: bool,
+    /// `CARBONSHIFT_WASTE_GUARD_FAILURES` (`"0"`: the waste guard is off).
+    waste_guard: &'static str,
 }
 
 /// The default CarbonForecast's expected provider.
@@ -238,6 +253,7 @@ const DEFAULTS: Case = Case {
         "RayJob",
     ],
     kueue_gate: true,
+    waste_guard: "3",
 };
 
 const CERT_MANAGER: Case = Case {
@@ -294,6 +310,7 @@ const KINDS_CASE: Case = Case {
     watched: &["ml-team-a"],
     kinds: &["Job", "PyTorchJob", "RayJob"],
     kueue_gate: false,
+    waste_guard: "0",
     ..DEFAULTS
 };
 
@@ -548,6 +565,11 @@ fn dashboard_queries_only_exported_metrics() {
         "carbonshift_avoided_grams_total",
         "carbonshift_forecast_intensity",
         "carbonshift_leader",
+        // The verified-savings row.
+        "carbonshift_ledger_avoided_grams_total",
+        "carbonshift_ledger_emitted_grams_total",
+        "carbonshift_wasted_grams_total",
+        "carbonshift_budget_actions_total",
     ] {
         assert!(used.contains(required), "dashboard never shows {required}");
     }
@@ -1058,6 +1080,7 @@ fn check_deployment(case: &Case, r: &Rendered) -> Deployment {
         env["CARBONSHIFT_KUEUE_ADMISSION_GATE"],
         case.kueue_gate.to_string()
     );
+    assert_eq!(env["CARBONSHIFT_WASTE_GUARD_FAILURES"], case.waste_guard);
     for key in [
         "CARBONSHIFT_DEFAULT_MAX_DELAY",
         "CARBONSHIFT_DEFAULT_DURATION",
@@ -2333,6 +2356,7 @@ fn fake_discovery(path: &str) -> Option<Value> {
                 ("carbonforecasts", "CarbonForecast", false),
                 ("carbonworkloads", "CarbonWorkload", true),
                 ("carbonledgers", "CarbonLedger", true),
+                ("carbonbudgets", "CarbonBudget", true),
             ],
         ),
     ];

@@ -323,3 +323,39 @@ fn schemas_are_structural_and_documented() {
         }
     }
 }
+
+#[test]
+fn carbon_budget_reads_back() {
+    let crd = load("carbonbudgets.carbonshift.dev.yaml");
+    common_checks(&crd, "carbonbudgets", "CarbonBudget", "cbud");
+    assert_eq!(crd.spec.scope, "Namespaced");
+    assert_eq!(
+        columns(&crd),
+        owned(&[
+            ("Used", "string", ".status.used"),
+            ("Limit", "string", ".status.limit"),
+            ("Period", "string", ".status.period"),
+            // A future time: a `date` column would print `<invalid>`.
+            ("Resets", "string", ".status.resetsAt"),
+            ("Action", "string", ".spec.action"),
+            (
+                "Exhausted",
+                "string",
+                ".status.conditions[?(@.type==\"Exhausted\")].status"
+            ),
+            ("Age", "date", ".metadata.creationTimestamp"),
+        ])
+    );
+    let root = schema(&crd);
+    assert_eq!(
+        rules(at(root, "spec")),
+        ["has(self.gramsPerMonth) || has(self.kwhPerMonth)"]
+    );
+    let actions: Vec<String> = at(root, "spec.action")
+        .enum_
+        .iter()
+        .flatten()
+        .filter_map(|v| v.0.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(actions, ["Warn", "Defer", "Deny"]);
+}

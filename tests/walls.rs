@@ -93,6 +93,27 @@ const RULES: &[Rule] = &[
         reason: "forecast providers fetch and parse data; controllers and the CLI drive them, not the reverse",
     },
     Rule {
+        module: "budget",
+        no_crates: &["kube", "k8s_openapi", "tokio", "reqwest", "hyper", "axum"],
+        no_modules: &[],
+        only_modules: Some(&["api", "units", "note"]),
+        reason: "budget evaluation is a pure function of the budgets, the ledgers and now, called by the webhook and the budget controller",
+    },
+    Rule {
+        module: "waste",
+        no_crates: &["kube", "k8s_openapi", "tokio", "reqwest", "hyper", "axum"],
+        no_modules: &[],
+        only_modules: Some(&["api", "units", "note", "lifecycle"]),
+        reason: "the waste guard is a pure function of the group's record, the decision and now, called by the workload controller",
+    },
+    Rule {
+        module: "report",
+        no_crates: &["kube", "k8s_openapi", "tokio", "reqwest", "hyper", "axum"],
+        no_modules: &["controller", "webhook", "cli"],
+        only_modules: None,
+        reason: "the report's aggregation is a pure function of the listed objects and now; the CLI lists them",
+    },
+    Rule {
         module: "replay",
         no_crates: &["kube", "tokio"],
         no_modules: &["controller", "webhook", "cli"],

@@ -200,6 +200,7 @@ fn state(metrics: &Metrics, readiness: &Readiness) -> WebhookState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
         forecasts: Arc::new(carbonshift::webhook::UnknownForecasts),
+        budgets: Arc::new(carbonshift::webhook::NoBudgets),
     }
 }
 

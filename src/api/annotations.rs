@@ -56,6 +56,8 @@ pub const DRY_RUN: &str = "carbonshift.dev/dry-run";
 pub const RUN_NOW: &str = "carbonshift.dev/run-now";
 /// Electrical power of the whole Job, for example `1400W` or `1.4kW`.
 pub const POWER: &str = "carbonshift.dev/power";
+/// The waste guard's group of a workload (default: the name of the CronJob that owns it).
+pub const GROUP: &str = "carbonshift.dev/group";
 /// Marker set by carbonshift at admission when it holds the Job.
 pub const HELD: &str = "carbonshift.dev/held";
 /// Marker set by carbonshift at admission: the admission time (RFC 3339).
@@ -168,7 +170,7 @@ pub struct Subject<'a> {
 }
 
 /// Every annotation carbonshift reads or writes on a Job.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 15] = [
     DEFERRABLE,
     MAX_DELAY,
     DEADLINE,
@@ -178,6 +180,7 @@ pub const ALL: [&str; 14] = [
     DRY_RUN,
     RUN_NOW,
     POWER,
+    GROUP,
     HELD,
     SUBMITTED_AT,
     RELEASED_AT,

@@ -4,7 +4,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use super::{CarbonForecast, CarbonLedger, CarbonWorkload};
+use super::{CarbonBudget, CarbonForecast, CarbonLedger, CarbonWorkload};
 
 /// Every CRD carbonshift defines, with the file name it is stored under in `crds/`.
 pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
@@ -18,6 +18,7 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
             CarbonWorkload::crd(),
         ),
         ("carbonledgers.carbonshift.dev.yaml", CarbonLedger::crd()),
+        ("carbonbudgets.carbonshift.dev.yaml", CarbonBudget::crd()),
     ]
 }
 

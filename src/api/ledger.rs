@@ -12,6 +12,9 @@ use super::crd::{DNS1123_SUBDOMAIN, known_formats_only};
 /// Most months a ledger keeps (two years); older months are dropped, the all-time total stays.
 pub const MAX_MONTHS: usize = 24;
 
+/// Most waste-guard groups a ledger keeps (the ones with the oldest last outcome go first).
+pub const MAX_GROUPS: usize = 256;
+
 /// Most entry keys a ledger remembers to record each finished workload exactly once across
 /// retries and restarts.
 pub const MAX_RECENT: usize = 512;
@@ -69,6 +72,31 @@ pub struct CarbonLedgerStatus {
     /// When an entry was last recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<DateTime<Utc>>,
+    /// The waste guard's record of each group of workloads (`carbonshift.dev/group`, or the
+    /// owning CronJob) planned against this forecast: its consecutive failures; at most 256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
+    pub groups: Vec<GroupRecord>,
+}
+
+/// One group of workloads as the waste guard counts it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(transform = known_formats_only)]
+pub struct GroupRecord {
+    /// The group's name.
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// Its workloads that failed in a row, since its last success.
+    pub consecutive_failures: u32,
+    /// Estimated gCO2eq of its failed workloads, all time.
+    #[serde(default)]
+    pub wasted_grams: f64,
+    /// `Succeeded` or `Failed`: how its last workload ended.
+    #[schemars(extend("enum" = ["Succeeded", "Failed"]))]
+    pub last_outcome: String,
+    /// When its last workload ended.
+    pub last_finished_at: DateTime<Utc>,
 }
 
 /// Totals of one month (or of all time).
@@ -93,4 +121,10 @@ pub struct LedgerTotals {
     pub verified_emitted_grams: f64,
     /// Their measured avoided emissions (the ones carbonshift held), gCO2eq.
     pub verified_avoided_grams: f64,
+    /// Finished workloads that failed.
+    #[serde(default)]
+    pub failed_jobs: u64,
+    /// Estimated emissions of the failed ones, gCO2eq (part of `emittedGrams`).
+    #[serde(default)]
+    pub wasted_grams: f64,
 }

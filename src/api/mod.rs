@@ -4,6 +4,7 @@
 //! Everything here is plain data plus pure functions; no client, no I/O.
 
 pub mod annotations;
+pub mod budget;
 pub mod condition;
 pub mod crd;
 #[cfg(test)]
@@ -12,6 +13,7 @@ pub mod forecast;
 pub mod ledger;
 pub mod workload;
 
+pub use budget::{BudgetAction, CarbonBudget, CarbonBudgetSpec, CarbonBudgetStatus};
 pub use condition::Condition;
 pub use forecast::{CarbonForecast, CarbonForecastSpec, CarbonForecastStatus, ProviderSpec};
 pub use ledger::{CarbonLedger, CarbonLedgerSpec, CarbonLedgerStatus};

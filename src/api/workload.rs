@@ -332,6 +332,16 @@ pub struct CarbonWorkloadStatus {
     /// values where published, else its forecast).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actual_intensity: Option<f64>,
+    /// After completion: where `estimatedEnergyKwh` comes from — `kepler` (the pods' measured
+    /// energy from Kepler through `--prometheus-url`), `declared` (`carbonshift.dev/power` × run
+    /// time × PUE) or `estimated` (the power estimate of the pod templates × run time × PUE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("enum" = ["kepler", "declared", "estimated"]))]
+    pub energy_source: Option<String>,
+    /// After a failure: the estimated emissions of the failed run(s), gCO2eq — energy spent on
+    /// nothing (counted by the waste guard and `carbonshift_wasted_grams_total`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasted_grams: Option<f64>,
     /// Machine-readable reason for the phase, in PascalCase (for example `DeadlineRelease`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -7,6 +7,7 @@ pub mod forecast;
 pub mod plan;
 pub mod release;
 pub mod replay;
+pub mod report;
 pub mod run;
 
 use std::fmt::Display;
@@ -46,6 +47,9 @@ pub enum Command {
     Forecast(Box<forecast::Args>),
     /// Release held Jobs at once (before uninstalling carbonshift, or in an emergency).
     Release(Box<release::Args>),
+    /// Print the carbon accounting of a cluster: per namespace and forecast, jobs, kWh, gCO2eq
+    /// emitted and avoided (verified and estimated), failed runs, forecast error, budget use.
+    Report(Box<report::Args>),
 }
 
 impl Cli {
@@ -58,6 +62,7 @@ impl Cli {
             Command::Replay(args) => replay::run(*args),
             Command::Forecast(args) => forecast::run(*args),
             Command::Release(args) => release::run(*args),
+            Command::Report(args) => report::run(*args),
         }
     }
 }

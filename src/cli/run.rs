@@ -142,6 +142,7 @@ pub async fn operate(settings: Settings, signal: impl Future<Output = ()>) -> Re
                         client.clone(),
                         settings.operator.forecast_selector.label_selector(),
                     )),
+                    budgets: Arc::new(webhook::WatchedBudgets::spawn(client.clone())),
                 },
                 stop.clone().cancelled_owned(),
             )))
@@ -347,26 +348,23 @@ async fn run_controllers(
         reporter,
     ));
     let forecasts = controller::forecasts::run(ctx.clone(), scope.stopped());
+    let budgets = controller::budgets::run(ctx.clone(), scope.stopped());
     let workloads = controller::workloads::run(ctx, scope.stopped());
-    tokio::pin!(forecasts, workloads);
-    // Both run until told to stop; one that returns before is a failure the leader reports.
-    let forecasts_first = tokio::select! {
-        () = &mut forecasts => true,
-        () = &mut workloads => false,
+    tokio::pin!(forecasts, workloads, budgets);
+    // All run until told to stop; one that returns before is a failure the leader reports.
+    let first = tokio::select! {
+        () = &mut forecasts => "CarbonForecast",
+        () = &mut workloads => "workload",
+        () = &mut budgets => "CarbonBudget",
     };
     if !scope.is_stopped() {
-        let which = if forecasts_first {
-            "CarbonForecast"
-        } else {
-            "workload"
-        };
-        return Err(format!("the {which} controller stopped on its own"));
+        return Err(format!("the {first} controller stopped on its own"));
     }
-    if forecasts_first {
-        workloads.await;
-    } else {
-        forecasts.await;
-    }
+    match first {
+        "CarbonForecast" => futures::join!(workloads, budgets).0,
+        "workload" => futures::join!(forecasts, budgets).0,
+        _ => futures::join!(forecasts, workloads).0,
+    };
     Ok(())
 }
 

@@ -4,6 +4,8 @@
 //!
 //! - [`forecasts`]: the CarbonForecast controller (refresh from the provider, status, Events,
 //!   metrics, and the watch that feeds the store). Its decisions are pure ([`status`]).
+//! - [`budgets`]: the CarbonBudget controller (status and the `BudgetExhausted` Event from the
+//!   namespace's ledgers; pure arithmetic in [`crate::budget`]).
 //! - [`store`]: the forecast store the workload controller plans with, derived from CarbonForecast
 //!   status only and filled from the API at start-up ([`ForecastStore::fill_from_api`]).
 //!
@@ -11,6 +13,7 @@
 //! [`ForecastStore::fill_from_api`], then run [`forecasts::run`] and the workload controller side by
 //! side, both stopped by the same shutdown future (leader election lives outside).
 
+pub mod budgets;
 mod error;
 pub use error::{Error, ErrorCategory};
 pub mod forecasts;
@@ -90,6 +93,12 @@ pub struct OperatorConfig {
     /// The kinds whose objects the workload controllers hold and follow (one controller per
     /// kind whose CRD is installed). Default: every supported kind.
     pub kinds: crate::workload::Kinds,
+    /// Consecutive failures of a group of workloads that hold its next one (reason
+    /// `WasteGuard`); 0 turns the waste guard off. Default 3.
+    pub waste_guard_failures: u32,
+    /// Prometheus with Kepler's counters (`--prometheus-url`): a finished workload's energy is
+    /// measured there. `None`: from the declared or estimated power.
+    pub prometheus_url: Option<String>,
 }
 
 /// An equality label selector for CarbonForecasts (`key=value,key=value`), as
@@ -184,6 +193,8 @@ impl Default for OperatorConfig {
             reconcile_concurrency: DEFAULT_RECONCILE_CONCURRENCY,
             forecast_selector: ForecastSelector::default(),
             kinds: crate::workload::Kinds::default(),
+            waste_guard_failures: crate::waste::DEFAULT_FAILURES,
+            prometheus_url: None,
         }
     }
 }

@@ -505,6 +505,9 @@ async fn decide_and_apply(
         );
     }
 
+    energy::apply(ctx, namespace, adapter.kind(), name, &mut decision).await;
+    waste::apply(ctx, namespace, job, workload.as_ref(), &mut decision, now).await?;
+
     // 3. apply
     if decision.stale_workload {
         if let Some(old) = &workload {
@@ -569,8 +572,7 @@ async fn decide_and_apply(
         Some(status) if Some(status) != workload.status.as_ref() => {
             // The ledger first: a failure leaves the status unwritten and the reconcile is
             // retried; the ledger remembers what it recorded, so nothing counts twice.
-            let entries = ledger::entries(&decision, &workload.spec, status);
-            ledger::record(ctx, namespace, &workload.spec.forecast, &entries, now).await?;
+            ledger::record_finished(ctx, namespace, job, &decision, &workload, status, now).await?;
             let written = apply_status(&workloads, name, status).await?;
             this.wrote(&memory_key, &written);
             true
@@ -589,6 +591,9 @@ async fn decide_and_apply(
             completion.emitted_grams,
             completion.avoided_grams,
         );
+        if let Some(wasted) = decision.status.as_ref().and_then(|s| s.wasted_grams) {
+            ctx.metrics.record_wasted(namespace, wasted);
+        }
     }
     if status_written && let Some(verified) = decision.verified {
         ctx.metrics.record_finished(
@@ -602,8 +607,9 @@ async fn decide_and_apply(
     publish(ctx, adapter, job, &decision).await;
 
     // 5. arm the release due next, and requeue
+    // A workload the waste guard holds is never armed: the guard decides at each look.
     let armed = match (released.is_none(), decision.requeue_at) {
-        (true, Some(at)) if at > now => {
+        (true, Some(at)) if at > now && !crate::waste::is_held(&decision) => {
             let after = CarbonWorkload {
                 status: decision.status.clone().or(workload.status.clone()),
                 ..workload.clone()
@@ -685,11 +691,13 @@ fn record_release(ctx: &Context, action: Option<&JobAction>, now: DateTime<Utc>)
 }
 
 pub mod discovery;
+mod energy;
 mod known;
 mod ledger;
 pub mod releaser;
 mod run;
 mod verify;
+mod waste;
 mod writes;
 
 pub use known::KnownForecast;

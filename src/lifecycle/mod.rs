@@ -377,6 +377,8 @@ impl Decision {
 
 /// Status reasons besides [`ReleaseReason`] and the plan reasons.
 pub mod reason {
+    /// Held by the waste guard (`crate::waste`): its group failed too often in a row.
+    pub const WASTE_GUARD: &str = "WasteGuard";
     /// A dry run: planned and reported, never held.
     pub const DRY_RUN: &str = "DryRun";
     /// Admitted with `run-now`: never held.

@@ -6,6 +6,9 @@
 //! that concurrent jobs stay visible, time ticks and a legend. When few jobs are in view
 //! ([`DETAIL_JOBS`]), each run is also shaded on the curve with a dot at its mean intensity, and a
 //! line links each job's run-now slot to its shifted slot (`class="moved"`).
+//!
+//! [`render_bars`] draws grouped bars with the same axes and style (`carbonshift report --plot`:
+//! gCO2eq emitted and avoided per namespace and month).
 
 use std::fmt::Write;
 
@@ -367,6 +370,145 @@ pub fn render(chart: &Chart<'_>) -> String {
         lx + 200.0,
         lx + 218.0
     );
+    svg.push_str("</svg>\n");
+    svg
+}
+
+/// One series of a grouped bar chart: one value per group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BarSeries {
+    /// Legend label.
+    pub label: String,
+    /// One value per group, in the groups' order.
+    pub values: Vec<f64>,
+}
+
+/// A grouped bar chart: per group (a month, say) one bar per series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bars {
+    /// Title line.
+    pub title: String,
+    /// Second line.
+    pub subtitle: String,
+    /// The y axis' unit.
+    pub unit: String,
+    /// The groups along the x axis, in order.
+    pub groups: Vec<String>,
+    /// The series (`class="bar series-<i>"`), in legend order.
+    pub series: Vec<BarSeries>,
+}
+
+/// Colours of the bar series, in turn.
+const PALETTE: [&str; 6] = [
+    "#757575", "#2e7d32", "#1f4e79", "#ef6c00", "#6a1b9a", "#00838f",
+];
+
+/// Renders a grouped bar chart as an SVG document, with the axes of [`render`].
+pub fn render_bars(chart: &Bars) -> String {
+    let values = chart.series.iter().flat_map(|s| s.values.iter().copied());
+    let (lo, hi) = values.fold((0.0f64, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (ymax, ystep) = y_scale(hi);
+    let ymin = if lo < 0.0 {
+        -(-lo / ystep).ceil() * ystep
+    } else {
+        0.0
+    };
+    let (top, bottom) = (CURVE_TOP, LANE2 + LANE_H - 40.0);
+    let y = |v: f64| bottom - (v - ymin) / (ymax - ymin).max(f64::MIN_POSITIVE) * (bottom - top);
+    // Room for the legend, three entries a line.
+    let h = bottom + 40.0 + chart.series.len().div_ceil(3) as f64 * 16.0 + 10.0;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="0" y="0" width="{W}" height="{h}" fill="#ffffff"/>"##
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"#,
+        escape(&chart.title)
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="42">{}</text>"#,
+        escape(&chart.subtitle)
+    );
+    let mut v = ymin;
+    while v <= ymax + ystep / 2.0 {
+        let yy = y(v);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/>"##,
+            W - RIGHT
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v}</text>"#,
+            LEFT - 6.0,
+            yy + 4.0
+        );
+        v += ystep;
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
+        (top + bottom) / 2.0,
+        (top + bottom) / 2.0,
+        escape(&chart.unit)
+    );
+    let groups = chart.groups.len().max(1) as f64;
+    let width = (W - LEFT - RIGHT) / groups;
+    let bars = chart.series.len().max(1) as f64;
+    let bar = (width * 0.8 / bars).max(1.0);
+    for (g, label) in chart.groups.iter().enumerate() {
+        let x0 = LEFT + g as f64 * width + width * 0.1;
+        for (i, series) in chart.series.iter().enumerate() {
+            let value = series.values.get(g).copied().unwrap_or(0.0);
+            let (a, b) = (y(value.max(0.0)), y(value.min(0.0)));
+            let _ = writeln!(
+                svg,
+                r#"<rect class="bar series-{i}" x="{:.1}" y="{a:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} {}: {value:.1}</title></rect>"#,
+                x0 + i as f64 * bar,
+                (bar - 1.0).max(0.5),
+                (b - a).max(0.0),
+                PALETTE[i % PALETTE.len()],
+                escape(&series.label),
+                escape(label),
+            );
+        }
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            x0 + width * 0.4,
+            bottom + 18.0,
+            escape(label)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{LEFT}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#333333"/>"##,
+        y(0.0),
+        W - RIGHT,
+        y(0.0)
+    );
+    for (i, series) in chart.series.iter().enumerate() {
+        let (lx, ly) = (
+            LEFT + (i % 3) as f64 * 280.0,
+            bottom + 40.0 + (i / 3) as f64 * 16.0,
+        );
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="12" height="10" fill="{}"/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            ly - 9.0,
+            PALETTE[i % PALETTE.len()],
+            lx + 16.0,
+            ly,
+            escape(&series.label)
+        );
+    }
     svg.push_str("</svg>\n");
     svg
 }

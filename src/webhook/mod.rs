@@ -1,8 +1,10 @@
 //! The mutating admission webhook: an HTTPS server (`POST /mutate`, port 9443 in the chart) around
 //! the pure decision in [`mod@mutate`].
 //!
-//! The server reads no cluster state and writes nothing: it parses the `AdmissionReview`, asks
-//! [`mutate::mutate`] what to do at the [`Clock`]'s `now`, counts the outcome, and answers. Every
+//! The server writes nothing and makes no API call per request: it parses the `AdmissionReview`,
+//! asks [`mutate::mutate_full`] what to do at the [`Clock`]'s `now` — with what the watch caches
+//! every replica keeps say about CarbonForecasts ([`WatchedForecasts`]) and about the namespaces'
+//! CarbonBudgets and CarbonLedgers ([`WatchedBudgets`]) — counts the outcome, and answers. Every
 //! replica serves it, leader or not. The certificate is reloaded when its files change
 //! ([`tls::CertReloader`]); the readiness flag is set once a certificate is loaded and cleared when
 //! the server shuts down.
@@ -32,8 +34,8 @@ use crate::http::Readiness;
 use crate::metrics::Metrics;
 
 pub use mutate::{
-    Admission, ForecastCatalog, KueueMode, Outcome, UnknownForecasts, Untouched, mutate,
-    mutate_with,
+    Admission, Answer, BudgetBook, FixedBudgets, ForecastCatalog, KueueMode, NoBudgets, Outcome,
+    UnknownForecasts, Untouched, mutate, mutate_full, mutate_with,
 };
 pub use tls::{CertReloader, Reload, TlsConfigPaths};
 
@@ -153,6 +155,133 @@ pub struct WebhookState {
     pub readiness: Readiness,
     /// Which CarbonForecasts exist, for the warning about a Job naming one that does not.
     pub forecasts: Arc<dyn ForecastCatalog + Send + Sync>,
+    /// The namespaces' CarbonBudgets and CarbonLedgers, for the budgets' verdicts.
+    pub budgets: Arc<dyn BudgetBook + Send + Sync>,
+}
+
+/// Runs a reflector of `api` with `config` on the runtime (it ends with the runtime; watch
+/// errors are logged and retried with backoff), and a flag set once its first list is in.
+fn spawn_reflector<K>(
+    api: kube::Api<K>,
+    config: kube::runtime::watcher::Config,
+    what: &'static str,
+) -> (
+    kube::runtime::reflector::Store<K>,
+    Arc<std::sync::atomic::AtomicBool>,
+)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+    let (store, writer) = reflector::store();
+    let stream = reflector(writer, watcher(api, config))
+        .default_backoff()
+        .touched_objects();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            if let Err(e) = item {
+                tracing::warn!(error = %e, "watching {what} for the webhook; retrying");
+            }
+        }
+    });
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let (store, ready) = (store.clone(), ready.clone());
+        tokio::spawn(async move {
+            if store.wait_until_ready().await.is_ok() {
+                ready.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+    }
+    (store, ready)
+}
+
+/// Every CarbonBudget and CarbonLedger of the cluster, from two watch caches that every replica
+/// keeps for the webhook. No budget acts until both first lists have arrived (fail open).
+#[derive(Clone)]
+pub struct WatchedBudgets {
+    budgets: kube::runtime::reflector::Store<crate::api::CarbonBudget>,
+    ledgers: kube::runtime::reflector::Store<crate::api::CarbonLedger>,
+    ready: [Arc<std::sync::atomic::AtomicBool>; 2],
+}
+
+impl WatchedBudgets {
+    /// Starts both watches (all namespaces) on the runtime; they end with the runtime.
+    pub fn spawn(client: kube::Client) -> Self {
+        let config = kube::runtime::watcher::Config::default;
+        let (budgets, b) = spawn_reflector(
+            kube::Api::<crate::api::CarbonBudget>::all(client.clone()),
+            config(),
+            "CarbonBudgets",
+        );
+        let (ledgers, l) = spawn_reflector(
+            kube::Api::<crate::api::CarbonLedger>::all(client),
+            config(),
+            "CarbonLedgers",
+        );
+        Self {
+            budgets,
+            ledgers,
+            ready: [b, l],
+        }
+    }
+}
+
+impl BudgetBook for WatchedBudgets {
+    fn verdict(
+        &self,
+        namespace: &str,
+        forecast: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Option<crate::budget::Verdict> {
+        use kube::ResourceExt;
+        if !self
+            .ready
+            .iter()
+            .all(|r| r.load(std::sync::atomic::Ordering::SeqCst))
+        {
+            return None;
+        }
+        let budgets: Vec<Arc<crate::api::CarbonBudget>> = self
+            .budgets
+            .state()
+            .into_iter()
+            .filter(|b| b.namespace().as_deref() == Some(namespace))
+            .collect();
+        if budgets.is_empty() {
+            return None;
+        }
+        let ledgers: Vec<Arc<crate::api::CarbonLedger>> = self
+            .ledgers
+            .state()
+            .into_iter()
+            .filter(|l| l.namespace().as_deref() == Some(namespace))
+            .collect();
+        let empty = crate::api::CarbonLedgerStatus::default();
+        let budgets: Vec<crate::budget::Budget<'_>> = budgets
+            .iter()
+            .map(|b| crate::budget::Budget {
+                name: b.metadata.name.as_deref().unwrap_or_default(),
+                spec: &b.spec,
+            })
+            .collect();
+        let ledgers: Vec<crate::budget::Ledger<'_>> = ledgers
+            .iter()
+            .map(|l| crate::budget::Ledger {
+                forecast: &l.spec.forecast,
+                status: l.status.as_ref().unwrap_or(&empty),
+            })
+            .collect();
+        Some(crate::budget::verdict(&budgets, &ledgers, forecast, now))
+    }
 }
 
 /// The CarbonForecasts this operator uses (its `--forecast-selector`), from a watch cache that
@@ -168,34 +297,12 @@ impl WatchedForecasts {
     /// Starts the watch (`label_selector`: the operator's `--forecast-selector`, if any) on the
     /// runtime; it ends with the runtime. Watch errors are logged and retried with backoff.
     pub fn spawn(client: kube::Client, label_selector: Option<String>) -> Self {
-        use futures::StreamExt;
-        use kube::runtime::{WatchStreamExt, reflector, watcher};
         let api = kube::Api::<crate::api::CarbonForecast>::all(client);
-        let mut config = watcher::Config::default();
+        let mut config = kube::runtime::watcher::Config::default();
         if let Some(selector) = label_selector {
             config = config.labels(&selector);
         }
-        let (store, writer) = reflector::store();
-        let stream = reflector(writer, watcher(api, config))
-            .default_backoff()
-            .touched_objects();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                if let Err(e) = item {
-                    tracing::warn!(error = %e, "watching CarbonForecasts for the webhook; retrying");
-                }
-            }
-        });
-        let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        {
-            let (store, ready) = (store.clone(), ready.clone());
-            tokio::spawn(async move {
-                if store.wait_until_ready().await.is_ok() {
-                    ready.store(true, std::sync::atomic::Ordering::SeqCst);
-                }
-            });
-        }
+        let (store, ready) = spawn_reflector(api, config, "CarbonForecasts");
         Self { store, ready }
     }
 }
@@ -242,14 +349,24 @@ async fn admit(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response 
         Err(_) => return bad_review(&state, "AdmissionReview without a request".to_string()),
     };
 
-    let (response, outcome) = mutate_with(
+    let Answer {
+        response,
+        outcome,
+        budget,
+    } = mutate_full(
         &request,
         &state.defaults,
         &state.admission,
         state.forecasts.as_ref(),
+        state.budgets.as_ref(),
         state.clock.now(),
     );
     state.metrics.record_webhook(outcome.result());
+    if let Some((namespace, name, action)) = &budget {
+        state
+            .metrics
+            .record_budget_action(namespace, name, action.as_str());
+    }
     let namespace = request.namespace.as_deref().unwrap_or_default();
     // Plain values, not Rust debug strings, so that JSON logs are searchable: the outcome's label,
     // its detail in words, the warnings as text.
@@ -263,7 +380,11 @@ async fn admit(State(state): State<Arc<WebhookState>>, body: Bytes) -> Response 
             uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
             warning_count, warnings, "admission"
         ),
-        Outcome::Denied(_) | Outcome::Refused(_) | Outcome::Invalid(_) | Outcome::Error(_) => {
+        Outcome::Denied(_)
+        | Outcome::Refused(_)
+        | Outcome::OverBudget(_)
+        | Outcome::Invalid(_)
+        | Outcome::Error(_) => {
             tracing::warn!(
                 uid = %request.uid, namespace, name = %request.name, outcome = result, %detail,
                 "admission"

@@ -20,7 +20,14 @@
 //!    with a warning if they ask for carbonshift, since holding them would fight their manager
 //!    (`crate::api::annotations::managed_elsewhere`).
 //! 3. Workloads that do not opt in: allowed untouched.
-//! 4. Malformed annotations: denied with the parser's message.
+//! 4. Malformed annotations: denied with the parser's message. Then (step 4a in the code) an
+//!    exhausted CarbonBudget of the namespace covering the workload's forecast
+//!    ([`BudgetBook`], [`crate::budget::verdict`]): `Deny` denies it with a message naming the
+//!    budget, what is used of which limit and when it resets; `Defer` takes away the `dry-run` and
+//!    `run-now` shortcuts (both set to `"false"` in the patch, with a warning), so the workload is
+//!    held for its cleanest window up to its deadline; `Warn` adds a warning. Every exhausted
+//!    budget that does not decide adds its warning too. A deadline too close to wait for is still
+//!    admitted unheld: a budget never delays work past its deadline.
 //! 5. `dry-run` or `run-now`: admitted unheld, with the `submitted-at` marker (the controller
 //!    plans the dry run from it).
 //! 6. A deadline too close to wait for: admitted unheld, with the marker and a warning.
@@ -47,10 +54,13 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::core::{DynamicObject, Status};
 
 use crate::api::annotations::{
-    self, ADMISSION_GATED_BY, AnnotationDefaults, AnnotationError, DEADLINE, DEFERRABLE, Deferral,
-    HELD, HELD_BY, HELD_BY_KUEUE_GATE, KUEUE_QUEUE_NAME, Limit, MAX_DELAY, ManagedElsewhere,
-    RELEASED_AT, SUBMITTED_AT, Subject, marker as timestamp,
+    self, ADMISSION_GATED_BY, AnnotationDefaults, AnnotationError, DEADLINE, DEFERRABLE, DRY_RUN,
+    Deferral, HELD, HELD_BY, HELD_BY_KUEUE_GATE, KUEUE_QUEUE_NAME, Limit, MAX_DELAY,
+    ManagedElsewhere, RELEASED_AT, RUN_NOW, SUBMITTED_AT, Subject, marker as timestamp,
 };
+use crate::api::budget::{BudgetAction, CarbonBudgetSpec};
+use crate::api::ledger::CarbonLedgerStatus;
+use crate::budget::{Budget, Ledger, Verdict};
 use crate::units::format_duration;
 use crate::workload::patch::{annotation_operations, suspend_operation};
 use crate::workload::{self, Adapter, Hold, Kinds};
@@ -100,6 +110,8 @@ pub enum Outcome {
     NotAJob,
     /// Malformed carbonshift annotations: denied with the parser's message.
     Denied(AnnotationError),
+    /// A `Deny` CarbonBudget of the namespace is used up: denied with its message.
+    OverBudget(String),
     /// Valid annotations on a workload its kind does not let carbonshift hold that way (a RayJob
     /// KubeRay cannot suspend, `interruptible` where pausing is impossible): denied with the
     /// message.
@@ -156,6 +168,7 @@ impl std::fmt::Display for Outcome {
             Outcome::Gated => write!(f, "held: carbonshift's entry in Kueue's admission gate"),
             Outcome::Refused(message) => write!(f, "refused: {message}"),
             Outcome::Denied(error) => write!(f, "denied: {error}"),
+            Outcome::OverBudget(message) => write!(f, "denied: {message}"),
             Outcome::Invalid(message) => write!(f, "invalid request: {message}"),
             Outcome::Error(message) => write!(f, "error: {message}"),
         }
@@ -172,7 +185,7 @@ impl Outcome {
                 "allowed"
             }
             Outcome::AdmittedWithWarning => "warned",
-            Outcome::Denied(_) | Outcome::Refused(_) => "denied",
+            Outcome::Denied(_) | Outcome::Refused(_) | Outcome::OverBudget(_) => "denied",
             Outcome::Invalid(_) | Outcome::Error(_) => "error",
         }
     }
@@ -202,6 +215,63 @@ impl ForecastCatalog for std::collections::BTreeSet<String> {
     }
 }
 
+/// What the webhook knows about the namespaces' CarbonBudgets and CarbonLedgers (from the
+/// operator's watch caches, never from live calls per request).
+pub trait BudgetBook {
+    /// The verdict of `namespace`'s budgets for new work planned against `forecast` at `now`;
+    /// `None` when that is not known (the caches are not filled yet: no budget acts).
+    fn verdict(&self, namespace: &str, forecast: &str, now: DateTime<Utc>) -> Option<Verdict>;
+}
+
+/// A book without budgets: no budget ever acts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBudgets;
+
+impl BudgetBook for NoBudgets {
+    fn verdict(&self, _namespace: &str, _forecast: &str, _now: DateTime<Utc>) -> Option<Verdict> {
+        None
+    }
+}
+
+/// Budgets and ledgers given as data (tests, and callers that have listed them).
+#[derive(Debug, Clone, Default)]
+pub struct FixedBudgets {
+    /// `(namespace, name, spec)` of each CarbonBudget.
+    pub budgets: Vec<(String, String, CarbonBudgetSpec)>,
+    /// `(namespace, forecast, status)` of each CarbonLedger.
+    pub ledgers: Vec<(String, String, CarbonLedgerStatus)>,
+}
+
+impl BudgetBook for FixedBudgets {
+    fn verdict(&self, namespace: &str, forecast: &str, now: DateTime<Utc>) -> Option<Verdict> {
+        let budgets: Vec<Budget<'_>> = self
+            .budgets
+            .iter()
+            .filter(|(ns, ..)| ns == namespace)
+            .map(|(_, name, spec)| Budget { name, spec })
+            .collect();
+        let ledgers: Vec<Ledger<'_>> = self
+            .ledgers
+            .iter()
+            .filter(|(ns, ..)| ns == namespace)
+            .map(|(_, forecast, status)| Ledger { forecast, status })
+            .collect();
+        Some(crate::budget::verdict(&budgets, &ledgers, forecast, now))
+    }
+}
+
+/// Everything [`mutate_full`] decided: the response, the outcome, and the CarbonBudget that acted
+/// on the workload, if one did (for `carbonshift_budget_actions_total`).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The admission response.
+    pub response: AdmissionResponse,
+    /// What was decided.
+    pub outcome: Outcome,
+    /// `(namespace, budget, action)` of the budget that decided, if one did.
+    pub budget: Option<(String, String, BudgetAction)>,
+}
+
 /// [`mutate_with`] with the default [`Admission`] (every supported kind, Kueue's jobs held with
 /// the admission gate) and without knowing the forecasts ([`UnknownForecasts`]).
 pub fn mutate(
@@ -218,15 +288,59 @@ pub fn mutate(
     )
 }
 
-/// Decides one admission request. `now` is the admission time; it is cut to whole seconds, the
-/// precision of the `submitted-at` marker, so that the webhook and the controllers count from the
-/// same instant. `admission` says which kinds are held and how Kueue's jobs are; `forecasts`
-/// tells whether the forecast a Job plans against exists.
+/// Decides one admission request without budgets ([`mutate_full`] with [`NoBudgets`]). `now` is
+/// the admission time; it is cut to whole seconds, the precision of the `submitted-at` marker, so
+/// that the webhook and the controllers count from the same instant. `admission` says which kinds
+/// are held and how Kueue's jobs are; `forecasts` tells whether the forecast a Job plans against
+/// exists.
 pub fn mutate_with(
     request: &AdmissionRequest<DynamicObject>,
     defaults: &AnnotationDefaults,
     admission: &Admission,
     forecasts: &dyn ForecastCatalog,
+    now: DateTime<Utc>,
+) -> (AdmissionResponse, Outcome) {
+    let answer = mutate_full(request, defaults, admission, forecasts, &NoBudgets, now);
+    (answer.response, answer.outcome)
+}
+
+/// Decides one admission request, as [`mutate_with`], with the namespace's CarbonBudgets from
+/// `budgets` (module documentation, step 4a).
+pub fn mutate_full(
+    request: &AdmissionRequest<DynamicObject>,
+    defaults: &AnnotationDefaults,
+    admission: &Admission,
+    forecasts: &dyn ForecastCatalog,
+    budgets: &dyn BudgetBook,
+    now: DateTime<Utc>,
+) -> Answer {
+    let mut budget = None;
+    let (response, outcome) = decide(
+        request,
+        defaults,
+        admission,
+        forecasts,
+        budgets,
+        &mut budget,
+        now,
+    );
+    Answer {
+        response,
+        outcome,
+        budget,
+    }
+}
+
+/// What acted: `(namespace, budget, action)`.
+type Acted = Option<(String, String, BudgetAction)>;
+
+fn decide(
+    request: &AdmissionRequest<DynamicObject>,
+    defaults: &AnnotationDefaults,
+    admission: &Admission,
+    forecasts: &dyn ForecastCatalog,
+    budgets: &dyn BudgetBook,
+    acted: &mut Acted,
     now: DateTime<Utc>,
 ) -> (AdmissionResponse, Outcome) {
     let now = now.trunc_subsecs(0);
@@ -316,6 +430,63 @@ pub fn mutate_with(
     // A marker or creation time copied from an older Job must not move this Job's window.
     deferral.submitted_at = now;
 
+    // 4a. The namespace's budgets.
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| job.metadata.namespace.clone())
+        .unwrap_or_default();
+    let verdict = budgets
+        .verdict(&namespace, &deferral.forecast, now)
+        .unwrap_or_default();
+    let mut budget_warnings = Vec::new();
+    let mut cleared: Vec<&'static str> = Vec::new();
+    if let Some(deciding) = verdict.deciding() {
+        *acted = Some((namespace.clone(), deciding.name.clone(), deciding.action));
+        match deciding.action {
+            BudgetAction::Deny => {
+                let message = deciding.deny_message(&namespace);
+                let mut response = response.deny(&message);
+                response.result = Status::failure(&message, "Forbidden").with_code(403);
+                return (response, Outcome::OverBudget(message));
+            }
+            BudgetAction::Defer => {
+                let feasible = deferral.is_feasible(now);
+                let effect = if !feasible {
+                    "its deadline leaves no time to wait, so it runs now: a budget never delays work past its deadline".to_string()
+                } else if deferral.dry_run || deferral.run_now {
+                    let mut keys = Vec::new();
+                    if deferral.dry_run {
+                        keys.push(DRY_RUN);
+                    }
+                    if deferral.run_now {
+                        keys.push(RUN_NOW);
+                    }
+                    deferral.dry_run = false;
+                    deferral.run_now = false;
+                    cleared.extend(keys.iter().copied());
+                    format!(
+                        "the workload is held for its cleanest window up to its deadline: {} set to \"false\"",
+                        keys.join(" and ")
+                    )
+                } else {
+                    "the workload is held for its cleanest window up to its deadline".to_string()
+                };
+                budget_warnings.push(deciding.warning(&namespace, &effect));
+            }
+            BudgetAction::Warn => budget_warnings.push(deciding.warning(
+                &namespace,
+                "the workload is admitted as usual (action Warn)",
+            )),
+        }
+        for other in verdict.exhausted.iter().skip(1) {
+            budget_warnings.push(other.warning(
+                &namespace,
+                &format!("another budget decides (action {})", other.action.as_str()),
+            ));
+        }
+    }
+
     let (outcome, held) = if deferral.dry_run {
         (Outcome::DryRun, false)
     } else if deferral.run_now {
@@ -355,8 +526,9 @@ pub fn mutate_with(
     if deferral.power.watts <= 0.0 {
         warnings.push(zero_power_warning());
     }
+    warnings.extend(budget_warnings);
 
-    let (operations, replaced) = patch(adapter, job, held.then_some(hold), hold, now);
+    let (operations, replaced) = patch(adapter, job, held.then_some(hold), hold, &cleared, now);
     if !replaced.is_empty() {
         warnings.push(format!(
             "carbonshift writes {} itself; the values given were replaced",
@@ -427,11 +599,13 @@ fn managed_elsewhere(
 /// The JSON patch for an admitted deferrable workload, and the markers it replaces or removes.
 /// `held`: how it is held, if it is; `way`: how it would be (the `held-by` marker of a job Kueue
 /// queues says so even when it is not held, so that the controller reads it as carbonshift's).
+/// `cleared`: annotations set to `"false"` (the shortcuts a `Defer` budget takes away).
 fn patch(
     adapter: &dyn Adapter,
     job: &DynamicObject,
     held: Option<Hold>,
     way: Hold,
+    cleared: &[&'static str],
     now: DateTime<Utc>,
 ) -> (Vec<PatchOperation>, Vec<&'static str>) {
     let hold = held.is_some();
@@ -440,6 +614,7 @@ fn patch(
     let submitted_at = timestamp(now);
 
     let mut set: Vec<(&'static str, String)> = vec![(SUBMITTED_AT, submitted_at.clone())];
+    set.extend(cleared.iter().map(|key| (*key, "false".to_string())));
     let mut remove = Vec::new();
     let mut replaced = Vec::new();
     if current(SUBMITTED_AT).is_some_and(|v| v != submitted_at) {

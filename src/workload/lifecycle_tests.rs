@@ -1675,6 +1675,16 @@ fn tally_counts_phases_and_held_jobs_past_their_latest_start() {
     assert_eq!(early.held_past_latest_start, 0);
     // Past 08:00 the Deferred and the status-less (Pending) ones are overdue.
     assert_eq!(tally(all.iter(), at(8 * 60 + 1)).held_past_latest_start, 2);
+    // One the waste guard holds is held past its latest start on purpose: not counted.
+    let mut guarded = deferred.clone();
+    if let Some(s) = guarded.status.as_mut() {
+        s.reason = Some(crate::lifecycle::reason::WASTE_GUARD.to_string());
+    }
+    let with_guarded = [deferred.clone(), guarded];
+    assert_eq!(
+        tally(with_guarded.iter(), at(8 * 60 + 1)).held_past_latest_start,
+        1
+    );
 }
 
 #[test]

@@ -168,6 +168,8 @@ mod tests {
         assert_eq!(other.data, json!({}));
         assert_eq!(other.metadata.name.as_deref(), Some("train"));
         assert_eq!(other.metadata.resource_version.as_deref(), Some("7"));
+        // Not carbonshift's (what the workload controller's `concerns_carbonshift` checks, spelt
+        // out here: the workload module may not import the controller, tests/walls.rs).
         let annotations = other.metadata.annotations.clone().unwrap_or_default();
         assert!(!annotations.contains_key(DEFERRABLE) && !annotations.contains_key(HELD));
         let mut bare = big_job(Value::Null);

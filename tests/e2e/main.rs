@@ -45,6 +45,12 @@
 //! - [`ordering`]: the forecast/Job race — one `kubectl apply`, Jobs before the operator, a Job
 //!   whose forecast's first data comes late from a slow provider (and one naming a forecast that
 //!   does not exist), a release refused because the Job changed.
+//! - [`budget`]: a used-up `Deny` CarbonBudget denies the next annotated Job with the exact
+//!   message (its status and `BudgetExhausted` Event from the operator); a group of Jobs failing
+//!   three times in a row gets its fourth held as `WasteGuard`; `carbonshift report --output json`
+//!   prints the ledger's totals.
+//! - [`energy`]: with `--prometheus-url` at a local stand-in of the Prometheus query API, a
+//!   finished Job's energy is Kepler's (`status.energySource: kepler`), in its status and ledger.
 //! - [`examples`]: every manifest under `examples/` applied with `kubectl apply` (the training
 //!   kinds' upstream CRDs from `../shared/crds-upstream/` first): held Jobs held, the dry run
 //!   planned but running, trace and UK forecasts Ready, the others failing only for want of egress.
@@ -75,7 +81,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admission;
+mod budget;
 mod chart;
+mod energy;
 mod examples;
 mod fixtures;
 mod harness;

@@ -176,6 +176,18 @@ pub struct Args {
     /// says so (`status.verification.state: GaveUp`).
     #[arg(long, env = "CARBONSHIFT_VERIFY_GIVE_UP", default_value = "48h", value_parser = duration_or_zero_arg)]
     pub verify_give_up: TimeDelta,
+    /// The waste guard: after this many workloads of one group (`carbonshift.dev/group`, else the
+    /// owning CronJob) failed in a row, the group's next one is held (reason `WasteGuard`) until
+    /// someone sets `carbonshift.dev/run-now: "true"` on it or a workload of the group succeeds.
+    /// 0 turns the guard off.
+    #[arg(long, env = "CARBONSHIFT_WASTE_GUARD_FAILURES", default_value_t = crate::waste::DEFAULT_FAILURES, value_name = "N")]
+    pub waste_guard_failures: u32,
+    /// Prometheus (base URL, for example `http://prometheus.monitoring:9090`) holding Kepler's
+    /// `kepler_container_joules_total`: a finished workload's energy is its pods' measured energy
+    /// over its runs (`status.energySource: kepler`). Default: none, the declared or estimated
+    /// power.
+    #[arg(long, env = "CARBONSHIFT_PROMETHEUS_URL", value_name = "URL", value_parser = prometheus_url_arg)]
+    pub prometheus_url: Option<String>,
     /// How long after carbonshift released a Job its CarbonWorkload's status waits for the Job
     /// controller's answer (its start time, or an active pod), so that the release and the
     /// phase it leads to (`Running`, or `Released` without pods) are one status write; `0s`
@@ -371,6 +383,8 @@ impl Args {
                 reconcile_concurrency: self.reconcile_concurrency,
                 forecast_selector: self.forecast_selector.clone(),
                 kinds: self.workload_kinds.clone(),
+                waste_guard_failures: self.waste_guard_failures,
+                prometheus_url: self.prometheus_url.clone().filter(|u| !u.is_empty()),
             },
             election,
             identity,
@@ -395,4 +409,16 @@ pub(super) fn hostname() -> Option<String> {
         .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
         .map(|name| name.trim().to_string())
         .filter(|name| !name.is_empty())
+}
+
+/// `--prometheus-url`: empty (none), or an `http://` or `https://` URL.
+fn prometheus_url_arg(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() || text.starts_with("http://") || text.starts_with("https://") {
+        Ok(text.trim_end_matches('/').to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not an http:// or https:// URL; expected Prometheus' base URL such as http://prometheus.monitoring:9090"
+        ))
+    }
 }

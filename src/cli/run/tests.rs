@@ -70,6 +70,8 @@ fn the_defaults_are_the_charts() {
             reconcile_concurrency: 16,
             forecast_selector: Default::default(),
             kinds: crate::workload::Kinds::all(),
+            waste_guard_failures: 3,
+            prometheus_url: None,
         }
     );
     assert_eq!(
@@ -101,6 +103,8 @@ fn every_setting_has_a_flag() {
         "--gpu-resources=nvidia.com/gpu",
         "--no-forecast=hold",
         "--forecast-wait=30s",
+        "--waste-guard-failures=0",
+        "--prometheus-url=http://prometheus.monitoring:9090/",
         "--release-ack-wait=0s",
         "--release-concurrency=8",
         "--reconcile-concurrency=4",
@@ -143,6 +147,8 @@ fn every_setting_has_a_flag() {
             reconcile_concurrency: 4,
             forecast_selector: "team=ml,carbonshift.dev/shard=a".parse().expect("selector"),
             kinds: crate::workload::Kinds::all(),
+            waste_guard_failures: 0,
+            prometheus_url: Some("http://prometheus.monitoring:9090".to_string()),
         }
     );
     assert_eq!(s.identity, "cs-1");

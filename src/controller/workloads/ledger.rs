@@ -1,7 +1,8 @@
-//! The shell's part of the carbon ledger: add finished workloads' figures to the `CarbonLedger`
-//! of their namespace and forecast (created on first use), with optimistic concurrency. Called
-//! before the terminal status is written, so that a failure is retried and a retry is not
-//! counted twice ([`crate::ledger::record`] remembers each entry).
+//! The shell's part of the carbon ledger: add finished workloads' figures — and, for the waste
+//! guard, how each ended in its group — to the `CarbonLedger` of their namespace and forecast
+//! (created on first use), with optimistic concurrency. Called before the terminal status is
+//! written, so that a failure is retried and a retry is not counted twice
+//! ([`crate::ledger::record`] and [`crate::waste::record`] remember each entry).
 //!
 //! Many workloads of one namespace often finish together (a burst released at the same clean
 //! minute), and each would read and replace the same ledger, conflicting with the others. So the
@@ -19,7 +20,11 @@ use kube::api::PostParams;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use crate::api::{CarbonLedger, CarbonLedgerSpec, CarbonWorkloadSpec, CarbonWorkloadStatus};
+use kube::core::DynamicObject;
+
+use crate::api::{
+    CarbonLedger, CarbonLedgerSpec, CarbonWorkload, CarbonWorkloadSpec, CarbonWorkloadStatus, Phase,
+};
 use crate::controller::{Context, Error, ErrorCategory};
 use crate::ledger::{self, Basis, Entry};
 use crate::lifecycle::Decision;
@@ -37,6 +42,7 @@ pub(super) fn entries<'a>(
     let Some(finished_at) = status.finished_at else {
         return Vec::new();
     };
+    let failed = status.phase == Some(Phase::Failed);
     let mut out = Vec::new();
     if let Some(c) = decision.completion {
         out.push(Entry {
@@ -46,6 +52,7 @@ pub(super) fn entries<'a>(
             energy_kwh: status.estimated_energy_kwh.unwrap_or(0.0),
             emitted_grams: c.emitted_grams,
             avoided_grams: c.avoided_grams,
+            failed,
         });
     }
     if let Some(v) = decision.verified {
@@ -56,9 +63,75 @@ pub(super) fn entries<'a>(
             energy_kwh: status.verified.as_ref().map_or(0.0, |f| f.energy_kwh),
             emitted_grams: v.emitted_grams,
             avoided_grams: v.avoided_grams,
+            failed,
         });
     }
     out
+}
+
+/// Records what `decision` finishes for `workload` (of the object `job`) before `status` is
+/// written: its ledger entries ([`entries`]) and, when it turns terminal now and belongs to a
+/// group ([`super::waste::group`]), its outcome for the waste guard.
+pub(super) async fn record_finished(
+    ctx: &Context,
+    namespace: &str,
+    job: &DynamicObject,
+    decision: &Decision,
+    workload: &CarbonWorkload,
+    status: &CarbonWorkloadStatus,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let entries = entries(decision, &workload.spec, status);
+    let group = super::waste::group(job);
+    let outcome = group.as_deref().and_then(|g| {
+        crate::waste::outcome(
+            g,
+            &workload.spec.job_ref.uid,
+            workload.status.as_ref(),
+            status,
+        )
+    });
+    record_with(
+        ctx,
+        namespace,
+        &workload.spec.forecast,
+        &entries,
+        outcome.as_ref(),
+        now,
+    )
+    .await
+}
+
+/// A waste-guard outcome that owns its strings, to wait in a queue.
+#[derive(Debug, Clone)]
+struct QueuedOutcome {
+    group: String,
+    uid: String,
+    succeeded: bool,
+    wasted_grams: f64,
+    finished_at: DateTime<Utc>,
+}
+
+impl QueuedOutcome {
+    fn of(o: &crate::waste::Outcome<'_>) -> Self {
+        Self {
+            group: o.group.to_string(),
+            uid: o.uid.to_string(),
+            succeeded: o.succeeded,
+            wasted_grams: o.wasted_grams,
+            finished_at: o.finished_at,
+        }
+    }
+
+    fn outcome(&self) -> crate::waste::Outcome<'_> {
+        crate::waste::Outcome {
+            group: &self.group,
+            uid: &self.uid,
+            succeeded: self.succeeded,
+            wasted_grams: self.wasted_grams,
+            finished_at: self.finished_at,
+        }
+    }
 }
 
 /// An [`Entry`] that owns its uid, to wait in a queue.
@@ -70,6 +143,7 @@ struct Queued {
     energy_kwh: f64,
     emitted_grams: f64,
     avoided_grams: Option<f64>,
+    failed: bool,
 }
 
 impl Queued {
@@ -81,6 +155,7 @@ impl Queued {
             energy_kwh: entry.energy_kwh,
             emitted_grams: entry.emitted_grams,
             avoided_grams: entry.avoided_grams,
+            failed: entry.failed,
         }
     }
 
@@ -92,6 +167,7 @@ impl Queued {
             energy_kwh: self.energy_kwh,
             emitted_grams: self.emitted_grams,
             avoided_grams: self.avoided_grams,
+            failed: self.failed,
         }
     }
 }
@@ -99,13 +175,16 @@ impl Queued {
 /// How a group commit ended, for each reconcile that waited on it.
 type Outcome = Result<(), (String, ErrorCategory)>;
 
+/// One reconcile's part of the next write.
+type Pending = (Vec<Queued>, Option<QueuedOutcome>, oneshot::Sender<Outcome>);
+
 /// One ledger's queue and turn.
 #[derive(Default)]
 struct Queue {
     /// Held by the reconcile writing the ledger now.
     turn: tokio::sync::Mutex<()>,
-    /// Entries waiting for the next write, each with whom to tell.
-    pending: Mutex<Vec<(Vec<Queued>, oneshot::Sender<Outcome>)>>,
+    /// Entries (and waste-guard outcomes) waiting for the next write, each with whom to tell.
+    pending: Mutex<Vec<Pending>>,
 }
 
 /// The group commit of every ledger of this process (module documentation). One per
@@ -133,6 +212,7 @@ impl LedgerWriter {
 
 /// Records `entries` in the ledger of `forecast` in `namespace`, together with whatever other
 /// reconciles queued for it meanwhile; returns when they are written (or failed).
+#[cfg(test)]
 pub(super) async fn record(
     ctx: &Context,
     namespace: &str,
@@ -140,7 +220,19 @@ pub(super) async fn record(
     entries: &[Entry<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    if entries.is_empty() {
+    record_with(ctx, namespace, forecast, entries, None, now).await
+}
+
+/// [`record`] with a waste-guard outcome.
+async fn record_with(
+    ctx: &Context,
+    namespace: &str,
+    forecast: &str,
+    entries: &[Entry<'_>],
+    outcome: Option<&crate::waste::Outcome<'_>>,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    if entries.is_empty() && outcome.is_none() {
         return Ok(());
     }
     let queue = ctx.ledgers.queue(namespace, forecast);
@@ -149,7 +241,11 @@ pub(super) async fn record(
         .pending
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .push((entries.iter().map(Queued::of).collect(), tell));
+        .push((
+            entries.iter().map(Queued::of).collect(),
+            outcome.map(QueuedOutcome::of),
+            tell,
+        ));
     let turn = queue.turn.lock().await;
     // Written by the reconcile that had the turn before: done.
     if let Ok(outcome) = told.try_recv() {
@@ -158,16 +254,21 @@ pub(super) async fn record(
     let batch = std::mem::take(&mut *queue.pending.lock().unwrap_or_else(PoisonError::into_inner));
     let all: Vec<Entry<'_>> = batch
         .iter()
-        .flat_map(|(queued, _)| queued.iter().map(Queued::entry))
+        .flat_map(|(queued, ..)| queued.iter().map(Queued::entry))
         .collect();
-    let result = write(ctx, namespace, forecast, &all, now).await;
+    let outcomes: Vec<crate::waste::Outcome<'_>> = batch
+        .iter()
+        .filter_map(|(_, o, _)| o.as_ref().map(QueuedOutcome::outcome))
+        .collect();
+    let result = write(ctx, namespace, forecast, &all, &outcomes, now).await;
     let outcome: Outcome = match &result {
         Ok(()) => Ok(()),
         Err(error) => Err((error.to_string(), error.kind())),
     };
     debug!(namespace, forecast, entries = all.len(), "ledger written");
     drop(all);
-    for (_, waiter) in batch {
+    drop(outcomes);
+    for (_, _, waiter) in batch {
         // A waiter that went away (its reconcile was cancelled) needs no answer.
         let _ = waiter.send(outcome.clone());
     }
@@ -183,12 +284,14 @@ fn shared(outcome: Outcome) -> Result<(), Error> {
     outcome.map_err(|(message, category)| Error::Shared { message, category })
 }
 
-/// One read-modify-write of the ledger with `entries` (those already recorded are skipped).
+/// One read-modify-write of the ledger with `entries` and `outcomes` (those already recorded are
+/// skipped).
 async fn write(
     ctx: &Context,
     namespace: &str,
     forecast: &str,
     entries: &[Entry<'_>],
+    outcomes: &[crate::waste::Outcome<'_>],
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let ledgers: Api<CarbonLedger> = Api::namespaced(ctx.client.clone(), namespace);
@@ -216,6 +319,10 @@ async fn write(
         let next = entries.iter().fold(None, |next: Option<_>, entry| {
             let base = next.as_ref().unwrap_or(&current);
             ledger::record(base, entry, now).or(next)
+        });
+        let next = outcomes.iter().fold(next, |next: Option<_>, outcome| {
+            let base = next.as_ref().unwrap_or(&current);
+            crate::waste::record(base, outcome).or(next)
         });
         let Some(next) = next else {
             debug!(namespace, forecast, "already in the ledger");
@@ -253,6 +360,7 @@ mod tests {
             energy_kwh: 1.0,
             emitted_grams: 100.0,
             avoided_grams: Some(50.0),
+            failed: false,
         }
     }
 

@@ -323,8 +323,8 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
         Expect::get(format!("{FORECASTS_PATH}/default"))
             .reply(Reply::Json(200, with_actuals.to_json())),
     );
-    // The ledger of ml/default first (created on first use): the estimate, then the measured
-    // figures, each a read-modify-write of its status.
+    // The ledger of ml/default first (created on first use): the estimate and the measured
+    // figures in one read-modify-write of its status.
     let ledger = CarbonLedger::new(
         "default",
         crate::api::CarbonLedgerSpec {

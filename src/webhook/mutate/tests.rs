@@ -1214,3 +1214,166 @@ proptest! {
         prop_assert!(serde_json::from_value::<Job>(after).is_ok());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Budgets
+
+/// A book with one budget `team-a` in namespace `ml` (limit 1000 g) and a ledger of forecast
+/// `default` holding `used` grams this month.
+fn book(action: BudgetAction, used: f64) -> FixedBudgets {
+    FixedBudgets {
+        budgets: vec![(
+            "ml".into(),
+            "team-a".into(),
+            CarbonBudgetSpec {
+                grams_per_month: Some(1000.0),
+                kwh_per_month: None,
+                action,
+                forecasts: Vec::new(),
+            },
+        )],
+        ledgers: vec![(
+            "ml".into(),
+            "default".into(),
+            CarbonLedgerStatus {
+                months: vec![crate::api::ledger::LedgerTotals {
+                    month: "2026-05".into(),
+                    jobs: 3,
+                    emitted_grams: used,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+        )],
+    }
+}
+
+fn admit_with(object: Value, budgets: &dyn BudgetBook) -> Answer {
+    mutate_full(
+        &create(object),
+        &AnnotationDefaults::default(),
+        &Admission::default(),
+        &UnknownForecasts,
+        budgets,
+        now(),
+    )
+}
+
+#[test]
+fn an_exhausted_deny_budget_denies_new_deferrable_work_with_the_exact_message() {
+    let answer = admit_with(deferrable(&[]), &book(BudgetAction::Deny, 1500.0));
+    let message = "CarbonBudget ml/team-a denies new deferrable work: 1500.0 gCO2eq used of 1000.0 gCO2eq in 2026-05 (UTC); it resets at 2026-06-01T00:00:00Z. Wait for the reset, raise the budget's limit, or set its spec.action to Warn or Defer";
+    assert_eq!(answer.outcome, Outcome::OverBudget(message.to_string()));
+    assert_eq!(answer.outcome.result(), "denied");
+    assert!(!answer.response.allowed);
+    assert_eq!(answer.response.result.message, message);
+    assert_eq!(answer.response.result.code, 403);
+    assert_eq!(
+        answer.budget,
+        Some(("ml".into(), "team-a".into(), BudgetAction::Deny))
+    );
+    // Below the limit, work that does not opt in, and another namespace: untouched by it.
+    let below = admit_with(deferrable(&[]), &book(BudgetAction::Deny, 999.9));
+    assert_eq!(below.outcome.result(), "held");
+    assert_eq!((below.response.warnings, below.budget), (None, None));
+    let plain = admit_with(job(&[]), &book(BudgetAction::Deny, 1500.0));
+    assert_eq!(plain.outcome.result(), "allowed");
+    let mut elsewhere = book(BudgetAction::Deny, 1500.0);
+    elsewhere.budgets[0].0 = "other".into();
+    assert_eq!(
+        admit_with(deferrable(&[]), &elsewhere).outcome.result(),
+        "held"
+    );
+    // Malformed annotations are still denied with the parser's message, not the budget's.
+    let bad = admit_with(
+        deferrable(&[(annotations::MAX_DELAY, "soon")]),
+        &book(BudgetAction::Deny, 1500.0),
+    );
+    assert!(
+        matches!(bad.outcome, Outcome::Denied(_)),
+        "{:?}",
+        bad.outcome
+    );
+}
+
+#[test]
+fn an_exhausted_defer_budget_takes_away_the_dry_run_and_run_now_shortcuts() {
+    let object = deferrable(&[
+        (annotations::DRY_RUN, "true"),
+        (annotations::RUN_NOW, "true"),
+    ]);
+    // Without a budget: a dry run, admitted unheld.
+    assert_eq!(
+        admit_with(object.clone(), &NoBudgets).outcome,
+        Outcome::DryRun
+    );
+    let answer = admit_with(object.clone(), &book(BudgetAction::Defer, 1000.0));
+    assert_eq!(
+        answer.outcome,
+        Outcome::Held {
+            already_suspended: false
+        }
+    );
+    let stored = applied(&object, &answer.response);
+    let annotations_of = &stored["metadata"]["annotations"];
+    assert_eq!(annotations_of[annotations::DRY_RUN], "false");
+    assert_eq!(annotations_of[annotations::RUN_NOW], "false");
+    assert_eq!(annotations_of[HELD], "true");
+    assert_eq!(stored["spec"]["suspend"], true);
+    assert_eq!(
+        warnings(&answer.response),
+        vec![
+            "CarbonBudget ml/team-a is used up: 1000.0 gCO2eq used of 1000.0 gCO2eq in 2026-05 (UTC), resetting at 2026-06-01T00:00:00Z; the workload is held for its cleanest window up to its deadline: carbonshift.dev/dry-run and carbonshift.dev/run-now set to \"false\""
+                .to_string()
+        ]
+    );
+    // Ordinary deferrable work is held as always, with the warning.
+    let plain = admit_with(deferrable(&[]), &book(BudgetAction::Defer, 1000.0));
+    assert_eq!(plain.outcome.result(), "held");
+    assert!(
+        warnings(&plain.response)[0].ends_with("held for its cleanest window up to its deadline")
+    );
+}
+
+#[test]
+fn a_budget_never_delays_work_past_its_deadline() {
+    // Due in 30 minutes with 1h to run: no time to wait.
+    let object = deferrable(&[
+        (annotations::DEADLINE, "2026-05-04T10:30:00Z"),
+        (annotations::DURATION, "1h"),
+    ]);
+    let answer = admit_with(object.clone(), &book(BudgetAction::Defer, 5000.0));
+    assert_eq!(answer.outcome, Outcome::AdmittedWithWarning);
+    assert_eq!(applied(&object, &answer.response)["spec"]["suspend"], false);
+    assert!(
+        warnings(&answer.response)
+            .iter()
+            .any(|w| w.ends_with("a budget never delays work past its deadline")),
+        "{:?}",
+        warnings(&answer.response)
+    );
+}
+
+#[test]
+fn an_exhausted_warn_budget_warns_and_admits_as_usual() {
+    let mut both = book(BudgetAction::Warn, 1200.0);
+    let mut defer = both.budgets[0].clone();
+    defer.1 = "team-a-hard".into();
+    defer.2.action = BudgetAction::Defer;
+    defer.2.grams_per_month = Some(5000.0);
+    both.budgets.push(defer);
+    let answer = admit_with(deferrable(&[(annotations::DRY_RUN, "true")]), &both);
+    // The Defer budget is not used up, so the Warn one decides and the dry run stays one.
+    assert_eq!(answer.outcome, Outcome::DryRun);
+    assert_eq!(
+        warnings(&answer.response),
+        vec![
+            "CarbonBudget ml/team-a is used up: 1200.0 gCO2eq used of 1000.0 gCO2eq in 2026-05 (UTC), resetting at 2026-06-01T00:00:00Z; the workload is admitted as usual (action Warn)"
+                .to_string()
+        ]
+    );
+    assert_eq!(
+        answer.budget,
+        Some(("ml".into(), "team-a".into(), BudgetAction::Warn))
+    );
+}
