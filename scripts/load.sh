@@ -59,8 +59,8 @@ kubeconfig=$("$K8S/up.sh" | tail -n 1)
 [ -f "$CP_HOME/audit.log" ] || { say "ERROR: no audit log at $CP_HOME/audit.log"; exit 1; }
 
 mkdir -p target/load
-say "building the release binary"
-cargo build --release --locked
+# The harness starts the binary cargo builds for the test itself (CARGO_BIN_EXE_carbonshift, with
+# the test build's features): building it separately first would only build it twice.
 
 say "running the load test with N=$N against $kubeconfig"
 CARBONSHIFT_LOAD_KUBECONFIG="$kubeconfig" \
