@@ -2,13 +2,15 @@
 //! PyTorchJob, MPIJob or RayJob (same name, owned by it) — saying what carbonshift decided for it
 //! and why.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Condition;
-use super::annotations::{Deferral, PowerSource};
+use super::annotations::{Deferral, MAX_CANDIDATES, PowerSource};
 use super::crd::{DNS1123_SUBDOMAIN, DURATION_PATTERN, known_formats_only};
 use super::forecast::MAX_POINTS;
 use crate::units::format_duration;
@@ -55,9 +57,22 @@ pub struct CarbonWorkloadSpec {
         "message": "jobRef.kind and jobRef.apiVersion are set together"
     }]))]
     pub job_ref: JobRef,
-    /// Name of the CarbonForecast the Job is planned against.
+    /// Name of the CarbonForecast the Job is planned against; with `candidates`, the first of
+    /// them (the chosen one is in `status.placement`).
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     pub forecast: String,
+    /// The candidate CarbonForecasts of `carbonshift.dev/forecasts` (node pools on different
+    /// grids), in the annotation's order: the Job is planned over every candidate × window and
+    /// placed on the cleanest feasible one. Empty when the Job names one forecast.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CANDIDATES), extend("items" = {
+        "type": "string",
+        "description": "A CarbonForecast name.",
+        "minLength": 1,
+        "maxLength": 253,
+        "pattern": DNS1123_SUBDOMAIN
+    }))]
+    pub candidates: Vec<String>,
     /// When the Job was submitted (admission time, else its creation time).
     pub submitted_at: DateTime<Utc>,
     /// Expected run time, for example `2h30m` (from `carbonshift.dev/duration`, else the
@@ -186,6 +201,7 @@ impl CarbonWorkloadSpec {
         Self {
             job_ref,
             forecast: deferral.forecast.clone(),
+            candidates: deferral.candidates.clone(),
             submitted_at: deferral.submitted_at,
             duration: format_duration(deferral.duration),
             deadline: deferral.deadline(),
@@ -355,6 +371,52 @@ pub struct CarbonWorkloadStatus {
     /// Where the verification of a finished workload stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationState>,
+    /// For a workload with candidate forecasts: the forecast chosen, the node selector added to
+    /// its pod templates, and what the other candidates were expected to cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementStatus>,
+}
+
+/// Where a workload with candidate forecasts was placed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementStatus {
+    /// The CarbonForecast chosen: the cleanest feasible candidate × window.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
+    pub forecast: String,
+    /// The node selector keys carbonshift adds to the pod templates at release (the chosen
+    /// forecast's `spec.placement.nodeSelector`, less the keys the workload already sets to the
+    /// same value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// The expected intensity of the chosen plan, gCO2eq/kWh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_intensity: Option<f64>,
+    /// Every other candidate, in the annotation's order: its best plan's expected intensity, or
+    /// why it was not eligible.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CANDIDATES))]
+    pub alternatives: Vec<PlacementAlternative>,
+}
+
+/// One candidate forecast that was not chosen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementAlternative {
+    /// The CarbonForecast.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
+    pub forecast: String,
+    /// Its best plan's expected intensity, gCO2eq/kWh; unset when it had no plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_intensity: Option<f64>,
+    /// When its best plan would have started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_start: Option<DateTime<Utc>>,
+    /// Why it was not eligible (incompatible node selector or affinity, no forecast, no plan);
+    /// unset when it was eligible but not the cleanest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub excluded: Option<String>,
 }
 
 /// Figures of a finished workload from measured grid data.
@@ -469,6 +531,7 @@ mod tests {
             CarbonWorkloadSpec {
                 job_ref: job_ref(),
                 forecast: "uk".into(),
+                candidates: Vec::new(),
                 submitted_at: t("2026-05-04T10:00:00Z"),
                 duration: "2h30m".into(),
                 deadline: t("2026-05-05T06:00:00Z"),
