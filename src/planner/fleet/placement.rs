@@ -8,9 +8,10 @@
 //! unknown here, so only definite contradictions drop a candidate:
 //!
 //! - a `nodeSelector` key the pool also selects, with another value ([`Incompatible::ConflictingKey`]);
-//! - required node affinity whose every term has a requirement the pool's labels contradict
-//!   (`In` without the pool's value, `NotIn` with it, `DoesNotExist` on a pool key, `Gt`/`Lt`
-//!   failing on the pool's value; an empty term matches nothing, as in Kubernetes);
+//! - required node affinity none of whose terms any node with the pool's labels (and any other
+//!   labels) can match together with the template's `nodeSelector`: decided exactly per label key
+//!   (`In`, `NotIn`, `Exists`, `DoesNotExist`, `Gt`, `Lt`; an empty term matches nothing, as in
+//!   Kubernetes);
 //! - a pool selector key that is not a label key ([`label_key_problem`]).
 //!
 //! Ranking of the eligible candidates, best first: a plan within the caps, by expected intensity,
@@ -271,31 +272,66 @@ pub fn selector_additions(
     Ok(add)
 }
 
-/// Why `requirement` cannot hold on nodes labelled at least `labels`; `None` when it may.
-fn contradiction(labels: &BTreeMap<String, String>, r: &NodeRequirement) -> Option<String> {
-    let value = labels.get(&r.key)?;
+/// Whether `r` holds on a node whose label `r.key` is `value` (`None`: absent).
+fn holds(r: &NodeRequirement, value: Option<&str>) -> bool {
     let int = |s: &str| s.trim().parse::<i64>().ok();
-    let holds = match r.operator {
-        Operator::In => r.values.contains(value),
-        Operator::NotIn => !r.values.contains(value),
-        Operator::Exists => true,
-        Operator::DoesNotExist => false,
-        Operator::Gt => {
-            matches!((int(value), r.values.first().and_then(|v| int(v))), (Some(a), Some(b)) if a > b)
-        }
-        Operator::Lt => {
-            matches!((int(value), r.values.first().and_then(|v| int(v))), (Some(a), Some(b)) if a < b)
-        }
-    };
-    (!holds).then(|| {
-        format!(
-            "{} {:?} {:?} but the nodes have {}={value:?}",
-            r.key, r.operator, r.values, r.key
-        )
-    })
+    let threshold = || r.values.first().and_then(|v| int(v));
+    match (r.operator, value) {
+        (Operator::In, v) => v.is_some_and(|v| r.values.iter().any(|x| x == v)),
+        (Operator::NotIn, v) => v.is_none_or(|v| r.values.iter().all(|x| x != v)),
+        (Operator::Exists, v) => v.is_some(),
+        (Operator::DoesNotExist, v) => v.is_none(),
+        (Operator::Gt, Some(v)) => matches!((int(v), threshold()), (Some(a), Some(b)) if a > b),
+        (Operator::Lt, Some(v)) => matches!((int(v), threshold()), (Some(a), Some(b)) if a < b),
+        (Operator::Gt | Operator::Lt, None) => false,
+    }
 }
 
-/// Whether the nodes selected by `pool` can run every pod template of `own`.
+/// Whether some node label value (or its absence) meets every requirement on one key: exactly
+/// `fixed` when the pool's selector sets the key, anything otherwise. The values worth trying are
+/// the ones the requirements name, their integer thresholds ± 1, and one value none of them names.
+fn key_satisfiable(fixed: Option<&str>, reqs: &[&NodeRequirement]) -> bool {
+    if let Some(value) = fixed {
+        return reqs.iter().all(|r| holds(r, Some(value)));
+    }
+    if reqs.iter().all(|r| holds(r, None)) {
+        return true;
+    }
+    let mut tries: Vec<String> = vec!["\u{0}unnamed".to_string()];
+    for r in reqs {
+        for v in &r.values {
+            tries.push(v.clone());
+            if let Ok(n) = v.trim().parse::<i64>() {
+                tries.push(n.saturating_add(1).to_string());
+                tries.push(n.saturating_sub(1).to_string());
+            }
+        }
+    }
+    tries
+        .iter()
+        .any(|v| reqs.iter().all(|r| holds(r, Some(v.as_str()))))
+}
+
+/// The first key of a term (with the template's own `nodeSelector` folded in as `In`
+/// requirements) that no node of the pool can satisfy; `None` when some node may match it.
+fn unsatisfiable_key(
+    pool: &BTreeMap<String, String>,
+    selector: &[NodeRequirement],
+    term: &NodeTerm,
+) -> Option<String> {
+    let mut by_key: BTreeMap<&str, Vec<&NodeRequirement>> = BTreeMap::new();
+    for r in selector.iter().chain(&term.requirements) {
+        by_key.entry(r.key.as_str()).or_default().push(r);
+    }
+    by_key
+        .into_iter()
+        .find(|(key, reqs)| !key_satisfiable(pool.get(*key).map(String::as_str), reqs))
+        .map(|(key, _)| key.to_string())
+}
+
+/// Whether the nodes selected by `pool` can run every pod template of `own`: for each template,
+/// some node labelled with the pool's selector (any other labels) matches its `nodeSelector` and
+/// one term of its required node affinity.
 pub fn compatible(
     pool: &BTreeMap<String, String>,
     own: &[PodPlacement],
@@ -313,19 +349,24 @@ pub fn compatible(
         if template.required_terms.is_empty() {
             continue;
         }
+        let selector: Vec<NodeRequirement> = template
+            .node_selector
+            .iter()
+            .map(|(k, v)| NodeRequirement {
+                key: k.clone(),
+                operator: Operator::In,
+                values: vec![v.clone()],
+            })
+            .collect();
         let mut details = Vec::new();
-        let any = template.required_terms.iter().any(|term| {
+        let any = template.required_terms.iter().enumerate().any(|(i, term)| {
             if term.requirements.is_empty() {
-                details.push("an empty term matches no node".to_string());
+                details.push(format!("term {} is empty and matches no node", i + 1));
                 return false;
             }
-            match term
-                .requirements
-                .iter()
-                .find_map(|r| contradiction(pool, r))
-            {
-                Some(detail) => {
-                    details.push(detail);
+            match unsatisfiable_key(pool, &selector, term) {
+                Some(key) => {
+                    details.push(format!("term {} cannot be met on key {key}", i + 1));
                     false
                 }
                 None => true,

@@ -408,6 +408,31 @@ fn required_affinity_drops_only_pools_it_contradicts() {
         with(vec![NodeTerm::default()]).is_err(),
         "an empty term matches nothing"
     );
+    // Requirements on a key the pool leaves open must still agree with each other and with the
+    // template's own nodeSelector.
+    assert!(
+        with(vec![term(vec![
+            requirement("zone", Operator::In, &["a"]),
+            requirement("zone", Operator::NotIn, &["a"]),
+        ])])
+        .is_err()
+    );
+    assert_eq!(
+        with(vec![term(vec![
+            requirement("rank", Operator::Gt, &["2"]),
+            requirement("rank", Operator::Lt, &["4"]),
+        ])]),
+        Ok(())
+    );
+    let own = PodPlacement {
+        node_selector: labels(&[("zone", "a")]),
+        required_terms: vec![term(vec![requirement("zone", Operator::NotIn, &["a"])])],
+    };
+    let error = compatible(&pool, &[own]);
+    assert_eq!(
+        error.map_err(|e| e.to_string()),
+        Err("required node affinity cannot match the forecast's placement: term 1 cannot be met on key zone".to_string())
+    );
     assert!(matches!(
         compatible(&labels(&[("Bad Key", "x")]), &[]),
         Err(Incompatible::BadKey { .. })
