@@ -533,15 +533,14 @@ proptest! {
                     prop_assert_eq!(incompatible, !compatible[i]);
                     // The chosen plan is no dirtier than any compatible alternative of the same
                     // class (within the cap, or over it), and within the cap beats over it.
-                    if let (Ok(chosen), false) = (&p.scheduled.plan, incompatible) {
-                        if let Some(e) = a.expected_intensity {
-                            let key = |overflow: bool, x: f64| (overflow, x);
-                            prop_assert!(
-                                key(p.scheduled.overflow, chosen.expected_intensity) <= key(a.overflow, e),
-                                "chose {} ({}, {}) over {} ({}, {})",
-                                p.forecast, p.scheduled.overflow, chosen.expected_intensity, a.forecast, a.overflow, e
-                            );
-                        }
+                    if let (Ok(chosen), false, Some(e)) =
+                        (&p.scheduled.plan, incompatible, a.expected_intensity)
+                    {
+                        prop_assert!(
+                            (p.scheduled.overflow, chosen.expected_intensity) <= (a.overflow, e),
+                            "chose {} ({}, {}) over {} ({}, {})",
+                            p.forecast, p.scheduled.overflow, chosen.expected_intensity, a.forecast, a.overflow, e
+                        );
                     }
                 }
             }
