@@ -140,6 +140,17 @@ pub struct LabelValue(
 /// The pattern of a Kubernetes label value.
 pub const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
 
+impl CapacitySpec {
+    /// The fleet planner's caps, with ledger slots of `slot`.
+    pub fn caps(&self, slot: chrono::TimeDelta) -> crate::planner::fleet::Caps {
+        crate::planner::fleet::Caps {
+            jobs: self.jobs,
+            gpus: self.gpus,
+            slot,
+        }
+    }
+}
+
 impl PlacementSpec {
     /// The node selector as plain strings.
     pub fn selector(&self) -> BTreeMap<String, String> {
@@ -605,6 +616,9 @@ spec:
             gpus: Some(8),
         };
         assert_eq!(CapacityUsed::new(&gpus, 2, 4, 0).summary, "4/8 GPUs");
+        let caps = both.caps(chrono::TimeDelta::minutes(5));
+        assert_eq!((caps.jobs, caps.gpus), (Some(3), Some(16)));
+        assert_eq!(caps.slot, chrono::TimeDelta::minutes(5));
     }
 
     #[test]

@@ -399,6 +399,32 @@ pub struct PlacementStatus {
     pub alternatives: Vec<PlacementAlternative>,
 }
 
+impl PlacementStatus {
+    /// The status recording a fleet planner decision.
+    pub fn from_placement(p: &crate::planner::fleet::Placement) -> PlacementStatus {
+        PlacementStatus {
+            forecast: p.forecast.clone(),
+            node_selector: p.node_selector.clone(),
+            expected_intensity: p
+                .scheduled
+                .plan
+                .as_ref()
+                .ok()
+                .map(|plan| plan.expected_intensity),
+            alternatives: p
+                .alternatives
+                .iter()
+                .map(|a| PlacementAlternative {
+                    forecast: a.forecast.clone(),
+                    expected_intensity: a.expected_intensity,
+                    planned_start: a.start,
+                    excluded: a.excluded.as_ref().map(|e| e.to_string()),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// One candidate forecast that was not chosen.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -480,6 +506,77 @@ mod tests {
             "train",
             "0b0f3d6e-5f7c-4a57-9d63-3c5f2c1f8e2a",
         )
+    }
+
+    #[test]
+    fn placement_status_records_the_choice_and_the_alternatives() {
+        use crate::planner::fleet::{Caps, Decision, Demand, Fleet, PodPlacement, Pool, place};
+        use crate::planner::{Constraints, Forecast, Point};
+        let t0 = t("2026-05-04T00:00:00Z");
+        let forecast = |v: f64| {
+            let points = (0..4)
+                .map(|h| Point {
+                    start: t0 + TimeDelta::hours(h),
+                    intensity: v + h as f64,
+                })
+                .collect();
+            Forecast::new(points).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let uk: Fleet<u8> =
+            Fleet::new(forecast(200.0), Caps::none()).unwrap_or_else(|e| panic!("{e}"));
+        let fr: Fleet<u8> =
+            Fleet::new(forecast(50.0), Caps::none()).unwrap_or_else(|e| panic!("{e}"));
+        let de: Fleet<u8> =
+            Fleet::new(forecast(10.0), Caps::none()).unwrap_or_else(|e| panic!("{e}"));
+        let sel = |v: &str| BTreeMap::from([("region".to_string(), v.to_string())]);
+        let (uk_sel, fr_sel, de_sel) = (sel("uk"), sel("fr"), sel("de"));
+        let pools = [
+            Pool {
+                name: "uk",
+                selector: Some(&uk_sel),
+                fleet: Some(&uk),
+            },
+            Pool {
+                name: "fr",
+                selector: Some(&fr_sel),
+                fleet: Some(&fr),
+            },
+            Pool {
+                name: "de",
+                selector: Some(&de_sel),
+                fleet: Some(&de),
+            },
+        ];
+        let own = [PodPlacement {
+            node_selector: BTreeMap::from([("region".to_string(), "fr".to_string())]),
+            required_terms: Vec::new(),
+        }];
+        let job = Constraints::new(t0, TimeDelta::hours(1)).with_deadline(t0 + TimeDelta::hours(4));
+        let own_any: [PodPlacement; 0] = [];
+        let Ok(Decision::Placed(any)) = place(&pools, &job, Demand::default(), &own_any, None, t0)
+        else {
+            panic!("no placement");
+        };
+        assert_eq!(any.forecast, "de");
+        let Ok(Decision::Placed(p)) = place(&pools, &job, Demand::default(), &own, None, t0) else {
+            panic!("no placement");
+        };
+        let status = PlacementStatus::from_placement(&p);
+        assert_eq!(status.forecast, "fr");
+        assert_eq!(status.node_selector, fr_sel);
+        assert_eq!(status.expected_intensity, Some(50.0));
+        assert_eq!(status.alternatives.len(), 2);
+        assert_eq!(status.alternatives[0].forecast, "uk");
+        assert_eq!(
+            status.alternatives[0].excluded.as_deref(),
+            Some(
+                "nodeSelector region=\"fr\" conflicts with the forecast's placement region=\"uk\""
+            )
+        );
+        assert_eq!(status.alternatives[0].expected_intensity, None);
+        let json = serde_json::to_value(&status).unwrap_or_default();
+        assert_eq!(json["alternatives"][1]["forecast"], "de");
+        assert!(json["alternatives"][1].get("plannedStart").is_none());
     }
 
     #[test]
