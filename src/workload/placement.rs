@@ -198,7 +198,7 @@ mod tests {
             "topology.kubernetes.io/region".to_string(),
             "eu-west-3".to_string(),
         )]);
-        let error = node_selector_operations(&data, &[jobset.clone()], &other);
+        let error = node_selector_operations(&data, std::slice::from_ref(&jobset), &other);
         assert_eq!(
             error.map_err(|e| e.to_string()),
             Err("spec.replicatedJobs.0.template.spec.template.spec: nodeSelector topology.kubernetes.io/region=\"eu-west-2\" conflicts with the forecast's placement topology.kubernetes.io/region=\"eu-west-3\"".to_string())
