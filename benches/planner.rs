@@ -10,11 +10,16 @@
 //! - (e) replay-like: one 3 h job with a 48 h range on a one-year forecast (35,000+ points),
 //!   showing that a call does not pay for the whole forecast;
 //! - (f) interruptible 6 h job on the 2,016-slot forecast, without and with a minimum chunk and
-//!   resume overhead.
+//!   resume overhead;
+//! - (g) fleet throughput: the 10,000 jobs of (d) held in a `planner::fleet::Fleet` (cap 500 jobs
+//!   per 5 min slot), then new workloads arriving (durations 2–12 h, deadlines spread over the
+//!   week): one admission by insertion, a second's worth (100) of them, one exact admission
+//!   (re-planning the held workloads due after it), and the full re-plan of all 10,000.
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use carbonshift::planner::fleet::{Caps, Demand, Fleet};
 use carbonshift::planner::{
     BatchJob, Capacity, Constraints, Forecast, PlanReason, plan, plan_batch,
 };
@@ -179,5 +184,87 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// 100 arrivals: durations 2–12 h in 5 min steps, submitted at the start of the week, deadlines
+/// uniformly between duration + 2 h and the end of the week (so that most are due before some of
+/// the held jobs and an exact admission has work to do).
+fn arrivals(f: &Forecast) -> Vec<Constraints> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let start = start_of(f);
+    let end = f.horizon_end().unwrap_or(start);
+    let span = (end - start).num_minutes();
+    (0..100)
+        .map(|_| {
+            let d = TimeDelta::minutes(5 * rng.random_range(24..=144));
+            let earliest = d.num_minutes() + 120;
+            let deadline = start + TimeDelta::minutes(rng.random_range(earliest..=span));
+            Constraints::new(start, d).with_deadline(deadline)
+        })
+        .collect()
+}
+
+fn bench_fleet(c: &mut Criterion) {
+    let week = forecast(builtin("caiso-north-2023-06"), None, 2_016);
+    let now = start_of(&week);
+    let caps = Caps {
+        jobs: Some(500),
+        gpus: None,
+        slot: TimeDelta::minutes(5),
+    };
+    let mut fleet: Fleet<u32> = match Fleet::new(week.clone(), caps) {
+        Ok(f) => f,
+        Err(e) => panic!("bench fleet: {e}"),
+    };
+    for (i, d) in (0u32..).zip(durations(true)) {
+        fleet.admit(i, whole_range(&week, d), Demand::default(), now);
+    }
+    fleet.replan(now);
+    let new = arrivals(&week);
+    let one = Demand::default();
+    let mut group = c.benchmark_group("g_fleet_10000_held");
+    group.throughput(Throughput::Elements(1));
+    let mut k = 0usize;
+    group.bench_function("admit_one", |b| {
+        b.iter(|| {
+            k = (k + 1) % new.len();
+            let key = 1_000_000 + k as u32;
+            let s = fleet.admit(key, new[k].clone(), one, now).overflow;
+            fleet.remove(&key);
+            black_box(s)
+        })
+    });
+    group.throughput(Throughput::Elements(100));
+    group.bench_function("admit_100_then_remove", |b| {
+        b.iter(|| {
+            for (i, c) in (1_000_000u32..).zip(&new) {
+                black_box(fleet.admit(i, c.clone(), one, now).overflow);
+            }
+            for i in 1_000_000u32..1_000_100 {
+                fleet.remove(&i);
+            }
+        })
+    });
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("admit_exact_one", |b| {
+        b.iter(|| {
+            k = (k + 1) % new.len();
+            let key = 1_000_000 + k as u32;
+            let s = fleet.admit_exact(key, new[k].clone(), one, now).overflow;
+            fleet.remove(&key);
+            black_box(s)
+        })
+    });
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("replan_10000", |b| b.iter(|| fleet.replan(now)));
+    group.finish();
+    let overflow = fleet.schedule().filter(|(_, s)| s.overflow).count();
+    eprintln!(
+        "g: {} held, {} overflow after the runs",
+        fleet.held_len(),
+        overflow
+    );
+}
+
+criterion_group!(benches, bench, bench_fleet);
 criterion_main!(benches);

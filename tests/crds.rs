@@ -160,6 +160,8 @@ fn carbon_forecast_reads_back() {
             ("Now (g/kWh)", "number", ".status.currentIntensity"),
             ("Lowest Ahead", "number", ".status.lowestIntensity"),
             ("Lowest At", "string", ".status.lowestAt"),
+            // Capacity used / capacity, for example `3/3 jobs, 8/16 GPUs`.
+            ("Capacity", "string", ".status.capacityUsed.summary"),
             ("Updated", "date", ".status.lastRefreshTime"),
             (
                 "Ready",
@@ -226,6 +228,31 @@ fn carbon_forecast_reads_back() {
     assert_eq!(names, compiled);
 
     assert_eq!(at(root, "status.points").max_items, Some(2016));
+    let capacity = at(root, "spec.capacity");
+    assert_eq!(rules(capacity), ["has(self.jobs) || has(self.gpus)"]);
+    for key in ["jobs", "gpus"] {
+        let cap = at(capacity, key);
+        assert_eq!(cap.type_.as_deref(), Some("integer"), "{key}");
+        assert_eq!(cap.minimum, Some(1.0), "capacity.{key} must be positive");
+    }
+    let selector = at(root, "spec.placement.nodeSelector");
+    assert_eq!(
+        (selector.min_properties, selector.max_properties),
+        (Some(1), Some(16))
+    );
+    let value = match selector.additional_properties.as_ref() {
+        Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaPropsOrBool::Schema(v)) => v,
+        other => panic!("placement.nodeSelector values: {other:?}"),
+    };
+    assert_eq!(value.max_length, Some(63));
+    assert_eq!(
+        value.pattern.as_deref(),
+        Some(carbonshift::api::forecast::LABEL_VALUE_PATTERN)
+    );
+    assert_eq!(
+        at(root, "status.capacityUsed").required,
+        Some(vec!["gpus".into(), "jobs".into(), "summary".into()])
+    );
     assert_eq!(
         at(root, "spec.provider.static.points").max_items,
         Some(2016)

@@ -206,6 +206,8 @@ fn spec(provider: ProviderSpec, base_url: Option<&str>) -> CarbonForecastSpec {
         refresh_interval: None,
         stale_after: None,
         base_url: base_url.map(String::from),
+        capacity: None,
+        placement: None,
     }
 }
 

@@ -581,3 +581,97 @@ fn a_short_year_keeps_only_the_days_inside_the_trace() {
             .is_some_and(|g| g.abs() < 1e-9)
     );
 }
+
+#[test]
+fn regions_replay_spatial_and_temporal_shifting_with_the_fleet_planner() {
+    let o = carbonshift(
+        repo(),
+        &[
+            "--regions",
+            "de-2020,fr-2020,gb-2020",
+            "--scenario",
+            "nightly",
+            "--window",
+            "8h",
+            "--output",
+            "json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["jobs"], 366);
+    assert_eq!(
+        v["regions"],
+        serde_json::json!(["de-2020", "fr-2020", "gb-2020"])
+    );
+    let homes = v["homes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(homes.len(), 3);
+    for home in &homes {
+        let strategy = |name: &str| {
+            home["strategies"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == name).cloned())
+                .unwrap_or_else(|| panic!("no {name} in {home}"))
+        };
+        for name in ["temporal", "spatial", "both", "oracle"] {
+            assert_eq!(strategy(name)["misses"], 0, "{name}");
+        }
+        let intensity = |name: &str| strategy(name)["intensity"].as_f64().unwrap_or(f64::NAN);
+        // Perfect forecasts, no cap: placement over region × time is the optimum, and no worse
+        // than either shift alone.
+        assert!((intensity("both") - intensity("oracle")).abs() < 1e-9);
+        assert!(intensity("both") <= intensity("temporal") + 1e-9);
+        assert!(intensity("both") <= intensity("spatial") + 1e-9);
+    }
+    // The temporal-only figure of DE is the single-region replay's (docs/results.md: 13.29).
+    let de = &homes[0];
+    let run_now = de["runNow"].as_f64().unwrap_or(f64::NAN);
+    let temporal = de["strategies"][0]["intensity"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    assert!(
+        ((1.0 - temporal / run_now) * 100.0 - 13.29).abs() < 0.005,
+        "{run_now} {temporal}"
+    );
+
+    let capped = carbonshift(
+        repo(),
+        &[
+            "--regions",
+            "de-2020,fr-2020",
+            "--scenario",
+            "ml",
+            "--capacity",
+            "3",
+        ],
+    );
+    assert!(capped.status.success(), "{}", stderr(&capped));
+    assert!(
+        stdout(&capped).contains("at most 3 jobs at once per region"),
+        "{}",
+        stdout(&capped)
+    );
+
+    let unknown = carbonshift(repo(), &["--regions", "de-2020,mars-2020"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("mars-2020"),
+        "{}",
+        stderr(&unknown)
+    );
+    let jobs = carbonshift(repo(), &["--regions", "de-2020", "--scenario", "jobs"]);
+    assert_eq!(jobs.status.code(), Some(2), "{}", stderr(&jobs));
+}
+
+#[test]
+fn the_results_page_has_the_spatial_section() {
+    let page = std::fs::read_to_string(repo().join("docs/results.md"))
+        .unwrap_or_else(|e| panic!("docs/results.md: {e}"));
+    let begin = page.find(carbonshift::replay::spatial::SECTION_BEGIN);
+    let end = page.find(carbonshift::replay::spatial::SECTION_END);
+    assert!(matches!((begin, end), (Some(a), Some(b)) if a < b));
+    let section = &page[begin.unwrap_or(0)..end.unwrap_or(0)];
+    assert!(section.contains("Deadline misses: 0."));
+    // 8 scenarios uncapped and 4 capped, 3 home regions each.
+    assert_eq!(section.lines().filter(|l| l.starts_with("| I")).count(), 36);
+}

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 
-pub use error::AnnotationError;
+pub use error::{AnnotationError, CandidateProblem};
 pub use power::{PodSet, QuantityError, estimate_power, parse_quantity};
 
 use crate::units::{self, DurationError};
@@ -48,6 +48,12 @@ pub const DEADLINE: &str = "carbonshift.dev/deadline";
 pub const DURATION: &str = "carbonshift.dev/duration";
 /// Name of the CarbonForecast to plan against.
 pub const FORECAST: &str = "carbonshift.dev/forecast";
+/// Comma-separated names of candidate CarbonForecasts (node pools on different grids), for
+/// example `uk-south,fr`: the workload is planned over every candidate × window and placed on the
+/// cleanest feasible one. Not together with [`FORECAST`].
+pub const FORECASTS: &str = "carbonshift.dev/forecasts";
+/// The most candidates [`FORECASTS`] may name.
+pub const MAX_CANDIDATES: usize = 16;
 /// `"true"` when the Job checkpoints and may be paused between windows.
 pub const INTERRUPTIBLE: &str = "carbonshift.dev/interruptible";
 /// `"true"`: plan and report, never hold.
@@ -170,12 +176,13 @@ pub struct Subject<'a> {
 }
 
 /// Every annotation carbonshift reads or writes on a Job.
-pub const ALL: [&str; 15] = [
+pub const ALL: [&str; 16] = [
     DEFERRABLE,
     MAX_DELAY,
     DEADLINE,
     DURATION,
     FORECAST,
+    FORECASTS,
     INTERRUPTIBLE,
     DRY_RUN,
     RUN_NOW,
@@ -201,6 +208,9 @@ pub const BOOLEAN_FORM: &str = r#""true" or "false""#;
 
 /// The form of a CarbonForecast name, for error messages.
 pub const FORECAST_NAME_FORM: &str = "the name of a CarbonForecast: a DNS-1123 subdomain of at most 253 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, such as uk-national";
+
+/// The form of [`FORECASTS`], for error messages.
+pub const FORECASTS_FORM: &str = "a comma-separated list of 1 to 16 distinct CarbonForecast names (DNS-1123 subdomains), such as uk-south,fr";
 
 /// The form of a CPU quantity, for error messages.
 pub const CPU_FORM: &str = "a Kubernetes CPU quantity such as 500m, 2 or 1.5";
@@ -307,8 +317,11 @@ pub struct Deferral {
     pub max_allowed_delay: TimeDelta,
     /// CarbonForecast to plan against.
     pub forecast: String,
-    /// Whether [`Deferral::forecast`] came from [`FORECAST`] or the default.
+    /// Whether [`Deferral::forecast`] came from [`FORECAST`] (or [`FORECASTS`]) or the default.
     pub forecast_source: Source,
+    /// The candidate forecasts of [`FORECASTS`], in the annotation's order, without duplicates;
+    /// [`Deferral::forecast`] is the first. Empty when the Job names one forecast (or none).
+    pub candidates: Vec<String>,
     /// The Job checkpoints and may be paused between low-carbon windows.
     pub interruptible: bool,
     /// Plan and report only; never hold.
@@ -373,6 +386,16 @@ impl Deferral {
     /// Whether the Job can still finish by its deadline if it starts at `now`.
     pub fn is_feasible(&self, now: DateTime<Utc>) -> bool {
         self.latest_start() >= now
+    }
+
+    /// Every forecast the Job may be planned against: [`Deferral::candidates`], or just
+    /// [`Deferral::forecast`] when there are none.
+    pub fn forecasts(&self) -> Vec<&str> {
+        if self.candidates.is_empty() {
+            vec![self.forecast.as_str()]
+        } else {
+            self.candidates.iter().map(String::as_str).collect()
+        }
     }
 
     /// Power drawn at the wall, including PUE, in watts.
@@ -459,15 +482,29 @@ pub fn parse(
         None => (defaults.duration, Source::Default),
     };
 
-    let (forecast, forecast_source) = match annotation(job, FORECAST) {
-        Some(name) if is_dns1123_subdomain(name) => (name.to_string(), Source::Annotation),
-        Some(name) => {
-            return Err(AnnotationError::BadForecastName {
-                value: name.to_string(),
-            });
-        }
-        None => (defaults.forecast.clone(), Source::Default),
-    };
+    let (forecast, forecast_source, candidates) =
+        match (annotation(job, FORECAST), annotation(job, FORECASTS)) {
+            (Some(one), Some(list)) => {
+                return Err(AnnotationError::ForecastAndForecasts {
+                    forecast: one.to_string(),
+                    forecasts: list.to_string(),
+                });
+            }
+            (Some(name), None) if is_dns1123_subdomain(name) => {
+                (name.to_string(), Source::Annotation, Vec::new())
+            }
+            (Some(name), None) => {
+                return Err(AnnotationError::BadForecastName {
+                    value: name.to_string(),
+                });
+            }
+            (None, Some(list)) => {
+                let candidates = parse_candidates(list)?;
+                let first = candidates.first().cloned().unwrap_or_default();
+                (first, Source::Annotation, candidates)
+            }
+            (None, None) => (defaults.forecast.clone(), Source::Default, Vec::new()),
+        };
 
     let interruptible = boolean(job, INTERRUPTIBLE)?.unwrap_or(false);
     let dry_run = boolean(job, DRY_RUN)?.unwrap_or(false);
@@ -501,6 +538,7 @@ pub fn parse(
         max_allowed_delay: defaults.max_allowed_delay,
         forecast,
         forecast_source,
+        candidates,
         interruptible,
         dry_run,
         run_now,
@@ -510,6 +548,33 @@ pub fn parse(
         released_at,
         unknown_annotations,
     }))
+}
+
+/// The names in a [`FORECASTS`] value: trimmed, each a valid name, none empty or repeated, 1 to
+/// [`MAX_CANDIDATES`] of them.
+pub fn parse_candidates(value: &str) -> Result<Vec<String>, AnnotationError> {
+    let mut names: Vec<String> = Vec::new();
+    for (index, item) in value.split(',').map(str::trim).enumerate() {
+        let error = |problem: CandidateProblem| AnnotationError::BadForecasts {
+            value: value.to_string(),
+            item: index + 1,
+            problem,
+        };
+        if item.is_empty() {
+            return Err(error(CandidateProblem::Empty));
+        }
+        if !is_dns1123_subdomain(item) {
+            return Err(error(CandidateProblem::BadName(item.to_string())));
+        }
+        if names.iter().any(|n| n == item) {
+            return Err(error(CandidateProblem::Duplicate(item.to_string())));
+        }
+        if names.len() == MAX_CANDIDATES {
+            return Err(error(CandidateProblem::TooMany));
+        }
+        names.push(item.to_string());
+    }
+    Ok(names)
 }
 
 fn annotation<'a>(job: &Subject<'a>, key: &str) -> Option<&'a str> {

@@ -41,6 +41,8 @@ impl CarbonForecast {
             refresh_interval: None,
             stale_after: None,
             base_url: None,
+            capacity: None,
+            placement: None,
         };
         let mut object = CarbonForecast::new(name, spec);
         object.metadata.generation = Some(1);

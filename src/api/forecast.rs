@@ -1,6 +1,8 @@
 //! The `CarbonForecast` custom resource: one per grid region, holding the provider to ask and the
 //! last good forecast it returned.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -35,6 +37,7 @@ pub const MAX_POINTS: usize = 2016;
     printcolumn = r#"{"name": "Now (g/kWh)", "type": "number", "jsonPath": ".status.currentIntensity"}"#,
     printcolumn = r#"{"name": "Lowest Ahead", "type": "number", "jsonPath": ".status.lowestIntensity"}"#,
     printcolumn = r#"{"name": "Lowest At", "type": "string", "jsonPath": ".status.lowestAt"}"#,
+    printcolumn = r#"{"name": "Capacity", "type": "string", "jsonPath": ".status.capacityUsed.summary"}"#,
     printcolumn = r#"{"name": "Updated", "type": "date", "jsonPath": ".status.lastRefreshTime"}"#,
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
@@ -68,6 +71,94 @@ pub struct CarbonForecastSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https?://[^\s]+$"), length(max = 2048))]
     pub base_url: Option<String>,
+    /// How much of the work planned against this forecast may run at once on the nodes behind
+    /// it: held workloads are planned together, earliest deadline first, so that they do not all
+    /// start in the same clean hour. Running and released workloads count against the cap; a
+    /// workload at its latest start is released even over the cap (with an Event). Unset: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacitySpec>,
+    /// The nodes that draw their power from this forecast's grid. A workload that names several
+    /// candidate forecasts (`carbonshift.dev/forecasts`) and is planned into this one gets this
+    /// node selector added to its pod templates at release. Unset: the forecast covers the whole
+    /// cluster and nothing is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementSpec>,
+}
+
+/// The most workloads, or GPUs, a capacity cap may name.
+pub const MAX_CAPACITY: u32 = 1_000_000;
+
+/// The most keys a placement's node selector may have.
+pub const MAX_PLACEMENT_KEYS: usize = 16;
+
+/// A cap on the work that runs at once on the nodes behind one forecast. Set `jobs`, `gpus` or
+/// both; with both, a workload starts only when both have room.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.jobs) || has(self.gpus)",
+    "message": "set jobs, gpus or both"
+}]))]
+pub struct CapacitySpec {
+    /// Most workloads running at once (a positive whole number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_CAPACITY))]
+    pub jobs: Option<u32>,
+    /// Most GPUs in use at once: the sum of the GPU requests of the running workloads, counted
+    /// as the power estimate counts them (GPUs per pod × pods running at once; a positive whole
+    /// number).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = MAX_CAPACITY))]
+    pub gpus: Option<u32>,
+}
+
+/// Where the nodes behind a forecast are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementSpec {
+    /// Node labels that select the nodes drawing from this grid, for example
+    /// `topology.kubernetes.io/region: eu-west-2` or a node-pool label. Added to the pod
+    /// templates' `nodeSelector` at release; a workload whose own `nodeSelector` or required node
+    /// affinity contradicts it is not planned into this forecast. Keys are label keys
+    /// (`[prefix/]name`), values label values (at most 63 characters); 1 to 16 entries.
+    #[schemars(extend("minProperties" = 1, "maxProperties" = MAX_PLACEMENT_KEYS))]
+    pub node_selector: BTreeMap<String, LabelValue>,
+}
+
+/// A label value: empty, or at most 63 letters, digits, `-`, `_` and `.`, starting and ending
+/// with a letter or digit.
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(transparent)]
+pub struct LabelValue(
+    /// The value.
+    #[schemars(regex(pattern = LABEL_VALUE_PATTERN), length(max = 63))]
+    pub String,
+);
+
+/// The pattern of a Kubernetes label value.
+pub const LABEL_VALUE_PATTERN: &str = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$";
+
+impl CapacitySpec {
+    /// The fleet planner's caps, with ledger slots of `slot`.
+    pub fn caps(&self, slot: chrono::TimeDelta) -> crate::planner::fleet::Caps {
+        crate::planner::fleet::Caps {
+            jobs: self.jobs,
+            gpus: self.gpus,
+            slot,
+        }
+    }
+}
+
+impl PlacementSpec {
+    /// The node selector as plain strings.
+    pub fn selector(&self) -> BTreeMap<String, String> {
+        self.node_selector
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect()
+    }
 }
 
 /// The source of a forecast: exactly one key.
@@ -274,11 +365,58 @@ pub struct CarbonForecastStatus {
     /// The `metadata.generation` of the spec this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// What of `spec.capacity` the running and released workloads use now; unset without a cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_used: Option<CapacityUsed>,
     /// `Ready`: fresh data is available for planning; `False` with a PascalCase reason (for
     /// example `Stale`) when it is not.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// How much of a forecast's capacity is in use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityUsed {
+    /// Workloads running or released now.
+    #[schemars(range(min = 0))]
+    pub jobs: u32,
+    /// GPUs those workloads request.
+    #[schemars(range(min = 0))]
+    pub gpus: u32,
+    /// Workloads released over the cap to meet their deadline, running now.
+    #[serde(default)]
+    #[schemars(range(min = 0))]
+    pub over_cap: u32,
+    /// Used / capacity for people, for example `3/3 jobs, 8/16 GPUs` (the `kubectl get cfc`
+    /// column).
+    #[schemars(length(max = 128))]
+    pub summary: String,
+}
+
+impl CapacityUsed {
+    /// The usage of `jobs` workloads requesting `gpus` GPUs (`over_cap` of them released over
+    /// the cap) against `capacity`, with its summary.
+    pub fn new(capacity: &CapacitySpec, jobs: u32, gpus: u32, over_cap: u32) -> CapacityUsed {
+        let mut parts = Vec::new();
+        if let Some(cap) = capacity.jobs {
+            parts.push(format!("{jobs}/{cap} jobs"));
+        }
+        if let Some(cap) = capacity.gpus {
+            parts.push(format!("{gpus}/{cap} GPUs"));
+        }
+        let mut summary = parts.join(", ");
+        if over_cap > 0 {
+            summary.push_str(&format!(" ({over_cap} over the cap for deadlines)"));
+        }
+        CapacityUsed {
+            jobs,
+            gpus,
+            over_cap,
+            summary,
+        }
+    }
 }
 
 /// Names of the traces compiled into the binary, for the schema's enum.
@@ -360,6 +498,8 @@ spec:
                 refresh_interval: None,
                 stale_after: None,
                 base_url: Some("https://api.watttime.org".into()),
+                capacity: None,
+                placement: None,
             }
         );
 
@@ -413,6 +553,72 @@ spec:
                 actuals: Vec::new()
             }))
         );
+    }
+
+    #[test]
+    fn capacity_and_placement_as_users_write_them() {
+        let fr = yaml(
+            "apiVersion: carbonshift.dev/v1alpha1
+kind: CarbonForecast
+metadata: {name: fr}
+spec:
+  provider:
+    trace: {builtin: fr-2020}
+  capacity: {jobs: 3, gpus: 16}
+  placement:
+    nodeSelector:
+      topology.kubernetes.io/region: eu-west-3
+",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            fr.spec.capacity,
+            Some(CapacitySpec {
+                jobs: Some(3),
+                gpus: Some(16)
+            })
+        );
+        let selector = fr.spec.placement.map(|p| p.selector()).unwrap_or_default();
+        assert_eq!(
+            selector
+                .get("topology.kubernetes.io/region")
+                .map(String::as_str),
+            Some("eu-west-3")
+        );
+        assert_eq!(selector.len(), 1);
+        let json = serde_json::to_value(CapacitySpec {
+            jobs: Some(2),
+            gpus: None,
+        })
+        .unwrap_or_default();
+        assert_eq!(json, serde_json::json!({"jobs": 2}));
+    }
+
+    #[test]
+    fn capacity_used_summarises_used_over_capacity() {
+        let both = CapacitySpec {
+            jobs: Some(3),
+            gpus: Some(16),
+        };
+        let used = CapacityUsed::new(&both, 3, 8, 0);
+        assert_eq!(used.summary, "3/3 jobs, 8/16 GPUs");
+        assert_eq!((used.jobs, used.gpus, used.over_cap), (3, 8, 0));
+        let jobs = CapacitySpec {
+            jobs: Some(3),
+            gpus: None,
+        };
+        assert_eq!(
+            CapacityUsed::new(&jobs, 4, 0, 1).summary,
+            "4/3 jobs (1 over the cap for deadlines)"
+        );
+        let gpus = CapacitySpec {
+            jobs: None,
+            gpus: Some(8),
+        };
+        assert_eq!(CapacityUsed::new(&gpus, 2, 4, 0).summary, "4/8 GPUs");
+        let caps = both.caps(chrono::TimeDelta::minutes(5));
+        assert_eq!((caps.jobs, caps.gpus), (Some(3), Some(16)));
+        assert_eq!(caps.slot, chrono::TimeDelta::minutes(5));
     }
 
     #[test]

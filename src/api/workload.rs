@@ -2,13 +2,15 @@
 //! PyTorchJob, MPIJob or RayJob (same name, owned by it) — saying what carbonshift decided for it
 //! and why.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Condition;
-use super::annotations::{Deferral, PowerSource};
+use super::annotations::{Deferral, MAX_CANDIDATES, PowerSource};
 use super::crd::{DNS1123_SUBDOMAIN, DURATION_PATTERN, known_formats_only};
 use super::forecast::MAX_POINTS;
 use crate::units::format_duration;
@@ -55,9 +57,22 @@ pub struct CarbonWorkloadSpec {
         "message": "jobRef.kind and jobRef.apiVersion are set together"
     }]))]
     pub job_ref: JobRef,
-    /// Name of the CarbonForecast the Job is planned against.
+    /// Name of the CarbonForecast the Job is planned against; with `candidates`, the first of
+    /// them (the chosen one is in `status.placement`).
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
     pub forecast: String,
+    /// The candidate CarbonForecasts of `carbonshift.dev/forecasts` (node pools on different
+    /// grids), in the annotation's order: the Job is planned over every candidate × window and
+    /// placed on the cleanest feasible one. Empty when the Job names one forecast.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CANDIDATES), extend("items" = {
+        "type": "string",
+        "description": "A CarbonForecast name.",
+        "minLength": 1,
+        "maxLength": 253,
+        "pattern": DNS1123_SUBDOMAIN
+    }))]
+    pub candidates: Vec<String>,
     /// When the Job was submitted (admission time, else its creation time).
     pub submitted_at: DateTime<Utc>,
     /// Expected run time, for example `2h30m` (from `carbonshift.dev/duration`, else the
@@ -186,6 +201,7 @@ impl CarbonWorkloadSpec {
         Self {
             job_ref,
             forecast: deferral.forecast.clone(),
+            candidates: deferral.candidates.clone(),
             submitted_at: deferral.submitted_at,
             duration: format_duration(deferral.duration),
             deadline: deferral.deadline(),
@@ -365,6 +381,78 @@ pub struct CarbonWorkloadStatus {
     /// Where the verification of a finished workload stands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationState>,
+    /// For a workload with candidate forecasts: the forecast chosen, the node selector added to
+    /// its pod templates, and what the other candidates were expected to cost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<PlacementStatus>,
+}
+
+/// Where a workload with candidate forecasts was placed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementStatus {
+    /// The CarbonForecast chosen: the cleanest feasible candidate × window.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
+    pub forecast: String,
+    /// The node selector keys carbonshift adds to the pod templates at release (the chosen
+    /// forecast's `spec.placement.nodeSelector`, less the keys the workload already sets to the
+    /// same value).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    /// The expected intensity of the chosen plan, gCO2eq/kWh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_intensity: Option<f64>,
+    /// Every other candidate, in the annotation's order: its best plan's expected intensity, or
+    /// why it was not eligible.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = MAX_CANDIDATES))]
+    pub alternatives: Vec<PlacementAlternative>,
+}
+
+impl PlacementStatus {
+    /// The status recording a fleet planner decision.
+    pub fn from_placement(p: &crate::planner::fleet::Placement) -> PlacementStatus {
+        PlacementStatus {
+            forecast: p.forecast.clone(),
+            node_selector: p.node_selector.clone(),
+            expected_intensity: p
+                .scheduled
+                .plan
+                .as_ref()
+                .ok()
+                .map(|plan| plan.expected_intensity),
+            alternatives: p
+                .alternatives
+                .iter()
+                .map(|a| PlacementAlternative {
+                    forecast: a.forecast.clone(),
+                    expected_intensity: a.expected_intensity,
+                    planned_start: a.start,
+                    excluded: a.excluded.as_ref().map(|e| e.to_string()),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One candidate forecast that was not chosen.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlacementAlternative {
+    /// The CarbonForecast.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS1123_SUBDOMAIN))]
+    pub forecast: String,
+    /// Its best plan's expected intensity, gCO2eq/kWh; unset when it had no plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_intensity: Option<f64>,
+    /// When its best plan would have started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_start: Option<DateTime<Utc>>,
+    /// Why it was not eligible (incompatible node selector or affinity, no forecast, no plan);
+    /// unset when it was eligible but not the cleanest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub excluded: Option<String>,
 }
 
 /// Figures of a finished workload from measured grid data.
@@ -431,6 +519,77 @@ mod tests {
     }
 
     #[test]
+    fn placement_status_records_the_choice_and_the_alternatives() {
+        use crate::planner::fleet::{Caps, Decision, Demand, Fleet, PodPlacement, Pool, place};
+        use crate::planner::{Constraints, Forecast, Point};
+        let t0 = t("2026-05-04T00:00:00Z");
+        let forecast = |v: f64| {
+            let points = (0..4)
+                .map(|h| Point {
+                    start: t0 + TimeDelta::hours(h),
+                    intensity: v + h as f64,
+                })
+                .collect();
+            Forecast::new(points).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let uk: Fleet<u8> =
+            Fleet::new(forecast(200.0), Caps::none()).unwrap_or_else(|e| panic!("{e}"));
+        let fr: Fleet<u8> =
+            Fleet::new(forecast(50.0), Caps::none()).unwrap_or_else(|e| panic!("{e}"));
+        let de: Fleet<u8> =
+            Fleet::new(forecast(10.0), Caps::none()).unwrap_or_else(|e| panic!("{e}"));
+        let sel = |v: &str| BTreeMap::from([("region".to_string(), v.to_string())]);
+        let (uk_sel, fr_sel, de_sel) = (sel("uk"), sel("fr"), sel("de"));
+        let pools = [
+            Pool {
+                name: "uk",
+                selector: Some(&uk_sel),
+                fleet: Some(&uk),
+            },
+            Pool {
+                name: "fr",
+                selector: Some(&fr_sel),
+                fleet: Some(&fr),
+            },
+            Pool {
+                name: "de",
+                selector: Some(&de_sel),
+                fleet: Some(&de),
+            },
+        ];
+        let own = [PodPlacement {
+            node_selector: BTreeMap::from([("region".to_string(), "fr".to_string())]),
+            required_terms: Vec::new(),
+        }];
+        let job = Constraints::new(t0, TimeDelta::hours(1)).with_deadline(t0 + TimeDelta::hours(4));
+        let own_any: [PodPlacement; 0] = [];
+        let Ok(Decision::Placed(any)) = place(&pools, &job, Demand::default(), &own_any, None, t0)
+        else {
+            panic!("no placement");
+        };
+        assert_eq!(any.forecast, "de");
+        let Ok(Decision::Placed(p)) = place(&pools, &job, Demand::default(), &own, None, t0) else {
+            panic!("no placement");
+        };
+        let status = PlacementStatus::from_placement(&p);
+        assert_eq!(status.forecast, "fr");
+        assert_eq!(status.node_selector, fr_sel);
+        assert_eq!(status.expected_intensity, Some(50.0));
+        assert_eq!(status.alternatives.len(), 2);
+        assert_eq!(status.alternatives[0].forecast, "uk");
+        assert_eq!(
+            status.alternatives[0].excluded.as_deref(),
+            Some(
+                "nodeSelector region=\"fr\" conflicts with the forecast's placement region=\"uk\""
+            )
+        );
+        assert_eq!(status.alternatives[0].expected_intensity, None);
+        let json = serde_json::to_value(&status).unwrap_or_default();
+        assert_eq!(json["alternatives"][1]["forecast"], "de");
+        assert!(json["alternatives"][1].get("plannedStart").is_none());
+    }
+
+    #[test]
     fn spec_from_parsed_annotations() {
         let job: Job = serde_json::from_value(serde_json::json!({
             "metadata": {
@@ -479,6 +638,7 @@ mod tests {
             CarbonWorkloadSpec {
                 job_ref: job_ref(),
                 forecast: "uk".into(),
+                candidates: Vec::new(),
                 submitted_at: t("2026-05-04T10:00:00Z"),
                 duration: "2h30m".into(),
                 deadline: t("2026-05-05T06:00:00Z"),

@@ -197,6 +197,8 @@ fn provider(args: &Args, shared: &Shared) -> Result<Box<dyn Provider>, String> {
         refresh_interval: None,
         stale_after: None,
         base_url: args.base_url.clone(),
+        capacity: None,
+        placement: None,
     };
     let build = |provider| {
         crate::forecast::build(&spec(provider), credentials.clone(), None, shared)

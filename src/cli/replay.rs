@@ -18,7 +18,7 @@ use crate::planner::{Capacity, EnergyError, Power};
 use crate::replay::plot::{self, Chart};
 use crate::replay::scenario::{self, DeadlineRule, JobsError, ML_JOBS};
 use crate::replay::{
-    ErrorModel, Options, Outcome, PolicySet, Replay, ReplayError, ScenarioSpec, results,
+    ErrorModel, Options, Outcome, PolicySet, Replay, ReplayError, ScenarioSpec, results, spatial,
 };
 use crate::units::{duration_arg, duration_or_zero_arg, power_arg, timestamp_arg};
 
@@ -167,6 +167,16 @@ pub struct Args {
     /// error; re-planning under both error models) and write it as Markdown to FILE.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["trace", "builtin", "scenario", "jobs", "plot", "output"])]
     pub results: Option<PathBuf>,
+    /// Spatial + temporal shifting: built-in traces (comma-separated, for example
+    /// de-2020,fr-2020,gb-2020), each a region a job may run in; scores temporal only, spatial only
+    /// (at once, cleanest region), both and the oracle against running at once in each region.
+    /// --scenario nightly or ml; --capacity caps each region; perfect forecasts.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', conflicts_with_all = ["trace", "builtin", "results", "plot", "jobs"])]
+    pub regions: Option<Vec<String>>,
+    /// Regenerate only the spatial section of FILE (docs/results.md): Scenario I and II over DE,
+    /// GB and FR, between its markers (appended when absent).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["trace", "builtin", "scenario", "jobs", "plot", "output", "results", "regions"])]
+    pub results_spatial: Option<PathBuf>,
     /// Threads for noise seeds (default: the available cores; results do not depend on it).
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
@@ -258,9 +268,13 @@ pub fn run(args: Args) -> ExitCode {
         }
     }
     let mut progress = Progress::new(!args.quiet && std::io::stderr().is_terminal());
-    let result = match &args.results {
-        Some(path) => write_results(&args, path, &mut progress),
-        None => execute(&args, &mut std::io::stdout().lock(), &mut progress),
+    let result = match (&args.results, &args.results_spatial, &args.regions) {
+        (Some(path), _, _) => write_results(&args, path, &mut progress),
+        (None, Some(path), _) => write_spatial_section(path),
+        (None, None, Some(regions)) => {
+            execute_regions(&args, regions, &mut std::io::stdout().lock())
+        }
+        (None, None, None) => execute(&args, &mut std::io::stdout().lock(), &mut progress),
     };
     progress.clear();
     result.unwrap_or_else(super::usage_error)
@@ -558,6 +572,69 @@ fn write_plot(
         planned: outcome.planned.as_ref().map(|r| (label, r)),
     };
     write_file(path, plot::render(&chart))
+}
+
+/// `--regions`: the spatial replay of the scenario over the named built-in traces.
+pub fn execute_regions(
+    args: &Args,
+    names: &[String],
+    out: &mut impl Write,
+) -> Result<ExitCode, ReplayCliError> {
+    let spec = scenario_spec(args)?;
+    let mut traces = Vec::with_capacity(names.len());
+    for name in names {
+        traces.push(load_trace(TraceSource::Builtin(name.trim()), None)?);
+    }
+    if traces.is_empty() {
+        return Err(ReplayError::Option("--regions needs at least one trace".into()).into());
+    }
+    let regions = spatial::regions(traces)?;
+    let jobs = spatial::jobs_for(&regions, &spec)?;
+    let margin = args.margin.unwrap_or(crate::replay::DEFAULT_MARGIN);
+    let options = spatial::SpatialOptions {
+        margin,
+        capacity: args.capacity,
+        slot: args.capacity_slot,
+    };
+    let report = spatial::replay(&regions, &jobs, &options)
+        .map_err(|e| ReplayError::Option(e.to_string()))?;
+    let write_err = |e: std::io::Error| ReplayCliError::Output(e.to_string());
+    match args.output {
+        Output::Json => write_json(out, &report).map_err(ReplayCliError::Output)?,
+        Output::Table => {
+            writeln!(
+                out,
+                "{} jobs over {}; savings against running at once in each home region{}:\n",
+                report.jobs,
+                report.regions.join(", "),
+                args.capacity
+                    .map(|n| format!(", at most {n} jobs at once per region"))
+                    .unwrap_or_default()
+            )
+            .map_err(write_err)?;
+            write!(out, "{}", spatial::markdown(&report)).map_err(write_err)?;
+        }
+    }
+    let misses: usize = report
+        .homes
+        .iter()
+        .flat_map(|h| &h.strategies)
+        .map(|s| s.misses)
+        .sum();
+    if misses > 0 {
+        eprintln!("error: {misses} deadline miss(es): this is a bug, please report it");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--results-spatial`: regenerates the spatial section of `path` in place.
+fn write_spatial_section(path: &Path) -> Result<ExitCode, ReplayCliError> {
+    let page = read(path).unwrap_or_default();
+    let section = results::spatial_section()?;
+    write_file(path, spatial::replace_section(&page, &section))?;
+    println!("wrote the spatial section of {}", path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Writes `contents` to `path`, creating its directory first.

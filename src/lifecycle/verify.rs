@@ -193,6 +193,7 @@ mod tests {
         CarbonWorkloadSpec {
             job_ref: JobRef::new("batch/v1", "Job", "train", "u"),
             forecast: "uk".into(),
+            candidates: Vec::new(),
             submitted_at: submitted,
             duration: "1h".into(),
             deadline: submitted + TimeDelta::days(1),

@@ -62,6 +62,26 @@ struct Blocked {
     all: bool,
 }
 
+impl Blocked {
+    /// Time blocked in either: the union of two sorted, disjoint interval lists.
+    fn union(self, other: Blocked) -> Blocked {
+        let mut all: Vec<(i64, i64)> = self.intervals;
+        all.extend(other.intervals);
+        all.sort_unstable();
+        let mut intervals: Vec<(i64, i64)> = Vec::with_capacity(all.len());
+        for (a, b) in all {
+            match intervals.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => intervals.push((a, b)),
+            }
+        }
+        Blocked {
+            intervals,
+            all: self.all || other.all,
+        }
+    }
+}
+
 impl Room for Blocked {
     const LIMITED: bool = true;
     type Cursor = usize;
@@ -315,27 +335,97 @@ pub fn plan_with_capacity(
     load: f64,
     ledger: &mut CapacityLedger,
 ) -> Result<CapacityPlan, NoPlan> {
-    if !load.is_finite() || load < 0.0 {
-        return Err(ConstraintError::BadLoad.into());
-    }
-    let range = Range::new(constraints, now)?;
-    let blocked = ledger.blocked(range.lo, range.end(), load);
-    let (plan, overflow) = match super::plan_in(forecast, constraints, &range, &blocked)? {
-        Some(plan) => (plan, false),
-        None => {
-            let window = [(range.hi, range.end())];
-            let plan = super::build_plan(forecast, &range, &window, PlanReason::CapacityOverflow);
-            (plan, true)
-        }
-    };
-    let reservation = ledger
-        .reserve(&plan.windows, load)
-        .map_err(|_| ConstraintError::TooManySlots)?;
+    let mut planned = plan_with_ledgers(forecast, constraints, now, &mut [(ledger, load)])?;
     Ok(CapacityPlan {
+        plan: planned.plan,
+        overflow: planned.overflow,
+        reservation: planned.reservations.pop().unwrap_or(Reservation {
+            windows: Vec::new(),
+            load,
+        }),
+    })
+}
+
+/// A plan made under several caps at once (for example jobs and GPUs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiPlan {
+    /// The plan.
+    pub plan: Plan,
+    /// No window had room under every cap: the job runs at its latest start (minus the margin)
+    /// above a cap.
+    pub overflow: bool,
+    /// What was reserved, one entry per ledger, in the order given.
+    pub reservations: Vec<Reservation>,
+}
+
+/// Like [`plan_with_capacity`] under several caps: each `(ledger, load)` pair is one capped
+/// resource and the job's load of it; a window has room when it has room in every ledger. With
+/// no pairs, this is [`super::plan`] with nothing reserved (overflow is never set). Nothing is
+/// reserved on error.
+pub fn plan_with_ledgers(
+    forecast: &Forecast,
+    constraints: &Constraints,
+    now: DateTime<Utc>,
+    caps: &mut [(&mut CapacityLedger, f64)],
+) -> Result<MultiPlan, NoPlan> {
+    let view: Vec<(&CapacityLedger, f64)> = caps.iter().map(|(l, load)| (&**l, *load)).collect();
+    let (plan, overflow) = plan_against(forecast, constraints, now, &view)?;
+    let mut reservations: Vec<Reservation> = Vec::with_capacity(caps.len());
+    for (ledger, load) in caps.iter_mut() {
+        match ledger.reserve(&plan.windows, *load) {
+            Ok(r) => reservations.push(r),
+            Err(_) => {
+                for ((ledger, _), r) in caps.iter_mut().zip(&reservations) {
+                    ledger.release(r);
+                }
+                return Err(ConstraintError::TooManySlots.into());
+            }
+        }
+    }
+    Ok(MultiPlan {
         plan,
         overflow,
-        reservation,
+        reservations,
     })
+}
+
+/// The plan [`plan_with_ledgers`] would make, and whether it overflows, without reserving
+/// anything (to compare candidate forecasts before choosing one).
+pub fn plan_against(
+    forecast: &Forecast,
+    constraints: &Constraints,
+    now: DateTime<Utc>,
+    caps: &[(&CapacityLedger, f64)],
+) -> Result<(Plan, bool), NoPlan> {
+    if caps
+        .iter()
+        .any(|(_, load)| !load.is_finite() || *load < 0.0)
+    {
+        return Err(ConstraintError::BadLoad.into());
+    }
+    if caps.is_empty() {
+        return Ok((super::plan(forecast, constraints, now)?, false));
+    }
+    let range = Range::new(constraints, now)?;
+    let blocked = caps
+        .iter()
+        .map(|(ledger, load)| ledger.blocked(range.lo, range.end(), *load))
+        .reduce(Blocked::union)
+        .unwrap_or(Blocked {
+            intervals: Vec::new(),
+            all: false,
+        });
+    Ok(
+        match super::plan_in(forecast, constraints, &range, &blocked)? {
+            Some(plan) => (plan, false),
+            None => {
+                let window = [(range.hi, range.end())];
+                let plan =
+                    super::build_plan(forecast, &range, &window, PlanReason::CapacityOverflow);
+                (plan, true)
+            }
+        },
+    )
 }
 
 /// One job of a batch.
@@ -462,6 +552,58 @@ mod tests {
             CapacityLedger::new(1.0, TimeDelta::zero()),
             Err(CapacityError::BadSlot)
         );
+    }
+
+    #[test]
+    fn blocked_union_merges_overlapping_and_touching_intervals() {
+        let a = Blocked {
+            intervals: vec![(0, 10), (20, 30)],
+            all: false,
+        };
+        let b = Blocked {
+            intervals: vec![(5, 12), (30, 35), (40, 50)],
+            all: false,
+        };
+        let u = a.union(b);
+        assert_eq!(u.intervals, vec![(0, 12), (20, 35), (40, 50)]);
+        assert!(!u.all);
+        let full = Blocked {
+            intervals: Vec::new(),
+            all: true,
+        };
+        assert!(u.union(full).all);
+    }
+
+    #[test]
+    fn several_caps_block_where_any_is_full_and_roll_back_on_error() {
+        let mut jobs = CapacityLedger::new(2.0, TimeDelta::hours(1)).expect("valid");
+        let mut gpus = CapacityLedger::new(8.0, TimeDelta::hours(1)).expect("valid");
+        // Hour 0 is full of GPUs, hour 1 full of jobs: the cheapest hours 0 and 1 are both out.
+        gpus.reserve(&[window(0, H)], 8.0).expect("reserved");
+        jobs.reserve(&[window(H, 2 * H)], 2.0).expect("reserved");
+        let points = crate::planner::hourly_points(at(0), &[10.0, 20.0, 30.0, 40.0]);
+        let forecast = Forecast::new(points).expect("forecast");
+        let job = Constraints::new(at(0), TimeDelta::hours(1)).with_deadline(at(4 * H));
+        let planned = plan_with_ledgers(
+            &forecast,
+            &job,
+            at(0),
+            &mut [(&mut jobs, 1.0), (&mut gpus, 4.0)],
+        )
+        .expect("planned");
+        assert_eq!(planned.plan.start, at(2 * H));
+        assert_eq!(planned.plan.reason, PlanReason::CapacityShifted);
+        assert!(!planned.overflow);
+        assert_eq!(planned.reservations.len(), 2);
+        assert_eq!(
+            (jobs.load_at(at(2 * H)), gpus.load_at(at(2 * H))),
+            (1.0, 4.0)
+        );
+        let unlimited = plan_with_ledgers(&forecast, &job, at(0), &mut []).expect("planned");
+        assert_eq!(unlimited.plan.start, at(0));
+        assert!(unlimited.reservations.is_empty());
+        let bad = plan_with_ledgers(&forecast, &job, at(0), &mut [(&mut jobs, f64::NAN)]);
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -21,7 +21,9 @@
 //!   ([`interruptible`]). A minimum chunk and a resume overhead are handled by a documented
 //!   heuristic.
 //! - [`capacity`] plans many jobs against one forecast under a per-slot load cap that always yields
-//!   to deadlines; [`energy`] turns a plan into kWh and gCO2.
+//!   to deadlines; [`fleet`] keeps that schedule for all held workloads of a forecast (incremental
+//!   admission, jobs and GPU caps) and places a workload over candidate forecasts (node pools on
+//!   different grids); [`energy`] turns a plan into kWh and gCO2.
 //!
 //! # Cost
 //!
@@ -33,6 +35,7 @@ pub mod capacity;
 pub mod constraints;
 pub mod contiguous;
 pub mod energy;
+pub mod fleet;
 pub mod forecast;
 pub mod interruptible;
 
@@ -43,8 +46,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 pub use capacity::{
-    BatchJob, BatchPlan, Capacity, CapacityError, CapacityLedger, CapacityPlan, Reservation,
-    plan_batch, plan_batch_into, plan_with_capacity,
+    BatchJob, BatchPlan, Capacity, CapacityError, CapacityLedger, CapacityPlan, MultiPlan,
+    Reservation, plan_against, plan_batch, plan_batch_into, plan_with_capacity, plan_with_ledgers,
 };
 pub use constraints::{ConstraintError, Constraints};
 pub use energy::{EnergyError, Estimate, Power};

@@ -25,6 +25,7 @@ pub mod results;
 mod run;
 pub mod scenario;
 pub mod series;
+pub mod spatial;
 #[cfg(test)]
 mod testkit;
 

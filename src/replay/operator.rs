@@ -132,6 +132,7 @@ fn deferral(job: &Job, power: &Power) -> Deferral {
         max_allowed_delay: TimeDelta::MAX,
         forecast: FORECAST.to_string(),
         forecast_source: annotations::Source::Annotation,
+        candidates: Vec::new(),
         interruptible: job.interruptible,
         dry_run: false,
         run_now: false,

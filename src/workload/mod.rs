@@ -38,6 +38,7 @@ pub mod jobset;
 mod kinds;
 pub mod kubeflow;
 pub mod patch;
+pub mod placement;
 pub mod prune;
 pub mod rayjob;
 pub mod trainjob;

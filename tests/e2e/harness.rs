@@ -951,6 +951,8 @@ impl Scenario {
             refresh_interval: None,
             stale_after: None,
             base_url: None,
+            capacity: None,
+            placement: None,
         }
     }
 

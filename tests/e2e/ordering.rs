@@ -151,6 +151,8 @@ async fn awaiting(s: Scenario) {
         refresh_interval: None,
         stale_after: None,
         base_url: Some(provider.base_url()),
+        capacity: None,
+        placement: None,
     })
     .await;
     s.say(format!(

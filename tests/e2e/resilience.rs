@@ -112,6 +112,8 @@ async fn outage(s: Scenario) {
         refresh_interval: Some("10s".to_string()),
         stale_after: Some("30s".to_string()),
         base_url: Some(provider.base_url()),
+        capacity: None,
+        placement: None,
     })
     .await;
     s.wait_forecast_ready().await;

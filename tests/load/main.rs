@@ -646,6 +646,8 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
             refresh_interval: None,
             stale_after: None,
             base_url: None,
+            capacity: None,
+            placement: None,
         },
     );
     forecasts

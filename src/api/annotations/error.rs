@@ -78,6 +78,26 @@ pub enum AnnotationError {
         /// The value given.
         value: String,
     },
+    /// Both [`FORECAST`] and [`FORECASTS`] are set.
+    #[error(
+        "{FORECAST} ({forecast:?}) and {FORECASTS} ({forecasts:?}) are both set; expected at most one of them: {FORECAST} for one forecast, {FORECASTS} for a list of candidates"
+    )]
+    ForecastAndForecasts {
+        /// The forecast given.
+        forecast: String,
+        /// The candidates given.
+        forecasts: String,
+    },
+    /// [`FORECASTS`] cannot be read.
+    #[error("{FORECASTS}: {value:?}: item {item} {problem}; expected {FORECASTS_FORM}")]
+    BadForecasts {
+        /// The value given.
+        value: String,
+        /// Which item (1-based) is wrong.
+        item: usize,
+        /// What is wrong with it.
+        problem: CandidateProblem,
+    },
     /// A time marker carbonshift writes ([`SUBMITTED_AT`], [`RELEASED_AT`]) is not an RFC 3339
     /// time: someone edited it.
     #[error(
@@ -102,13 +122,13 @@ pub enum AnnotationError {
         /// What is wrong with it.
         reason: QuantityError,
     },
-    /// A GPU request or limit in the pod template is not a whole number of devices.
     /// The object's pod templates cannot be read (the workload adapter says why).
     #[error("{detail} (or set {POWER} to skip the power estimate)")]
     BadObject {
         /// What the adapter found.
         detail: String,
     },
+    /// A GPU request or limit in the pod template is not a whole number of devices.
     #[error(
         "{field}: {value:?} is not a GPU count: {reason}; expected {GPU_FORM} (or set {POWER} to skip the estimate)"
     )]
@@ -121,6 +141,23 @@ pub enum AnnotationError {
         /// What is wrong with it.
         reason: QuantityError,
     },
+}
+
+/// What is wrong with one item of [`FORECASTS`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CandidateProblem {
+    /// Nothing between two commas (or at an end).
+    #[error("is empty")]
+    Empty,
+    /// Not a CarbonForecast name.
+    #[error("{0:?} is not a CarbonForecast name")]
+    BadName(String),
+    /// Named before.
+    #[error("{0:?} is named twice")]
+    Duplicate(String),
+    /// More than [`MAX_CANDIDATES`] names.
+    #[error("is one more than the {MAX_CANDIDATES} allowed")]
+    TooMany,
 }
 
 fn zero_hint(key: &str) -> &'static str {

@@ -202,6 +202,7 @@ fn baseline() -> Deferral {
         max_allowed_delay: TimeDelta::days(7),
         forecast: "default".to_string(),
         forecast_source: Source::Default,
+        candidates: Vec::new(),
         interruptible: false,
         dry_run: false,
         run_now: false,
@@ -586,6 +587,59 @@ fn every_malformed_annotation_gives_its_own_error() {
             },
         ),
         (
+            "forecast and forecasts both set",
+            vec![(FORECAST, "uk"), (FORECASTS, "uk,fr")],
+            E::ForecastAndForecasts {
+                forecast: "uk".into(),
+                forecasts: "uk,fr".into(),
+            },
+        ),
+        (
+            "forecasts with an empty item",
+            vec![(FORECASTS, "uk,,fr")],
+            E::BadForecasts {
+                value: "uk,,fr".into(),
+                item: 2,
+                problem: CandidateProblem::Empty,
+            },
+        ),
+        (
+            "forecasts ending with a comma",
+            vec![(FORECASTS, "uk,")],
+            E::BadForecasts {
+                value: "uk,".into(),
+                item: 2,
+                problem: CandidateProblem::Empty,
+            },
+        ),
+        (
+            "forecasts empty",
+            vec![(FORECASTS, " ")],
+            E::BadForecasts {
+                value: " ".into(),
+                item: 1,
+                problem: CandidateProblem::Empty,
+            },
+        ),
+        (
+            "forecasts naming one twice",
+            vec![(FORECASTS, "uk, fr ,uk")],
+            E::BadForecasts {
+                value: "uk, fr ,uk".into(),
+                item: 3,
+                problem: CandidateProblem::Duplicate("uk".into()),
+            },
+        ),
+        (
+            "forecasts with an invalid name",
+            vec![(FORECASTS, "uk,FR_paris")],
+            E::BadForecasts {
+                value: "uk,FR_paris".into(),
+                item: 2,
+                problem: CandidateProblem::BadName("FR_paris".into()),
+            },
+        ),
+        (
             "submitted-at marker edited",
             vec![(SUBMITTED_AT, "yesterday")],
             E::BadMarkerTime {
@@ -823,6 +877,7 @@ fn valid_annotations_give_exact_constraints() {
             Deferral {
                 forecast: "uk-south.grid".into(),
                 forecast_source: Source::Annotation,
+                candidates: Vec::new(),
                 interruptible: true,
                 dry_run: true,
                 run_now: true,
@@ -1270,6 +1325,88 @@ fn forecast_names() {
     ] {
         assert!(!is_dns1123_subdomain(bad), "{bad}");
     }
+}
+
+#[test]
+fn candidate_forecasts_are_carried_in_order_with_the_first_as_forecast() {
+    let job = job()
+        .deferrable()
+        .annotate(FORECASTS, " uk-south , fr,de.west ")
+        .build();
+    let d = parse_with_defaults(&job)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("parses"));
+    assert_eq!(d.candidates, ["uk-south", "fr", "de.west"]);
+    assert_eq!(d.forecast, "uk-south");
+    assert_eq!(d.forecast_source, Source::Annotation);
+    assert_eq!(d.forecasts(), ["uk-south", "fr", "de.west"]);
+
+    let one = parse_with_defaults(&job_with(FORECASTS, "fr"))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("parses"));
+    assert_eq!((one.forecast.as_str(), one.candidates.len()), ("fr", 1));
+
+    let single = parse_with_defaults(&job_with(FORECAST, "uk"))
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("parses"));
+    assert!(single.candidates.is_empty());
+    assert_eq!(single.forecasts(), ["uk"]);
+
+    let sixteen: Vec<String> = (0..MAX_CANDIDATES).map(|i| format!("f{i}")).collect();
+    assert_eq!(parse_candidates(&sixteen.join(",")), Ok(sixteen.clone()));
+    let seventeen = format!("{},f16", sixteen.join(","));
+    assert_eq!(
+        parse_candidates(&seventeen),
+        Err(AnnotationError::BadForecasts {
+            value: seventeen.clone(),
+            item: 17,
+            problem: CandidateProblem::TooMany,
+        })
+    );
+}
+
+#[test]
+fn candidate_errors_name_the_annotation_the_item_and_the_form() {
+    let message = |value: &str| {
+        parse_with_defaults(&job_with(FORECASTS, value))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        message("uk,,fr"),
+        format!(
+            r#"carbonshift.dev/forecasts: "uk,,fr": item 2 is empty; expected {FORECASTS_FORM}"#
+        )
+    );
+    assert_eq!(
+        message("uk,uk"),
+        format!(
+            r#"carbonshift.dev/forecasts: "uk,uk": item 2 "uk" is named twice; expected {FORECASTS_FORM}"#
+        )
+    );
+    assert_eq!(
+        message("UK"),
+        format!(
+            r#"carbonshift.dev/forecasts: "UK": item 1 "UK" is not a CarbonForecast name; expected {FORECASTS_FORM}"#
+        )
+    );
+    let both = job()
+        .deferrable()
+        .annotate(FORECAST, "uk")
+        .annotate(FORECASTS, "uk,fr")
+        .build();
+    assert_eq!(
+        parse_with_defaults(&both).err().map(|e| e.to_string()),
+        Some(r#"carbonshift.dev/forecast ("uk") and carbonshift.dev/forecasts ("uk,fr") are both set; expected at most one of them: carbonshift.dev/forecast for one forecast, carbonshift.dev/forecasts for a list of candidates"#.to_string())
+    );
+}
+
+fn job_with(key: &str, value: &str) -> Job {
+    job().deferrable().annotate(key, value).build()
 }
 
 #[test]

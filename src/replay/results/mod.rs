@@ -183,6 +183,38 @@ fn nightly(window: i64) -> ScenarioSpec {
     }
 }
 
+/// The scenarios of the spatial section: Scenario I ±2..8 h and Scenario II's four variants.
+pub fn spatial_specs() -> Vec<(String, ScenarioSpec)> {
+    let mut specs: Vec<(String, ScenarioSpec)> = WINDOWS
+        .iter()
+        .map(|&w| (format!("I, ±{w} h"), nightly(w)))
+        .collect();
+    for (rule, interruptible, label) in ML_VARIANTS {
+        specs.push((
+            format!("II, {label}"),
+            ScenarioSpec::paper_ml(rule, interruptible, 0),
+        ));
+    }
+    specs
+}
+
+/// The spatial section of `docs/results.md` ([`super::spatial::section`]) over the traces of
+/// [`REGIONS`], with the operator's default margin.
+pub fn spatial_section() -> Result<String, ReplayError> {
+    let mut traces = Vec::new();
+    for (_, name) in REGIONS {
+        let csv = trace::builtin(name).map_or("", |b| b.csv);
+        let points = trace::parse(csv, None).map_err(|e| ReplayError::Option(e.to_string()))?;
+        traces.push((name.to_string(), points));
+    }
+    let regions = super::spatial::regions(traces)?;
+    let capped: Vec<(String, ScenarioSpec)> = spatial_specs()
+        .into_iter()
+        .filter(|(label, _)| label.starts_with("II"))
+        .collect();
+    super::spatial::section(&regions, &spatial_specs(), &capped, super::DEFAULT_MARGIN)
+}
+
 /// Figures of one region and one scenario column, for the comparison tables.
 #[derive(Debug, Clone, Copy, Default)]
 struct Column {
@@ -401,6 +433,7 @@ pub fn generate(
         power,
         clamp_margin,
     });
+    let text = format!("{text}\n{}", spatial_section()?);
     let worst = r.agreement.iter().map(|a| a.2).fold(0.0, f64::max);
     Ok(Markdown {
         text,
