@@ -162,6 +162,16 @@ pub async fn kube_client(component: &str) -> Result<kube::Client, kube::Error> {
 /// [`kube_client`], and where it talks to, for messages: the API server's URL and the kubeconfig
 /// context it came from (or `in-cluster`), such as `https://10.0.0.1:443 (kubeconfig context
 /// prod-eu)`.
+/// The client of a one-shot command against the cluster (`release`, `report`): the process's
+/// crypto provider installed, then [`kube_client_to`]; the error is the message to print.
+pub async fn cluster_client(component: &str) -> Result<(kube::Client, String), String> {
+    // kube's rustls client needs a process-wide crypto provider.
+    crate::forecast::install_crypto_provider();
+    kube_client_to(component)
+        .await
+        .map_err(|e| format!("cannot reach the cluster (in-cluster config or kubeconfig): {e}"))
+}
+
 pub async fn kube_client_to(component: &str) -> Result<(kube::Client, String), kube::Error> {
     let mut config = kube::Config::infer()
         .await

@@ -128,15 +128,9 @@ pub fn run(args: Args) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        // kube's rustls client needs a process-wide crypto provider.
-        crate::forecast::install_crypto_provider();
-        let (client, server) = match super::kube_client_to("release").await {
+        let (client, server) = match super::cluster_client("release").await {
             Ok(client) => client,
-            Err(e) => {
-                return failure(format!(
-                    "cannot reach the cluster (in-cluster config or kubeconfig): {e}"
-                ));
-            }
+            Err(message) => return failure(message),
         };
         let target = match target(&args, client.default_namespace()) {
             Ok(target) => target,

@@ -108,14 +108,9 @@ pub fn run(args: Args) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async move {
-        crate::forecast::install_crypto_provider();
-        let (client, server) = match super::kube_client_to("report").await {
+        let (client, server) = match super::cluster_client("report").await {
             Ok(client) => client,
-            Err(e) => {
-                return failure(format!(
-                    "cannot reach the cluster (in-cluster config or kubeconfig): {e}"
-                ));
-            }
+            Err(message) => return failure(message),
         };
         let read = async {
             let ledgers: Vec<CarbonLedger> = list(&client, &args.namespace).await?;

@@ -218,8 +218,10 @@ pub struct Context {
     pub config: Arc<OperatorConfig>,
     /// The HTTP client, retry policy and WattTime token cache every provider shares.
     pub providers: forecast::Shared,
-    /// Publishes Events (events.k8s.io/v1); repeats within a few minutes become a series.
+    /// Publishes Warning Events (events.k8s.io/v1); repeats within a few minutes become a series.
     pub recorder: Recorder,
+    /// Who reports carbonshift's Events (controller `carbonshift`, instance the pod).
+    pub reporter: Reporter,
     /// When this context was made (the start of this replica's leadership): a forecast that has
     /// not produced data yet is waited for from then at the earliest, because nothing refreshed
     /// it before.
@@ -251,7 +253,8 @@ impl Context {
         reporter: Reporter,
     ) -> Self {
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             started: clock.now(),
             ledgers: Arc::default(),
             client,
@@ -266,6 +269,12 @@ impl Context {
     /// Publishes `note` about the object `regarding`. A failure is logged and counted
     /// (`reconcile_errors{controller, category="event"}`) but not returned: Events are
     /// informational, and failing the reconcile for one would repeat work that already happened.
+    ///
+    /// Warnings go through the shared [`Recorder`], whose cache makes repeats within minutes one
+    /// Event series. A Normal Event marks one transition of one object (`Deferred`, `Released`,
+    /// `Succeeded`…) and is never repeated, so it is published by a recorder of its own: the
+    /// shared cache would keep every one of them for six minutes (memory that grows with a burst
+    /// of thousands of workloads) and sweep all of them on every publish.
     pub async fn publish(&self, controller: &str, regarding: &ObjectReference, note: &Note) {
         let event = Event {
             type_: match note.kind {
@@ -277,7 +286,15 @@ impl Context {
             action: note.action.to_string(),
             secondary: None,
         };
-        if let Err(error) = self.recorder.publish(&event, regarding).await {
+        let published = match note.kind {
+            NoteKind::Warning => self.recorder.publish(&event, regarding).await,
+            NoteKind::Normal => {
+                Recorder::new(self.client.clone(), self.reporter.clone())
+                    .publish(&event, regarding)
+                    .await
+            }
+        };
+        if let Err(error) = published {
             self.metrics.record_reconcile_error(controller, "event");
             warn!(
                 %error,

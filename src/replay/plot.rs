@@ -90,6 +90,38 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The horizontal grid lines with their labels over `(from, to, step)` (`y` maps a value to its
+/// height), and the rotated `title` of the axis centred at height `middle`.
+fn y_axis(
+    svg: &mut String,
+    (from, to, step): (f64, f64, f64),
+    y: impl Fn(f64) -> f64,
+    title: &str,
+    middle: f64,
+) {
+    let mut v = from;
+    while v <= to + step / 2.0 {
+        let yy = y(v);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/>"##,
+            W - RIGHT
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v}</text>"#,
+            LEFT - 6.0,
+            yy + 4.0
+        );
+        v += step;
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="14" y="{middle:.1}" transform="rotate(-90 14 {middle:.1})" text-anchor="middle">{}</text>"#,
+        escape(title)
+    );
+}
+
 /// A round upper bound for the y axis and its tick step.
 fn y_scale(max: f64) -> (f64, f64) {
     let max = max.max(1.0);
@@ -175,28 +207,12 @@ pub fn render(chart: &Chart<'_>) -> String {
         r#"<text x="{LEFT}" y="42">{}</text>"#,
         escape(&chart.subtitle)
     );
-    // Y grid and labels.
-    let mut v = 0.0;
-    while v <= ymax + ystep / 2.0 {
-        let yy = y(v);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/>"##,
-            W - RIGHT
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v}</text>"#,
-            LEFT - 6.0,
-            yy + 4.0
-        );
-        v += ystep;
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">gCO2eq/kWh</text>"#,
+    y_axis(
+        &mut svg,
+        (0.0, ymax, ystep),
+        y,
+        "gCO2eq/kWh",
         (CURVE_TOP + CURVE_BOTTOM) / 2.0,
-        (CURVE_TOP + CURVE_BOTTOM) / 2.0
     );
     // X ticks at multiples of the step (UTC).
     let step = x_step(TimeDelta::milliseconds(to - from)).num_milliseconds();
@@ -436,28 +452,12 @@ pub fn render_bars(chart: &Bars) -> String {
         r#"<text x="{LEFT}" y="42">{}</text>"#,
         escape(&chart.subtitle)
     );
-    let mut v = ymin;
-    while v <= ymax + ystep / 2.0 {
-        let yy = y(v);
-        let _ = writeln!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/>"##,
-            W - RIGHT
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{v}</text>"#,
-            LEFT - 6.0,
-            yy + 4.0
-        );
-        v += ystep;
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="14" y="{:.1}" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
+    y_axis(
+        &mut svg,
+        (ymin, ymax, ystep),
+        y,
+        &chart.unit,
         (top + bottom) / 2.0,
-        (top + bottom) / 2.0,
-        escape(&chart.unit)
     );
     let groups = chart.groups.len().max(1) as f64;
     let width = (W - LEFT - RIGHT) / groups;
