@@ -90,6 +90,31 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The start of an SVG of width `W` and `height`: the white background, the title and the
+/// subtitle.
+fn header(height: f64, title: &str, subtitle: &str) -> String {
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r##"<rect x="0" y="0" width="{W}" height="{height}" fill="#ffffff"/>"##
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"#,
+        escape(title)
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{LEFT}" y="42">{}</text>"#,
+        escape(subtitle)
+    );
+    svg
+}
+
 /// The horizontal grid lines with their labels over `(from, to, step)` (`y` maps a value to its
 /// height), and the rotated `title` of the axis centred at height `middle`.
 fn y_axis(
@@ -188,25 +213,7 @@ pub fn render(chart: &Chart<'_>) -> String {
     let max = pieces.iter().map(|p| p.2).fold(0.0, f64::max);
     let (ymax, ystep) = y_scale(max);
     let y = |v: f64| CURVE_BOTTOM - v / ymax * (CURVE_BOTTOM - CURVE_TOP);
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        svg,
-        r##"<rect x="0" y="0" width="{W}" height="{H}" fill="#ffffff"/>"##
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"#,
-        escape(&chart.title)
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{LEFT}" y="42">{}</text>"#,
-        escape(&chart.subtitle)
-    );
+    let mut svg = header(H, &chart.title, &chart.subtitle);
     y_axis(
         &mut svg,
         (0.0, ymax, ystep),
@@ -433,25 +440,7 @@ pub fn render_bars(chart: &Bars) -> String {
     let y = |v: f64| bottom - (v - ymin) / (ymax - ymin).max(f64::MIN_POSITIVE) * (bottom - top);
     // Room for the legend, three entries a line.
     let h = bottom + 40.0 + chart.series.len().div_ceil(3) as f64 * 16.0 + 10.0;
-    let mut svg = String::new();
-    let _ = writeln!(
-        svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(
-        svg,
-        r##"<rect x="0" y="0" width="{W}" height="{h}" fill="#ffffff"/>"##
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{LEFT}" y="22" font-size="15" font-weight="bold">{}</text>"#,
-        escape(&chart.title)
-    );
-    let _ = writeln!(
-        svg,
-        r#"<text x="{LEFT}" y="42">{}</text>"#,
-        escape(&chart.subtitle)
-    );
+    let mut svg = header(h, &chart.title, &chart.subtitle);
     y_axis(
         &mut svg,
         (ymin, ymax, ystep),
