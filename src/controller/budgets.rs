@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
@@ -19,7 +19,7 @@ use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::{Context, Error};
-use crate::api::{CarbonBudget, CarbonBudgetStatus, CarbonLedger, FIELD_MANAGER};
+use crate::api::{CarbonBudget, CarbonBudgetStatus, CarbonLedger};
 use crate::budget::{self, Budget, Ledger};
 
 /// `controller` label and log field of the budget controller.
@@ -134,21 +134,9 @@ async fn apply_status(
     name: &str,
     status: &CarbonBudgetStatus,
 ) -> Result<(), Error> {
-    let patch = serde_json::json!({
-        "apiVersion": CarbonBudget::api_version(&()),
-        "kind": CarbonBudget::kind(&()),
-        "status": status,
-    });
-    Api::<CarbonBudget>::namespaced(ctx.client.clone(), namespace)
-        .patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(Error::api(format!(
-            "writing the status of CarbonBudget {namespace}/{name}"
-        )))?;
+    let api = Api::<CarbonBudget>::namespaced(ctx.client.clone(), namespace);
+    let what = format!("CarbonBudget {namespace}/{name}");
+    super::apply_status(&api, name, status, &what).await?;
     Ok(())
 }
 

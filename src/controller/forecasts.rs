@@ -38,7 +38,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
@@ -46,9 +45,7 @@ use tracing::{debug, info, instrument, warn};
 
 use super::store::{ForecastSnapshot, StoreFeeder};
 use super::{Context, Error, FORECASTS};
-use crate::api::{
-    CarbonForecast, CarbonForecastSpec, CarbonForecastStatus, FIELD_MANAGER, ProviderSpec,
-};
+use crate::api::{CarbonForecast, CarbonForecastSpec, CarbonForecastStatus, ProviderSpec};
 use crate::forecast::fixed::DEFAULT_TRACE_KEY;
 use crate::forecast::status::{self, Backoff, Observation, SpecProblem};
 use crate::forecast::{self, CredentialSource, Credentials, ProviderError};
@@ -332,21 +329,8 @@ async fn apply_status(
     name: &str,
     status: &CarbonForecastStatus,
 ) -> Result<(), Error> {
-    let patch = serde_json::json!({
-        "apiVersion": CarbonForecast::api_version(&()),
-        "kind": CarbonForecast::kind(&()),
-        "status": status,
-    });
-    Api::<CarbonForecast>::all(ctx.client.clone())
-        .patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(Error::api(format!(
-            "writing the status of CarbonForecast {name}"
-        )))?;
+    let api = Api::<CarbonForecast>::all(ctx.client.clone());
+    super::apply_status(&api, name, status, &format!("CarbonForecast {name}")).await?;
     Ok(())
 }
 

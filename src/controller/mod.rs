@@ -306,6 +306,32 @@ impl Context {
     }
 }
 
+/// Writes `status` of the object `name` by server-side apply (field manager
+/// [`crate::api::FIELD_MANAGER`], forced): fields the new status leaves out are removed. `what`
+/// names the object in the error, for example `CarbonForecast uk`.
+pub async fn apply_status<K>(
+    api: &kube::Api<K>,
+    name: &str,
+    status: &impl serde::Serialize,
+    what: &str,
+) -> Result<K, Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &kube::api::PatchParams::apply(crate::api::FIELD_MANAGER).force(),
+        &kube::api::Patch::Apply(&patch),
+    )
+    .await
+    .map_err(Error::api(format!("writing the status of {what}")))
+}
+
 /// The Event reporter: controller `carbonshift`, instance `pod` (the pod name) when given.
 pub fn reporter(pod: Option<String>) -> Reporter {
     Reporter {

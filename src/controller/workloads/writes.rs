@@ -77,20 +77,7 @@ pub(super) async fn apply_status(
     name: &str,
     status: &CarbonWorkloadStatus,
 ) -> Result<CarbonWorkload, Error> {
-    let object = json!({
-        "apiVersion": CarbonWorkload::api_version(&()),
-        "kind": CarbonWorkload::kind(&()),
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map_err(Error::api(format!(
-        "applying the status of CarbonWorkload {name}"
-    )))
+    crate::controller::apply_status(api, name, status, &format!("CarbonWorkload {name}")).await
 }
 
 /// Deletes the workload of an older Job of the same name (only that one: the UID is a
