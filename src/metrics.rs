@@ -163,6 +163,10 @@ pub struct Metrics {
     pub workload_kind_watched: Family<KindLabels, Gauge>,
     /// Per kind on the leader: releases prepared ahead and waiting for their planned second.
     pub releases_armed: Family<KindLabels, Gauge>,
+    /// Releases above a forecast's capacity cap because the deadline left no room within it.
+    pub capacity_overflow_releases: Family<ForecastLabels, Counter>,
+    /// Fleet re-plans that moved held workloads (after finishes), by forecast.
+    pub fleet_replans: Family<ForecastLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -202,6 +206,18 @@ impl Metrics {
         );
         let releases = Family::<ReasonLabels, Counter>::default();
         registry.register("releases", "Jobs released, by reason", releases.clone());
+        let capacity_overflow_releases = Family::<ForecastLabels, Counter>::default();
+        registry.register(
+            "capacity_overflow_releases",
+            "Workloads released above their forecast's capacity cap to meet their deadline, by forecast",
+            capacity_overflow_releases.clone(),
+        );
+        let fleet_replans = Family::<ForecastLabels, Counter>::default();
+        registry.register(
+            "fleet_replans",
+            "Re-plans of a capped forecast's held workloads after others finished, by forecast",
+            fleet_replans.clone(),
+        );
         let held_past_latest_start = Gauge::default();
         registry.register(
             "held_past_latest_start",
@@ -338,6 +354,8 @@ impl Metrics {
             leader,
             workload_kind_watched,
             releases_armed,
+            capacity_overflow_releases,
+            fleet_replans,
         }
     }
 
@@ -446,6 +464,15 @@ impl Metrics {
                 namespace: namespace.to_string(),
             })
             .inc_by(grams.max(0.0));
+    }
+
+    /// Counts one release above forecast `forecast`'s capacity cap.
+    pub fn record_over_capacity(&self, forecast: &str) {
+        self.capacity_overflow_releases
+            .get_or_create(&ForecastLabels {
+                forecast: forecast.to_string(),
+            })
+            .inc();
     }
 
     /// Sets how many releases of `kind` are prepared and waiting.

@@ -6,11 +6,16 @@
 //! - no deadline is missed because of the cap: every job with a plan uncapped has one capped, and
 //!   it ends by `finish_by − margin`;
 //! - a slot over a cap is always touched by a deadline release (an overflow plan);
+//! - the operator's schedule, seeded from CarbonWorkloads (`lifecycle::fleet`), equals
+//!   `plan_batch` over them, with released workloads reserved as `plan_batch_into` reserves them;
 //! - placement agrees exactly with a brute-force compatibility check (every node labelling over a
 //!   finite label universe), never picks an incompatible pool, and picks the cleanest.
 
 use std::collections::BTreeMap;
 
+use carbonshift::api::workload::{JobRef, PowerEstimate};
+use carbonshift::api::{CarbonWorkloadSpec, CarbonWorkloadStatus, Phase};
+use carbonshift::lifecycle::fleet::{Member, member, seed};
 use carbonshift::planner::fleet::{
     Caps, Decision, Demand, Excluded, Fleet, HeldWorkload, NodeRequirement, NodeTerm, Operator,
     PodPlacement, Pool, Scheduled, place, schedule,
@@ -18,6 +23,7 @@ use carbonshift::planner::fleet::{
 use carbonshift::planner::{
     BatchJob, Capacity, Constraints, Forecast, NoPlan, Plan, Point, plan, plan_batch,
 };
+use carbonshift::planner::{CapacityLedger, Window, plan_batch_into};
 use chrono::{DateTime, TimeDelta, Utc};
 use proptest::prelude::*;
 
@@ -337,6 +343,117 @@ proptest! {
             let got = if c.gpus { gpus } else { jobs };
             prop_assert!(got.is_some_and(|g| (g - load).abs() < 1e-9), "slot {}: {:?} vs {}", slot, got, load);
         }
+    }
+}
+
+// ----- the operator's fleet: seeded from CarbonWorkloads -----
+
+/// The CarbonWorkload the operator would cache for job `i` of `c`, held (`Deferred`), with GPUs
+/// per pod × pods = the job's GPUs.
+fn workload_of(c: &Case, i: usize) -> (CarbonWorkloadSpec, CarbonWorkloadStatus) {
+    let job = &c.jobs[i];
+    let spec = CarbonWorkloadSpec {
+        job_ref: JobRef::new("batch/v1", "Job", &format!("j{i}"), &format!("u{i}")),
+        forecast: "f".into(),
+        candidates: Vec::new(),
+        submitted_at: at(0),
+        duration: format!("{}m", job.duration),
+        deadline: at(c.now + job.duration + job.slack),
+        latest_start: at(c.now + job.slack),
+        interruptible: job.interruptible,
+        dry_run: false,
+        power_watts: 100.0,
+        power_source: "estimated".into(),
+        power_estimate: Some(PowerEstimate {
+            gpus_per_pod: u64::from(job.gpus),
+            cpu_cores_per_pod: 0.0,
+            parallelism: 1,
+        }),
+        pue: 1.0,
+    };
+    let status = CarbonWorkloadStatus {
+        phase: Some(Phase::Deferred),
+        ..CarbonWorkloadStatus::default()
+    };
+    (spec, status)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(192))]
+
+    /// The operator's capacity schedule (`lifecycle::fleet::seed` over the members it derives
+    /// from the cached CarbonWorkloads, listed in any order) equals `plan_batch` on the same
+    /// workloads; the members carry the constraints `plan_batch` gets.
+    #[test]
+    fn the_operators_seeded_schedule_equals_plan_batch((c, order) in case_and_order()) {
+        // The operator has one margin for all.
+        let mut c = c;
+        let margin = c.jobs[0].margin;
+        for job in &mut c.jobs {
+            job.margin = margin;
+        }
+        let members: Vec<(usize, Member)> = order
+            .iter()
+            .map(|&i| {
+                let (spec, status) = workload_of(&c, i);
+                (i, member(&spec, Some(&status), None, TimeDelta::minutes(margin), at(c.now)))
+            })
+            .collect();
+        for (i, m) in &members {
+            match m {
+                Member::Held { constraints, demand } => {
+                    prop_assert_eq!(constraints, &c.jobs[*i].constraints(c.now));
+                    prop_assert_eq!(demand.gpus, c.jobs[*i].gpus);
+                }
+                other => prop_assert!(false, "job {} is {:?}", i, other),
+            }
+        }
+        let fleet = seed(c.forecast(), c.caps(), members, at(c.now)).unwrap_or_else(|e| panic!("{e}"));
+        let by_key: Vec<usize> = (0..c.jobs.len()).collect();
+        prop_assert_eq!(of_fleet(&fleet), c.reference(&by_key));
+    }
+
+    /// Released workloads are reserved from their start and never moved; the held ones are
+    /// planned around them exactly as `plan_batch_into` plans on top of those reservations.
+    #[test]
+    fn released_workloads_are_reserved_and_the_held_planned_around_them(c in case(), released in prop::collection::vec(any::<bool>(), 14)) {
+        let mut c = c;
+        let margin = c.jobs[0].margin;
+        for job in &mut c.jobs {
+            job.margin = margin;
+        }
+        let now = at(c.now);
+        let mut members = Vec::new();
+        let mut ledger = CapacityLedger::new(f64::from(c.cap), TimeDelta::minutes(c.slot)).unwrap_or_else(|e| panic!("{e}"));
+        let mut held = Vec::new();
+        for (i, &is_released) in released.iter().enumerate().take(c.jobs.len()) {
+            let (spec, mut status) = workload_of(&c, i);
+            if is_released {
+                status.phase = Some(Phase::Running);
+                status.released_at = Some(now);
+                status.started_at = Some(now);
+                let end = now + TimeDelta::minutes(c.jobs[i].duration);
+                ledger
+                    .reserve(&[Window { start: now, end }], c.load(&c.jobs[i]))
+                    .unwrap_or_else(|e| panic!("{e}"));
+            } else {
+                held.push(i);
+            }
+            members.push((i, member(&spec, Some(&status), None, TimeDelta::minutes(margin), now)));
+        }
+        let fleet = seed(c.forecast(), c.caps(), members, now).unwrap_or_else(|e| panic!("{e}"));
+        let batch: Vec<BatchJob> = held
+            .iter()
+            .map(|&i| BatchJob { constraints: c.jobs[i].constraints(c.now), load: c.load(&c.jobs[i]) })
+            .collect();
+        let reference = plan_batch_into(&c.forecast(), &batch, &mut ledger, now);
+        let expected: BTreeMap<usize, (Result<Plan, NoPlan>, bool)> = held
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| (i, (reference.plans[pos].clone(), reference.overflow.contains(&pos))))
+            .collect();
+        prop_assert_eq!(of_fleet(&fleet), expected);
+        prop_assert_eq!(fleet.committed_len(), c.jobs.len() - held.len());
     }
 }
 

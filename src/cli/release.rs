@@ -333,6 +333,7 @@ async fn release_one(
             &Guard::of(&current),
             now,
             ReleaseReason::ManualRelease.as_str(),
+            &[],
         )
         .await?
         {

@@ -323,14 +323,21 @@ pub fn api_retry_delay(failures: u32) -> Duration {
 }
 
 /// Writes `status` with server-side apply (field manager [`FIELD_MANAGER`], forced): fields the
-/// new status leaves out (a cleared `lastError`) are removed.
+/// new status leaves out (a cleared `lastError`) are removed. `capacityUsed` is left out: the
+/// workload controller's fleets own it (field manager
+/// [`CAPACITY_FIELD_MANAGER`](super::workloads::CAPACITY_FIELD_MANAGER)), and a cached copy of it
+/// here may be older than theirs.
 async fn apply_status(
     ctx: &Context,
     name: &str,
     status: &CarbonForecastStatus,
 ) -> Result<(), Error> {
     let api = Api::<CarbonForecast>::all(ctx.client.clone());
-    super::apply_status(&api, name, status, &format!("CarbonForecast {name}")).await?;
+    let status = CarbonForecastStatus {
+        capacity_used: None,
+        ..status.clone()
+    };
+    super::apply_status(&api, name, &status, &format!("CarbonForecast {name}")).await?;
     Ok(())
 }
 

@@ -16,6 +16,7 @@
 pub mod budgets;
 mod error;
 pub use error::{Error, ErrorCategory};
+pub mod fleets;
 pub mod forecasts;
 pub mod release;
 pub mod store;
@@ -228,6 +229,8 @@ pub struct Context {
     pub started: chrono::DateTime<chrono::Utc>,
     /// The group commit of the CarbonLedgers' writes (shared by every workload controller).
     pub ledgers: Arc<workloads::LedgerWriter>,
+    /// The fleets of the capped and candidate forecasts (shared by every workload controller).
+    pub fleets: Arc<fleets::Fleets>,
 }
 
 impl std::fmt::Debug for Context {
@@ -257,6 +260,7 @@ impl Context {
             reporter,
             started: clock.now(),
             ledgers: Arc::default(),
+            fleets: Arc::default(),
             client,
             clock,
             metrics,

@@ -51,8 +51,9 @@ async fn send(api: &Api<DynamicObject>, name: &str, patch: Patch) -> Result<Outc
 }
 
 /// Releases the held workload `name` of `adapter`'s kind with the guarded patch, recording
-/// `reason` (a [`crate::lifecycle::ReleaseReason`]'s name); the error is for everything but a
-/// changed or missing object (network, permissions...).
+/// `reason` (a [`crate::lifecycle::ReleaseReason`]'s name) and applying `extra` in the same patch
+/// (the node selector of a placed workload, [`crate::workload::placement`]); the error is for
+/// everything but a changed or missing object (network, permissions...).
 pub async fn release(
     api: &Api<DynamicObject>,
     adapter: &dyn Adapter,
@@ -60,8 +61,10 @@ pub async fn release(
     guard: &Guard,
     now: DateTime<Utc>,
     reason: &str,
+    extra: &[json_patch::PatchOperation],
 ) -> Result<Outcome, kube::Error> {
-    let patch = release_patch(adapter.suspend_path(), guard, now, reason);
+    let mut patch = release_patch(adapter.suspend_path(), guard, now, reason);
+    patch.0.extend(extra.iter().cloned());
     send(api, name, patch).await
 }
 

@@ -67,6 +67,10 @@ pub struct ForecastSnapshot {
     /// `MissingCredentials`): the points may come from an earlier spec (another region), so they
     /// are not fresh whatever their age.
     pub usable: bool,
+    /// What may run at once on the nodes behind the forecast (`spec.capacity`).
+    pub capacity: Option<crate::api::forecast::CapacitySpec>,
+    /// The node selector of the nodes drawing from this grid (`spec.placement.nodeSelector`).
+    pub placement: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Why a status cannot become a snapshot.
@@ -155,6 +159,8 @@ impl ForecastSnapshot {
             stale_after,
             ready: ready.is_some_and(|c| c.is_true()),
             usable: !unusable,
+            capacity: object.spec.capacity,
+            placement: object.spec.placement.as_ref().map(|p| p.selector()),
         })
     }
 
@@ -228,12 +234,19 @@ impl ForecastStore {
             Ok(snapshot) => {
                 let name = snapshot.name.clone();
                 let version = snapshot.version.clone();
+                let snapshot_capacity = snapshot.capacity;
+                let snapshot_placement = snapshot.placement.clone();
                 let previous = self
                     .inner
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert(name.clone(), Arc::new(snapshot));
-                let changed = previous.is_none_or(|p| p.version != version);
+                // A new cap or node selector re-plans the forecast's workloads like new data.
+                let changed = previous.is_none_or(|p| {
+                    p.version != version
+                        || p.capacity != snapshot_capacity
+                        || p.placement != snapshot_placement
+                });
                 if changed {
                     // No receiver is fine: nobody re-plans on changes yet.
                     let _ = self.changes.send(name);

@@ -346,6 +346,139 @@ impl WorkloadController {
         let key = format!("{}/{name}", namespace.unwrap_or_default());
         lock(&self.memory).remove(&key);
         self.disarm(&key);
+        self.ctx.fleets.forget(&key);
+    }
+
+    /// Every cached workload of forecast `name` with its part in the fleet, to seed it.
+    fn fleet_members(&self, name: &str) -> Vec<(String, lifecycle::fleet::Member)> {
+        let now = self.ctx.clock.now();
+        let margin = self.lifecycle.margin;
+        let scopes = lock(&self.scopes).clone();
+        scopes
+            .iter()
+            .flat_map(|scope| scope.workloads.state())
+            .filter(|w| lifecycle::fleet::forecast_of(&w.spec, w.status.as_ref()) == name)
+            .map(|w| {
+                let key = format!("{}/{}", w.namespace().unwrap_or_default(), w.name_any());
+                let member =
+                    lifecycle::fleet::member(&w.spec, w.status.as_ref(), None, margin, now);
+                (key, member)
+            })
+            .collect()
+    }
+
+    /// Waits for the first list of every scope's CarbonWorkloads: a fleet is seeded from them.
+    async fn caches_ready(&self) {
+        let scopes = lock(&self.scopes).clone();
+        for scope in scopes {
+            // A dropped writer means the controller is stopping; the seed is then moot.
+            let _ = scope.workloads.wait_until_ready().await;
+        }
+    }
+
+    /// The fleet's plan for the workload with `spec` (module documentation of
+    /// [`super::fleets`]): placed over its candidates while held, planned with the other workloads
+    /// of a capped forecast; `None` when neither applies (planned alone).
+    async fn fleet_plan(
+        &self,
+        spec: &crate::api::CarbonWorkloadSpec,
+        status: Option<&crate::api::CarbonWorkloadStatus>,
+        view: &lifecycle::WorkloadView,
+        job: &DynamicObject,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Option<FleetFacts> {
+        let ctx = &self.ctx;
+        let member =
+            lifecycle::fleet::member(spec, status, view.released_at, self.lifecycle.margin, now);
+        let seed = |name: &str| self.fleet_members(name);
+        let held = matches!(member, lifecycle::fleet::Member::Held { .. });
+        if spec.candidates.len() > 1 && held {
+            let candidates: Vec<(String, Option<Arc<crate::controller::ForecastSnapshot>>)> = spec
+                .candidates
+                .iter()
+                .map(|c| (c.clone(), ctx.store.get(c)))
+                .collect();
+            let sets = self.adapter.pod_sets(job).unwrap_or_default();
+            if workload::placement::pod_spec_pointers(&job.data, &sets).is_empty() {
+                debug!("no pod template to place: planned in its first candidate");
+            } else {
+                if candidates
+                    .iter()
+                    .any(|(_, s)| s.as_ref().is_some_and(|s| s.capacity.is_some()))
+                {
+                    self.caches_ready().await;
+                }
+                let own: Vec<_> = sets
+                    .iter()
+                    .filter_map(|s| s.pod.as_ref())
+                    .map(workload::placement::pod_placement)
+                    .collect();
+                match ctx
+                    .fleets
+                    .place(&candidates, key, &member, &own, &seed, now)
+                {
+                    Ok(placed) => {
+                        let lifecycle::fleet::Member::Held { constraints, .. } = member else {
+                            return None;
+                        };
+                        return Some(FleetFacts {
+                            forecast: placed.forecast,
+                            constraints,
+                            scheduled: placed.scheduled,
+                            placement: Some(placed.status),
+                        });
+                    }
+                    Err(error) => {
+                        warn!(%error, "no candidate forecast can take the workload; planned in its first");
+                    }
+                }
+            }
+        }
+        let forecast = lifecycle::fleet::forecast_of(spec, status);
+        let snapshot = ctx
+            .store
+            .get(forecast)
+            .filter(|s| s.capacity.is_some() && !s.forecast.is_empty())?;
+        self.caches_ready().await;
+        match ctx.fleets.sync(&snapshot, key, &member, &seed, now) {
+            Ok(Some(scheduled)) => {
+                let lifecycle::fleet::Member::Held { constraints, .. } = member else {
+                    return None;
+                };
+                Some(FleetFacts {
+                    forecast: forecast.to_string(),
+                    constraints,
+                    scheduled,
+                    placement: None,
+                })
+            }
+            Ok(None) => None,
+            Err(error) => {
+                warn!(%error, forecast, "the forecast's capacity cannot be planned; planned alone");
+                None
+            }
+        }
+    }
+}
+
+/// The fleet's plan of one workload, owned for the state machine's [`lifecycle::FleetPlan`].
+#[derive(Debug, Clone)]
+struct FleetFacts {
+    forecast: String,
+    constraints: crate::planner::Constraints,
+    scheduled: crate::planner::fleet::Scheduled,
+    placement: Option<crate::api::workload::PlacementStatus>,
+}
+
+impl FleetFacts {
+    fn plan(&self) -> lifecycle::FleetPlan<'_> {
+        lifecycle::FleetPlan {
+            constraints: &self.constraints,
+            scheduled: &self.scheduled,
+            forecast: &self.forecast,
+            placement: self.placement.as_ref(),
+        }
     }
 }
 
@@ -466,8 +599,22 @@ async fn decide_and_apply(
     let memory_key = format!("{namespace}/{name}");
     let workload = this.workload(&workloads, namespace, name).await?;
     let view = workload::read(adapter, job, &ctx.config.annotation_defaults, now);
-    let forecast = match lifecycle::effective_spec(&view, workload.as_ref()) {
-        Some(spec) => this.forecast(&spec.forecast, now).await?,
+    let old_status = workload.as_ref().and_then(|w| w.status.as_ref());
+    let spec = lifecycle::effective_spec(&view, workload.as_ref());
+    let fleet = match &spec {
+        Some(spec) => {
+            this.fleet_plan(spec, old_status, &view, job, &memory_key, now)
+                .await
+        }
+        None => None,
+    };
+    let forecast_name = match (&fleet, &spec) {
+        (Some(f), _) => Some(f.forecast.clone()),
+        (None, Some(spec)) => Some(lifecycle::fleet::forecast_of(spec, old_status).to_string()),
+        (None, None) => None,
+    };
+    let forecast = match &forecast_name {
+        Some(name) => this.forecast(name, now).await?,
         None => KnownForecast::Missing,
     };
 
@@ -485,6 +632,7 @@ async fn decide_and_apply(
         forecast: forecast.input(),
         config: &this.lifecycle,
         measured: measured.as_ref(),
+        fleet: fleet.as_ref().map(FleetFacts::plan),
     };
     let mut decision = lifecycle::decide(&input, now);
     // The workload just finished: fetch the measured values its verification needs and decide
@@ -536,7 +684,18 @@ async fn decide_and_apply(
             let outcome = match action {
                 JobAction::Release { reason, .. } => {
                     let guard = Guard::of(job);
-                    release::release(&jobs, adapter, name, &guard, now, reason.as_str()).await
+                    let extra = match placement_operations(adapter, job, decision.status.as_ref()) {
+                        Ok(extra) => extra,
+                        Err(error) => {
+                            // Never overwritten: the workload is placed again from its
+                            // templates as they are now (the candidate is then dropped).
+                            warn!(%error, "the chosen forecast's node selector conflicts with the pod template");
+                            ctx.fleets.forget(&memory_key);
+                            return Ok(Step::Changed);
+                        }
+                    };
+                    release::release(&jobs, adapter, name, &guard, now, reason.as_str(), &extra)
+                        .await
                 }
                 JobAction::Pause => {
                     let marker = view.released_marker.as_deref().unwrap_or_default();
@@ -552,6 +711,14 @@ async fn decide_and_apply(
                 Outcome::Applied(_) => {
                     this.patched(job);
                     released = Some(action.clone());
+                    if matches!(action, JobAction::Release { .. })
+                        && let Some(forecast) = &forecast_name
+                    {
+                        let over = ctx.fleets.released(forecast, &memory_key, now);
+                        if over || decision.over_capacity {
+                            ctx.metrics.record_over_capacity(forecast);
+                        }
+                    }
                 }
                 Outcome::Changed(message) => {
                     info!(%message, "the workload changed since it was read; deciding again");
@@ -579,10 +746,20 @@ async fn decide_and_apply(
         }
         _ => false,
     };
+    let out_of_fleets = decision
+        .status
+        .as_ref()
+        .and_then(|s| s.phase)
+        .is_some_and(|p| p.is_terminal() || p == Phase::NotDeferred);
+    if out_of_fleets {
+        ctx.fleets.forget(&memory_key);
+    }
 
     // 4. record
     record_release(ctx, released.as_ref(), now);
-    let forecast_name = decision.spec.as_ref().map_or("", |s| s.forecast.as_str());
+    let forecast_name = decision.spec.as_ref().map_or("", |s| {
+        lifecycle::fleet::forecast_of(s, decision.status.as_ref())
+    });
     if status_written && let Some(completion) = decision.completion {
         ctx.metrics.record_finished(
             namespace,
@@ -621,9 +798,16 @@ async fn decide_and_apply(
                 forecast: then.input(),
                 config: &this.lifecycle,
                 measured: None,
+                fleet: fleet.as_ref().map(FleetFacts::plan),
             };
-            prepare(&view, &lifecycle::decide(&future, at), adapter, job)
-                .map(|prepared| (at, prepared))
+            prepare(
+                &view,
+                &lifecycle::decide(&future, at),
+                adapter,
+                job,
+                forecast_name,
+            )
+            .map(|prepared| (at, prepared))
         }
         _ => None,
     };
@@ -649,11 +833,17 @@ fn prepare(
     future: &Decision,
     adapter: &dyn Adapter,
     job: &DynamicObject,
+    forecast: &str,
 ) -> Option<releaser::Prepared> {
     let Some(JobAction::Release { reason, planned }) = &future.job_action else {
         return None;
     };
+    // A node selector that cannot be added is left to the reconcile, which places it again.
+    let extra = placement_operations(adapter, job, future.status.as_ref()).ok()?;
     Some(releaser::Prepared {
+        extra,
+        forecast: forecast.to_string(),
+        over_capacity: future.over_capacity,
         namespace: view.namespace.clone(),
         name: view.name.clone(),
         guard: Guard::of(job),
@@ -662,6 +852,25 @@ fn prepare(
         notes: future.events.clone(),
         job_ref: job.object_ref(adapter.resource()),
     })
+}
+
+/// The operations that add a placed workload's node selector (`status.placement.nodeSelector`)
+/// to its pod templates in the release patch; none for a workload that was not placed.
+fn placement_operations(
+    adapter: &dyn Adapter,
+    job: &DynamicObject,
+    status: Option<&crate::api::CarbonWorkloadStatus>,
+) -> Result<Vec<json_patch::PatchOperation>, workload::placement::SelectorPatchError> {
+    let Some(selector) = status
+        .and_then(|s| s.placement.as_ref())
+        .map(|p| &p.node_selector)
+        .filter(|s| !s.is_empty())
+    else {
+        return Ok(Vec::new());
+    };
+    let sets = adapter.pod_sets(job).unwrap_or_default();
+    let pointers = workload::placement::pod_spec_pointers(&job.data, &sets);
+    workload::placement::node_selector_operations(&job.data, &pointers, selector)
 }
 
 fn requeue(decision: &Decision, now: DateTime<Utc>) -> Action {
@@ -702,7 +911,7 @@ mod writes;
 
 pub use known::KnownForecast;
 pub use ledger::LedgerWriter;
-pub use run::{jobs_waiting_on, run, set_gauges};
+pub use run::{CAPACITY_FIELD_MANAGER, jobs_waiting_on, run, set_gauges};
 pub use writes::owner_reference;
 
 #[cfg(test)]

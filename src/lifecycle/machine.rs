@@ -32,6 +32,7 @@ pub fn decide(input: &Input<'_>, now: DateTime<Utc>) -> Decision {
         status: old.cloned().unwrap_or_default(),
         forecast: input.forecast,
         measured: input.measured,
+        fleet: input.fleet,
         config: input.config,
         now,
         decision: Decision::default(),
@@ -165,6 +166,7 @@ pub(super) struct Machine<'a> {
     pub(super) status: CarbonWorkloadStatus,
     pub(super) forecast: ForecastInput<'a>,
     pub(super) measured: Option<&'a Measured>,
+    pub(super) fleet: Option<FleetPlan<'a>>,
     pub(super) config: &'a Config,
     pub(super) now: DateTime<Utc>,
     pub(super) decision: Decision,
@@ -400,8 +402,16 @@ impl Machine<'_> {
             .unwrap_or(self.spec.latest_start - margin);
         self.status.latest_start = Some(latest_start);
 
+        // The fleet's plan counts only when it was made for these constraints (a paused
+        // workload's remaining run, say, is planned alone).
+        let fleet = self.fleet.filter(|f| *f.constraints == constraints);
+        if let Some(f) = fleet {
+            self.status.placement = f.placement.cloned();
+        }
+
         // 2. The deadline rule.
         if self.now >= release_by {
+            self.over_capacity(fleet, release_by);
             return self.release(
                 ReleaseReason::DeadlineRelease,
                 release_by,
@@ -424,6 +434,7 @@ impl Machine<'_> {
         if let Some(start) = existing.as_deref().and_then(|w| next_start(w, self.now))
             && start <= self.now
         {
+            self.over_capacity(fleet, start);
             return self.planned_release(start);
         }
 
@@ -439,14 +450,25 @@ impl Machine<'_> {
                 let spec_changed = self.old_spec != Some(self.spec);
                 let remaining_changed =
                     paused && self.duration().is_some_and(|d| total(windows) != d - ran);
-                version_changed || spec_changed || remaining_changed
+                // The fleet moved it (others arrived or finished, a re-plan).
+                let fleet_moved = fleet.is_some_and(|f| {
+                    f.scheduled
+                        .plan
+                        .as_ref()
+                        .is_ok_and(|plan| windows_of(plan) != *windows)
+                });
+                version_changed || spec_changed || remaining_changed || fleet_moved
             }
         };
 
         if let Some(f) = fresh
             && needs_plan
         {
-            match planner::plan(f.forecast, &constraints, self.now) {
+            let planned = match fleet {
+                Some(fleet) => fleet.scheduled.plan.clone(),
+                None => planner::plan(f.forecast, &constraints, self.now),
+            };
+            match planned {
                 Ok(plan) => return self.adopt_plan(&plan, f.version, existing, release_by),
                 Err(NoPlan::DeadlinePassed { .. }) => {
                     return self.release(
@@ -522,9 +544,31 @@ impl Machine<'_> {
         }
     }
 
+    /// A release at `at` from a fleet plan that lies above the capacity cap: flags the Decision
+    /// and adds the `DeadlineOverCapacity` Warning.
+    fn over_capacity(&mut self, fleet: Option<FleetPlan<'_>>, at: DateTime<Utc>) {
+        let Some(f) = fleet.filter(|f| f.scheduled.overflow) else {
+            return;
+        };
+        self.decision.over_capacity = true;
+        self.event(
+            NoteKind::Warning,
+            reason::DEADLINE_OVER_CAPACITY,
+            "Release",
+            format!(
+                "released at {} above the capacity of CarbonForecast {:?}: no window within the cap leaves time to meet the deadline {}",
+                fmt_time(at),
+                f.forecast,
+                fmt_time(self.spec.deadline)
+            ),
+        );
+    }
+
     /// Why the forecast cannot be used, for the `NoForecast` message.
     pub(super) fn why_no_forecast(&self) -> String {
-        let name = &self.spec.forecast;
+        let name = self
+            .fleet
+            .map_or(self.spec.forecast.as_str(), |f| f.forecast);
         match self.forecast {
             ForecastInput::Data(_) => format!("the CarbonForecast {name:?} is stale"),
             ForecastInput::Missing => format!("no CarbonForecast {name:?} exists"),

@@ -67,6 +67,7 @@
 //! the figures for the metrics, exactly once (a workload already terminal is never counted again).
 
 pub mod emissions;
+pub mod fleet;
 mod following;
 mod machine;
 mod spec;
@@ -211,6 +212,26 @@ pub struct Input<'a> {
     /// For a finished workload not yet verified: what the provider's measured history said
     /// (`None`: not asked).
     pub measured: Option<&'a Measured>,
+    /// The plan the fleet planner made for this workload together with the other held
+    /// workloads of its forecast (a capacity cap) or over its candidate forecasts (placement);
+    /// `None`: planned alone ([`crate::planner::plan`]).
+    pub fleet: Option<FleetPlan<'a>>,
+}
+
+/// A plan made by the fleet planner ([`crate::planner::fleet`]) in the shell, which holds the
+/// schedule of every workload of a forecast. The state machine uses it instead of planning alone
+/// when it was made for the same constraints the machine derives; otherwise (an interruptible
+/// workload part-way through its run, say) it plans alone.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetPlan<'a> {
+    /// The constraints the fleet planned with.
+    pub constraints: &'a planner::Constraints,
+    /// The plan, and whether it lies above the cap (no room before the latest start).
+    pub scheduled: &'a planner::fleet::Scheduled,
+    /// The CarbonForecast the plan is for; the `forecast` input is this one's data.
+    pub forecast: &'a str,
+    /// For a workload with candidate forecasts: where it is placed (`status.placement`).
+    pub placement: Option<&'a crate::api::workload::PlacementStatus>,
 }
 
 /// What the forecast's provider answered when asked for the measured intensity a finished
@@ -360,6 +381,10 @@ pub struct Decision {
     /// The existing workload belongs to an older Job of the same name (another UID): delete it,
     /// then decide again.
     pub stale_workload: bool,
+    /// The release in `job_action` goes above its forecast's capacity cap: the deadline left no
+    /// room within it (Event `DeadlineOverCapacity`, metric
+    /// `carbonshift_capacity_overflow_releases_total`).
+    pub over_capacity: bool,
 }
 
 impl Decision {
@@ -407,6 +432,9 @@ pub mod reason {
     pub const RELEASED_BY_OWNER: &str = "ReleasedByOwner";
     /// Suspended again by its owner after carbonshift released it.
     pub const SUSPENDED_BY_OWNER: &str = "SuspendedByOwner";
+    /// Released above its forecast's capacity cap because its deadline left no room within it
+    /// (an Event reason, not a phase reason).
+    pub const DEADLINE_OVER_CAPACITY: &str = "DeadlineOverCapacity";
 
     /// Every reason above and every release reason.
     pub const ALL: [&str; 18] = [

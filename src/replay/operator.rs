@@ -269,6 +269,7 @@ fn simulate(
                 }),
                 config: settings,
                 measured: None,
+                fleet: None,
             },
             now,
         );

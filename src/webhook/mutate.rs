@@ -520,7 +520,15 @@ fn decide(
             .iter()
             .map(|k| unknown_warning(k)),
     );
-    if forecasts.knows(&deferral.forecast) == Some(false) {
+    if deferral.candidates.len() > 1 {
+        warnings.extend(
+            deferral
+                .candidates
+                .iter()
+                .filter(|c| forecasts.knows(c) == Some(false))
+                .map(|c| missing_candidate_warning(c)),
+        );
+    } else if forecasts.knows(&deferral.forecast) == Some(false) {
         warnings.push(missing_forecast_warning(&deferral));
     }
     if deferral.power.watts <= 0.0 {
@@ -723,6 +731,13 @@ fn missing_forecast_warning(deferral: &Deferral) -> String {
     format!(
         "{which} {:?}: no CarbonForecast of that name exists (or the operator's --forecast-selector leaves it out); without a forecast the Job gets no plan (reason NoForecast) and follows the operator's --no-forecast policy: create it or fix the name (kubectl get carbonforecasts)",
         deferral.forecast
+    )
+}
+
+fn missing_candidate_warning(name: &str) -> String {
+    format!(
+        "{} candidate {name:?}: no CarbonForecast of that name exists (or the operator's --forecast-selector leaves it out); the workload is placed among the other candidates only: create it or fix the name (kubectl get carbonforecasts)",
+        annotations::FORECASTS
     )
 }
 

@@ -215,6 +215,11 @@ struct Sim {
     completions: Vec<Completion>,
     /// What the shell fetched of the provider's measured history.
     measured: Option<Measured>,
+    /// The fleet's plan (constraints it was made for, the plan).
+    fleet: Option<(
+        crate::planner::Constraints,
+        crate::planner::fleet::Scheduled,
+    )>,
 }
 
 impl Sim {
@@ -239,6 +244,7 @@ impl Sim {
             pauses: vec![],
             completions: vec![],
             measured: None,
+            fleet: None,
         }
     }
 
@@ -265,6 +271,15 @@ impl Sim {
             forecast,
             config: &self.config,
             measured: self.measured.as_ref(),
+            fleet: self
+                .fleet
+                .as_ref()
+                .map(|(constraints, scheduled)| FleetPlan {
+                    constraints,
+                    scheduled,
+                    forecast: "default",
+                    placement: None,
+                }),
         };
         let decision = decide(&input, now);
         check_invariants(&view, &decision, &self.config, now);
@@ -1898,4 +1913,99 @@ proptest! {
             prop_assert!(sim.pauses.is_empty());
         }
     }
+}
+
+/// The constraints the state machine derives for the Job of [`job`], and a plan of them against
+/// `forecast` (as the fleet would hand it over).
+fn fleet_plan(
+    spec: &CarbonWorkloadSpec,
+    forecast: &Forecast,
+    overflow: bool,
+) -> (
+    crate::planner::Constraints,
+    crate::planner::fleet::Scheduled,
+) {
+    let constraints = spec_constraints(spec, margin()).unwrap_or_else(|e| panic!("{e}"));
+    let plan = crate::planner::plan(forecast, &constraints, t0());
+    (
+        constraints,
+        crate::planner::fleet::Scheduled { plan, overflow },
+    )
+}
+
+#[test]
+fn the_fleets_plan_replaces_planning_alone_and_moves_the_workload_when_it_moves() {
+    let mut sim = Sim::new(job().held().build());
+    let d = sim.step(t0());
+    assert_eq!(sim.status().planned_start, Some(hour(3)));
+    let spec = d.spec.unwrap_or_else(|| panic!("no spec"));
+    // The fleet put it at 06:00 (the cleanest hours are full).
+    let mut values = vec![300.0; 48];
+    values[6] = 100.0;
+    values[7] = 100.0;
+    sim.fleet = Some(fleet_plan(&spec, &hourly(&values), false));
+    let d = sim.step(at(1));
+    assert_eq!(reasons(&d), ["Replanned"]);
+    assert_eq!(sim.status().planned_start, Some(hour(6)));
+    assert_eq!(d.requeue_at, Some(hour(6)));
+    // The same fleet plan again writes nothing new.
+    let again = sim.step(at(2));
+    assert!(again.events.is_empty(), "{:?}", again.events);
+    // Released at the fleet's start, within the cap: no over-capacity flag.
+    let d = sim.step(hour(6));
+    assert_eq!(release_of(&d), Some(ReleaseReason::Released));
+    assert!(!d.over_capacity);
+}
+
+#[test]
+fn a_fleet_plan_above_the_cap_is_released_by_the_deadline_rule_with_an_event() {
+    let mut sim = Sim::new(job().held().build());
+    let d = sim.step(t0());
+    let spec = d.spec.unwrap_or_else(|| panic!("no spec"));
+    // No room within the cap: planned at the latest start minus the margin, above the cap.
+    let (constraints, mut scheduled) = fleet_plan(&spec, &main_forecast(), true);
+    let release_by = hour(8) - margin();
+    if let Ok(plan) = &mut scheduled.plan {
+        plan.start = release_by;
+        plan.end = release_by + TimeDelta::hours(2);
+        plan.windows = vec![crate::planner::Window {
+            start: release_by,
+            end: release_by + TimeDelta::hours(2),
+        }];
+    }
+    sim.fleet = Some((constraints, scheduled));
+    sim.step(at(1));
+    assert_eq!(sim.status().planned_start, Some(release_by));
+    let d = sim.step(release_by);
+    assert_eq!(release_of(&d), Some(ReleaseReason::DeadlineRelease));
+    assert!(d.over_capacity);
+    let note = d
+        .events
+        .iter()
+        .find(|n| n.reason == reason::DEADLINE_OVER_CAPACITY)
+        .unwrap_or_else(|| panic!("no DeadlineOverCapacity in {:?}", d.events));
+    assert_eq!(note.kind, NoteKind::Warning);
+    assert!(
+        note.message
+            .contains("above the capacity of CarbonForecast \"default\""),
+        "{}",
+        note.message
+    );
+}
+
+#[test]
+fn a_fleet_plan_made_for_other_constraints_is_not_used() {
+    let mut sim = Sim::new(job().held().build());
+    let d = sim.step(t0());
+    let spec = d.spec.unwrap_or_else(|| panic!("no spec"));
+    let other = CarbonWorkloadSpec {
+        duration: "1h".into(),
+        ..spec
+    };
+    let mut values = vec![300.0; 48];
+    values[6] = 10.0;
+    sim.fleet = Some(fleet_plan(&other, &hourly(&values), false));
+    let d = sim.step(at(1));
+    assert!(d.events.is_empty(), "{:?}", d.events);
+    assert_eq!(sim.status().planned_start, Some(hour(3)));
 }

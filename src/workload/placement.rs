@@ -140,8 +140,99 @@ pub fn pod_placement(spec: &PodSpec) -> PodPlacement {
     }
 }
 
+/// The JSON paths (tokens) of the pod specs named by `pod_sets` in the workload `data`: the
+/// adapters' paths are for people (`spec.replicatedJobs[workers].template.spec.template.spec`,
+/// an array item by its `name` or `groupName`), a patch needs indices. Only real pod templates
+/// (paths ending in `template.spec`) count: a TrainJob's `spec.trainer` is not one, its pods come
+/// from its runtime, so it gets no node selector and is not placed.
+pub fn pod_spec_pointers(
+    data: &Value,
+    pod_sets: &[crate::api::annotations::PodSet],
+) -> Vec<Vec<String>> {
+    pod_sets
+        .iter()
+        .filter(|set| set.path.ends_with("template.spec"))
+        .filter_map(|set| pointer_of(data, &set.path))
+        .collect()
+}
+
+fn pointer_of(data: &Value, path: &str) -> Option<Vec<String>> {
+    let mut tokens = Vec::new();
+    let mut at = data;
+    for part in path.split('.') {
+        let (key, item) = match part.split_once('[') {
+            Some((key, rest)) => (key, Some(rest.strip_suffix(']')?)),
+            None => (part, None),
+        };
+        at = at.get(key)?;
+        tokens.push(key.to_string());
+        if let Some(item) = item {
+            let items = at.as_array()?;
+            let named = |v: &Value| {
+                ["name", "groupName"]
+                    .iter()
+                    .any(|k| v.get(*k).and_then(Value::as_str) == Some(item))
+            };
+            let index = items
+                .iter()
+                .position(named)
+                .or_else(|| item.parse::<usize>().ok().filter(|i| *i < items.len()))?;
+            at = &items[index];
+            tokens.push(index.to_string());
+        }
+    }
+    at.is_object().then_some(tokens)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pod_spec_pointers_resolve_named_items_to_indices_and_skip_non_templates() {
+        use crate::api::annotations::PodSet;
+        let data = serde_json::json!({"spec": {"replicatedJobs": [
+            {"name": "driver", "template": {"spec": {"template": {"spec": {}}}}},
+            {"name": "workers", "template": {"spec": {"template": {"spec": {}}}}}
+        ], "trainer": {"numNodes": 2}}});
+        let set = |path: &str| PodSet {
+            path: path.to_string(),
+            pod: None,
+            count: 1,
+        };
+        let pointers = pod_spec_pointers(
+            &data,
+            &[
+                set("spec.replicatedJobs[workers].template.spec.template.spec"),
+                set("spec.replicatedJobs[0].template.spec.template.spec"),
+                set("spec.trainer"),
+                set("spec.replicatedJobs[gone].template.spec.template.spec"),
+            ],
+        );
+        let tokens = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            pointers,
+            vec![
+                tokens(&[
+                    "spec",
+                    "replicatedJobs",
+                    "1",
+                    "template",
+                    "spec",
+                    "template",
+                    "spec"
+                ]),
+                tokens(&[
+                    "spec",
+                    "replicatedJobs",
+                    "0",
+                    "template",
+                    "spec",
+                    "template",
+                    "spec"
+                ]),
+            ]
+        );
+    }
+
     use super::*;
 
     fn path(p: &[&str]) -> Vec<String> {

@@ -1003,6 +1003,24 @@ impl Scenario {
         self.say(format!("CarbonForecast {} is Ready", self.ns));
     }
 
+    /// A second pool of simulated nodes for this scenario (`<namespace>-<name>`), deleted with the
+    /// scenario.
+    pub async fn add_pool(&self, name: &str, count: usize) -> NodeSim {
+        let pool = format!("{}-{name}", self.nodes.pool);
+        lock(&self.registry).nodes.extend(node_names(&pool, count));
+        let nodes = NodeSim::start(
+            self.client.clone(),
+            &self.ns,
+            &pool,
+            count,
+            NodeShape::default(),
+            self.progress.clone(),
+        )
+        .await;
+        lock(&self.registry).tasks.extend(nodes.abort_handles());
+        nodes
+    }
+
     // -- Jobs -----------------------------------------------------------------------------------
 
     /// A deferrable Job of this scenario: planned against its forecast, pods on its nodes.

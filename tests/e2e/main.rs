@@ -51,6 +51,10 @@
 //!   prints the ledger's totals.
 //! - [`energy`]: with `--prometheus-url` at a local stand-in of the Prometheus query API, a
 //!   finished Job's energy is Kepler's (`status.energySource: kepler`), in its status and ledger.
+//! - [`fleet`]: a workload with two candidate forecasts (two node pools labelled as two grids)
+//!   is placed in the cleaner one, released with that pool's node selector and bound there by the
+//!   scheduler; with `capacity.jobs: 3`, ten workloads wanting the same window run three at a
+//!   time (the count over time from the pods' records) and all meet their deadlines.
 //! - [`examples`]: every manifest under `examples/` applied with `kubectl apply` (the training
 //!   kinds' upstream CRDs from `../shared/crds-upstream/` first): held Jobs held, the dry run
 //!   planned but running, trace and UK forecasts Ready, the others failing only for want of egress.
@@ -86,6 +90,7 @@ mod chart;
 mod energy;
 mod examples;
 mod fixtures;
+mod fleet;
 mod harness;
 mod kinds;
 mod lifecycle;

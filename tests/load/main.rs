@@ -1247,6 +1247,7 @@ async fn release_until_done(api: &Api<Job>, name: &str, mut job: Job) -> Result<
             &Guard::of(&object),
             Utc::now(),
             "Released",
+            &[],
         )
         .await
         {

@@ -70,6 +70,12 @@ pub struct Prepared {
     pub notes: Vec<Note>,
     /// The Job, for its Events.
     pub job_ref: ObjectReference,
+    /// Further operations of the same guarded patch: a placed workload's node selector.
+    pub extra: Vec<json_patch::PatchOperation>,
+    /// The CarbonForecast it runs under (its fleet commits it when it is released).
+    pub forecast: String,
+    /// The release goes above the forecast's capacity cap (the deadline left no room).
+    pub over_capacity: bool,
 }
 
 impl Prepared {
@@ -208,6 +214,7 @@ async fn send(this: &Arc<WorkloadController>, prepared: Prepared) -> Option<Prep
         &prepared.guard,
         now,
         prepared.reason.as_str(),
+        &prepared.extra,
     )
     .await;
     match outcome {
@@ -217,6 +224,13 @@ async fn send(this: &Arc<WorkloadController>, prepared: Prepared) -> Option<Prep
             this.ctx
                 .metrics
                 .record_release(prepared.reason.as_str(), lateness);
+            let over = this
+                .ctx
+                .fleets
+                .released(&prepared.forecast, &prepared.key(), now);
+            if over || prepared.over_capacity {
+                this.ctx.metrics.record_over_capacity(&prepared.forecast);
+            }
             debug!(job = %prepared.key(), lateness, "released at its planned second");
             Some(prepared)
         }
@@ -265,6 +279,9 @@ mod tests {
             planned,
             notes: Vec::new(),
             job_ref: ObjectReference::default(),
+            extra: Vec::new(),
+            forecast: "f".into(),
+            over_capacity: false,
         }
     }
 

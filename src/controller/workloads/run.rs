@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use super::{GAUGE_INTERVAL, WorkloadController, error_policy, reconcile};
 use crate::api::{CarbonWorkload, Phase};
+use crate::controller::fleets::REPLAN_INTERVAL;
 use crate::controller::{Context, WORKLOADS};
 use crate::lifecycle;
 use crate::workload::Adapter;
@@ -44,7 +45,9 @@ pub fn jobs_waiting_on(
         .state()
         .iter()
         .filter(|w| is_of(w, adapter))
-        .filter(|w| name.is_none_or(|n| w.spec.forecast == n))
+        .filter(|w| {
+            name.is_none_or(|n| w.spec.forecast == n || w.spec.candidates.iter().any(|c| c == n))
+        })
         .filter(|w| waits_for_forecast(w))
         .map(|w| {
             let job = ObjectRef::new_with(&w.spec.job_ref.name, adapter.resource().clone());
@@ -191,11 +194,13 @@ pub async fn run(ctx: Arc<Context>, shutdown: impl Future<Output = ()> + Send + 
             )
         })
         .collect();
-    let gauges = gauges(ctx.clone(), stores, shutdown);
+    let gauges = gauges(ctx.clone(), stores, shutdown.clone());
+    let fleets = fleet_ticks(ctx.clone(), shared.clone(), shutdown);
     futures::join!(
         futures::future::join_all(kinds),
         futures::future::join_all(watches),
-        gauges
+        gauges,
+        fleets
     );
     info!(controller = WORKLOADS, "stopped");
 }
@@ -282,6 +287,87 @@ async fn run_kind(
     }
     let releases = super::releaser::run(this.clone(), shutdown.clone());
     futures::join!(futures::future::join_all(controllers), releases);
+}
+
+/// The field manager of `status.capacityUsed`: not the forecast controller's, whose server-side
+/// apply of the rest of the status would otherwise drop it.
+pub const CAPACITY_FIELD_MANAGER: &str = "carbonshift-capacity";
+
+/// Every [`REPLAN_INTERVAL`] until `shutdown`: re-plans the fleets that lost workloads, reconciles
+/// the workloads whose plan moved, and writes `status.capacityUsed` of the capped forecasts whose
+/// usage changed ([`crate::controller::fleets`]).
+async fn fleet_ticks(
+    ctx: Arc<Context>,
+    scopes: Vec<SharedScope>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut moved = ctx.fleets.subscribe();
+    let mut tick = tokio::time::interval(REPLAN_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let forecasts: Api<crate::api::CarbonForecast> = Api::all(ctx.client.clone());
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            key = moved.recv() => match key {
+                Ok(key) => route_key(&scopes, &key),
+                // Fell behind: the next forecast announcement or safety-net look catches up.
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    debug!(missed = n, "fleet re-plan announcements dropped");
+                }
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            _ = tick.tick() => {
+                let store = ctx.store.clone();
+                ctx.fleets.retain(|name| store.get(name).is_some());
+                let done = ctx.fleets.tick(ctx.clock.now());
+                for name in &done.replanned {
+                    ctx.metrics
+                        .fleet_replans
+                        .get_or_create(&crate::metrics::ForecastLabels { forecast: name.clone() })
+                        .inc();
+                }
+                for (name, used) in done.usage {
+                    let patch = serde_json::json!({
+                        "apiVersion": "carbonshift.dev/v1alpha1",
+                        "kind": "CarbonForecast",
+                        "status": {"capacityUsed": used},
+                    });
+                    let params = kube::api::PatchParams::apply(CAPACITY_FIELD_MANAGER).force();
+                    match forecasts
+                        .patch_status(&name, &params, &kube::api::Patch::Apply(&patch))
+                        .await
+                    {
+                        Ok(_) => ctx.fleets.published(&name, used),
+                        Err(error) => {
+                            warn!(%error, forecast = %name, "writing status.capacityUsed failed; retried at the next tick");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Asks the controller of the kind owning the CarbonWorkload `key` (`namespace/name`) to
+/// reconcile it.
+fn route_key(scopes: &[SharedScope], key: &str) {
+    let Some((namespace, name)) = key.split_once('/') else {
+        return;
+    };
+    for scope in scopes {
+        if scope.namespace.as_deref().is_some_and(|n| n != namespace) {
+            continue;
+        }
+        let reference = ObjectRef::<CarbonWorkload>::new(name).within(namespace);
+        if let Some(w) = scope.workloads.get(&reference)
+            && let Ok(routes) = scope.routes.lock()
+            && let Some((trigger, object)) = owner_route(&w, &routes)
+        {
+            let _ = trigger.unbounded_send(object);
+            return;
+        }
+    }
 }
 
 /// Recomputes the workload gauges every [`GAUGE_INTERVAL`] until `shutdown`.

@@ -132,6 +132,7 @@ fn planned_status(env: &TestEnv, job_value: &Value) -> CarbonWorkloadStatus {
         forecast: ForecastInput::Data(view_of(&snapshot, fresh)),
         config: &controller.lifecycle,
         measured: None,
+        fleet: None,
     };
     let mut decision = lifecycle::decide(&input, t(T0));
     decision.stamp_generation(Some(1));
