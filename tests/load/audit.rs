@@ -247,13 +247,19 @@ pub fn read(
         let mut part: Box<dyn Read> =
             if segment.gzip {
                 // lumberjack's compressed backups; no gzip crate in this build, gzip(1) is.
-                let child = Command::new("gzip")
+                let output = Command::new("gzip")
                     .arg("-dc")
                     .arg(&path)
-                    .stdout(Stdio::piped())
-                    .spawn()
+                    .stderr(Stdio::inherit())
+                    .output()
                     .unwrap_or_else(|e| panic!("gzip -dc {}: {e}", path.display()));
-                Box::new(child.stdout.expect("gzip's stdout"))
+                assert!(
+                    output.status.success(),
+                    "gzip -dc {}: {}",
+                    path.display(),
+                    output.status
+                );
+                Box::new(std::io::Cursor::new(output.stdout))
             } else {
                 Box::new(std::fs::File::open(&path).unwrap_or_else(|e| {
                     panic!("cannot open the audit log {}: {e}", path.display())
