@@ -40,7 +40,9 @@
 //! - `CARBONSHIFT_LOAD_KUBECONFIG` (required): an admin kubeconfig of the control plane.
 //! - `CARBONSHIFT_LOAD_JOBS` (1000), `CARBONSHIFT_LOAD_NAMESPACES` (10).
 //! - `CARBONSHIFT_LOAD_AUDIT_LOG` (default `$CP_HOME/audit.log`, else `audit.log` beside the
-//!   kubeconfig): the API server's audit log.
+//!   kubeconfig): the API server's audit log. Its rotated siblings in the same directory
+//!   (`audit-<time>.log`, `.log.gz`) are read too, in time order, when the API server rotated
+//!   the log during the run ([`audit`]); a 10,000-Job run writes several hundred MB.
 //! - `CARBONSHIFT_LOAD_REPORT` (default `<target tmp>/load-<N>.md`): the markdown fragment.
 //! - `CARBONSHIFT_LOAD_DOCS` (default `docs/benchmarks.md` of this crate; empty: none).
 //! - `CARBONSHIFT_LOAD_LEAD_SECONDS`: seconds from the forecast's creation to `W`.
@@ -628,9 +630,7 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
     ));
 
     // 2. The forecast and the operator.
-    let audit_offset = std::fs::metadata(&settings.audit_log)
-        .unwrap_or_else(|e| panic!("{}: {e}", settings.audit_log.display()))
-        .len();
+    let audit_start = audit::Start::now(&settings.audit_log);
     let created_at = Utc::now();
     let lead = TimeDelta::from_std(settings.lead).expect("a representable lead");
     let window = DateTime::from_timestamp((created_at + lead).timestamp(), 0).expect("a time");
@@ -967,11 +967,9 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
         &template,
     )
     .await;
-    let (mut by_user, unreadable) = audit::read(
-        &settings.audit_log,
-        audit_offset,
-        &[&operator_user, &baseline_user],
-    );
+    let (mut by_user, unreadable, audit_files) =
+        audit::read(&audit_start, &[&operator_user, &baseline_user]);
+    progress.say(format!("audit log files read: {}", audit_files.join(", ")));
     // The figures are the first wave's; the second wave reports its own.
     let requests: Vec<_> = by_user
         .remove(&operator_user)
