@@ -714,10 +714,7 @@ async fn decide_and_apply(
                     if matches!(action, JobAction::Release { .. })
                         && let Some(forecast) = &forecast_name
                     {
-                        let over = ctx.fleets.released(forecast, &memory_key, now);
-                        if over || decision.over_capacity {
-                            ctx.metrics.record_over_capacity(forecast);
-                        }
+                        committed(ctx, forecast, &memory_key, now, decision.over_capacity);
                     }
                 }
                 Outcome::Changed(message) => {
@@ -889,6 +886,16 @@ fn requeue(decision: &Decision, now: DateTime<Utc>) -> Action {
         }
         None if finished => Action::await_change(),
         None => Action::requeue(MAX_REQUEUE),
+    }
+}
+
+/// A release of the workload `key` under `forecast` was applied at `now`: its fleet commits it,
+/// and a release above the cap (`flagged` by the state machine, or found so by the fleet) is
+/// counted.
+fn committed(ctx: &Context, forecast: &str, key: &str, now: DateTime<Utc>, flagged: bool) {
+    let over = ctx.fleets.released(forecast, key, now);
+    if over || flagged {
+        ctx.metrics.record_over_capacity(forecast);
     }
 }
 

@@ -186,6 +186,12 @@ fn pointer_of(data: &Value, path: &str) -> Option<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn path(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn pod_spec_pointers_resolve_named_items_to_indices_and_skip_non_templates() {
         use crate::api::annotations::PodSet;
@@ -207,11 +213,10 @@ mod tests {
                 set("spec.replicatedJobs[gone].template.spec.template.spec"),
             ],
         );
-        let tokens = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(
             pointers,
             vec![
-                tokens(&[
+                path(&[
                     "spec",
                     "replicatedJobs",
                     "1",
@@ -220,7 +225,7 @@ mod tests {
                     "template",
                     "spec"
                 ]),
-                tokens(&[
+                path(&[
                     "spec",
                     "replicatedJobs",
                     "0",
@@ -231,12 +236,6 @@ mod tests {
                 ]),
             ]
         );
-    }
-
-    use super::*;
-
-    fn path(p: &[&str]) -> Vec<String> {
-        p.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]

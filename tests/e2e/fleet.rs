@@ -131,10 +131,6 @@ async fn placement(s: Scenario) {
         .as_ref()
         .and_then(|p| p.node_name.clone())
         .unwrap_or_default();
-    s.say(format!(
-        "pod {} bound to {node}",
-        pod.metadata.name.clone().unwrap_or_default()
-    ));
     assert!(
         other.names.contains(&node),
         "the pod runs on {node}, not in the cleaner pool {:?}",

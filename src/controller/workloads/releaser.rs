@@ -224,13 +224,13 @@ async fn send(this: &Arc<WorkloadController>, prepared: Prepared) -> Option<Prep
             this.ctx
                 .metrics
                 .record_release(prepared.reason.as_str(), lateness);
-            let over = this
-                .ctx
-                .fleets
-                .released(&prepared.forecast, &prepared.key(), now);
-            if over || prepared.over_capacity {
-                this.ctx.metrics.record_over_capacity(&prepared.forecast);
-            }
+            super::committed(
+                &this.ctx,
+                &prepared.forecast,
+                &prepared.key(),
+                now,
+                prepared.over_capacity,
+            );
             debug!(job = %prepared.key(), lateness, "released at its planned second");
             Some(prepared)
         }
