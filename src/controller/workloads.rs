@@ -69,6 +69,8 @@ pub const GAUGE_INTERVAL: Duration = Duration::from_secs(30);
 /// How soon a Job is looked at again when the cache still shows it as it was before carbonshift's
 /// own patch (the watch event of the patch is on its way).
 pub const STALE_RECHECK: Duration = Duration::from_secs(1);
+/// How soon a Job whose release the releaser is sending is looked at again.
+pub const IN_FLIGHT_RECHECK: Duration = Duration::from_secs(5);
 /// First retry delay after a Kubernetes API error.
 pub const API_RETRY_BASE: Duration = Duration::from_secs(5);
 /// Longest retry delay after Kubernetes API errors.
@@ -229,6 +231,10 @@ impl WorkloadController {
         lock(&self.armed).next()
     }
 
+    fn due_by(&self, at: DateTime<Utc>, limit: usize) -> usize {
+        lock(&self.armed).due_by(at, limit)
+    }
+
     fn take_due(&self, now: DateTime<Utc>) -> Vec<releaser::Prepared> {
         let mut armed = lock(&self.armed);
         let due = armed.take_due(now);
@@ -236,6 +242,16 @@ impl WorkloadController {
             .metrics
             .set_releases_armed(self.adapter.kind(), armed.len());
         due
+    }
+
+    /// The releaser's patch for the Job `key` was answered.
+    fn answered(&self, key: &str) {
+        lock(&self.armed).answered(key);
+    }
+
+    /// Whether the releaser is sending the release of the Job `key` now.
+    fn release_in_flight(&self, key: &str) -> bool {
+        lock(&self.armed).in_flight(key)
     }
 
     fn arm(&self, at: DateTime<Utc>, prepared: releaser::Prepared) {
@@ -545,6 +561,12 @@ async fn reconcile_job(job: &DynamicObject, this: &WorkloadController) -> Result
     if this.is_stale(job) {
         debug!("the cache has not seen carbonshift's last patch yet");
         return Ok(Action::requeue(STALE_RECHECK));
+    }
+    if this.release_in_flight(&key(job)) {
+        // Its answer reconciles the Job (the patch's watch event, or at once when it was refused
+        // or failed); the requeue only covers a watch event that came before the answer.
+        debug!("the releaser is sending this Job's release");
+        return Ok(Action::requeue(IN_FLIGHT_RECHECK));
     }
     let jobs = this.api(&namespace);
     let kind = this.adapter.kind();

@@ -301,7 +301,11 @@ impl Machine<'_> {
         total(&self.status.runs)
     }
 
-    /// A release now. The status says `Released`; it is written only if the patch succeeds.
+    /// A release now. When the status records the workload as held, the kind answers a release
+    /// with its start time and [`Config::release_ack_wait`] is set, the status is left as it was:
+    /// the reconcile after the release's watch event records the release together with that
+    /// answer (one status write, as for a release sent by the releaser). Otherwise the status
+    /// says `Released`; it is written only if the patch succeeds.
     pub(super) fn release(
         &mut self,
         reason: ReleaseReason,
@@ -317,8 +321,18 @@ impl Machine<'_> {
             | ReleaseReason::InvalidAnnotations => NoteKind::Warning,
         };
         self.decision.job_action = Some(JobAction::Release { reason, planned });
-        self.status.released_at = self.status.released_at.or(Some(self.now));
-        self.set(Phase::Released, reason.as_str(), message.clone());
+        // Only when the status records a held workload already: a workload's first status is
+        // written now anyway, so it may as well say `Released`.
+        let recorded_with_answer = self.config.release_ack_wait > TimeDelta::zero()
+            && self.job.reports_start
+            && matches!(
+                self.old_phase,
+                Some(Phase::Pending | Phase::Deferred | Phase::Paused)
+            );
+        if !recorded_with_answer {
+            self.status.released_at = self.status.released_at.or(Some(self.now));
+            self.set(Phase::Released, reason.as_str(), message.clone());
+        }
         self.event(type_, reason.as_str(), "Release", message);
     }
 

@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 use crate::api::annotations::{
     AnnotationDefaults, DEADLINE, DEFERRABLE, DRY_RUN, DURATION, HELD, INTERRUPTIBLE, MAX_DELAY,
-    POWER, RELEASED_AT, RUN_NOW, SUBMITTED_AT,
+    POWER, RELEASE_REASON, RELEASED_AT, RUN_NOW, SUBMITTED_AT,
 };
 use crate::api::workload::JobRef;
 use crate::api::workload::TimeWindow;
@@ -301,7 +301,9 @@ impl Sim {
             Some(JobAction::Release { reason, planned }) => {
                 self.releases.push((now, *reason, *planned));
                 set_suspend(&mut self.job, false);
+                // As the guarded release patch does (controller::release).
                 annotate(&mut self.job, RELEASED_AT, &stamp(now));
+                annotate(&mut self.job, RELEASE_REASON, reason.as_str());
                 self.bump();
             }
             Some(JobAction::Pause) => {
@@ -401,6 +403,14 @@ fn reasons(d: &Decision) -> Vec<&str> {
     d.events.iter().map(|e| e.reason).collect()
 }
 
+/// The message of the decision's Event with `reason`.
+fn event_message<'a>(d: &'a Decision, reason: &str) -> Option<&'a str> {
+    d.events
+        .iter()
+        .find(|e| e.reason == reason)
+        .map(|e| e.message.as_str())
+}
+
 fn release_of(d: &Decision) -> Option<ReleaseReason> {
     match d.job_action {
         Some(JobAction::Release { reason, .. }) => Some(reason),
@@ -470,7 +480,8 @@ fn held_job_is_planned_released_at_its_start_and_followed_to_success() {
     assert_eq!(d.requeue_at, Some(hour(3)));
     assert_eq!(d.status.as_ref(), Some(&before));
 
-    // Deferred → Released at the planned start.
+    // Released at the planned start. The status is not written with the release: it records
+    // the release together with the Job controller's answer, in one write.
     let d = sim.step(hour(3));
     assert_eq!(
         d.job_action,
@@ -480,23 +491,22 @@ fn held_job_is_planned_released_at_its_start_and_followed_to_success() {
         })
     );
     assert_eq!(reasons(&d), ["Released"]);
-    let s = sim.status();
-    assert_eq!(s.phase, Some(Phase::Released));
-    assert_eq!(s.released_at, Some(hour(3)));
-    assert_eq!(condition(&s, "Held"), ("False".into(), "Released".into()));
+    assert_eq!(d.status.as_ref(), Some(&before));
 
-    // The Job changed (our own patch): nothing more to do.
+    // The Job changed (our own patch), no answer yet: nothing more to do.
     let d = sim.step(hour(3));
     assert_eq!((d.job_action.clone(), d.events.len()), (None, 0));
-    assert_eq!(d.status.as_ref(), Some(&s));
+    assert_eq!(d.status.as_ref(), Some(&before));
 
-    // Released → Running.
+    // The Job controller answers: Deferred → Running, the release recorded with it.
     sim.edit(|j| set_active(j, 2));
     sim.step(hour(3));
     let s = sim.status();
     assert_eq!(s.phase, Some(Phase::Running));
+    assert_eq!(s.released_at, Some(hour(3)));
     assert_eq!(s.started_at, Some(hour(3)));
     assert_eq!(s.reason.as_deref(), Some("Released"));
+    assert_eq!(condition(&s, "Held"), ("False".into(), "Released".into()));
 
     // Running → Succeeded: realised 55 g/kWh over 03:00–05:00, counterfactual 300 from T0.
     sim.edit(|j| finish(j, "Complete", hour(5)));
@@ -706,10 +716,13 @@ fn run_now_releases_a_held_job_at_once_whatever_the_plan() {
         })
     );
     assert_eq!(reasons(&d), ["ManualRelease"]);
-    assert_eq!(sim.status().reason.as_deref(), Some("ManualRelease"));
     // And only once.
     let d = sim.step(at(31));
     assert_eq!(d.job_action, None);
+    sim.edit(|j| set_active(j, 1));
+    sim.step(at(32));
+    assert_eq!(sim.phase(), Some(Phase::Running));
+    assert_eq!(sim.status().reason.as_deref(), Some("ManualRelease"));
 }
 
 #[test]
@@ -783,7 +796,7 @@ fn the_first_data_wait_runs_from_the_later_of_submission_and_the_forecasts_appea
         let d = sim.step(until);
         assert_eq!(release_of(&d), Some(ReleaseReason::NoForecast));
         assert_eq!(
-            sim.status().message.as_deref(),
+            event_message(&d, "NoForecast"),
             Some(
                 "released at once (fail open): the CarbonForecast \"default\" produced no data within the 2m first-data wait"
             )
@@ -799,7 +812,7 @@ fn a_forecast_known_unusable_is_no_forecast_at_once_and_hold_keeps_the_deadline(
     let d = sim.step(t0());
     assert_eq!(release_of(&d), Some(ReleaseReason::NoForecast));
     assert_eq!(
-        sim.status().message.as_deref(),
+        event_message(&d, "NoForecast"),
         Some(
             "released at once (fail open): the CarbonForecast \"default\" has no data (Ready=False, reason RefreshFailed)"
         )
@@ -918,8 +931,11 @@ fn no_forecast_releases_at_once_by_default() {
         })
     );
     assert_eq!(d.events[0].kind, NoteKind::Warning);
+    sim.edit(|j| set_active(j, 1));
+    sim.step(at(1));
     let s = sim.status();
-    assert_eq!(s.phase, Some(Phase::Released));
+    assert_eq!(s.phase, Some(Phase::Running));
+    assert_eq!(s.released_at, Some(t0()));
     assert_eq!(s.reason.as_deref(), Some("NoForecast"));
     assert!(s.windows.is_empty());
     assert_eq!(

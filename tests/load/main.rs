@@ -574,7 +574,7 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
         .apiserver_version()
         .await
         .unwrap_or_else(|e| panic!("the API server does not answer /version: {e}"));
-    let machine = machine(format!("kube-apiserver {}", version.git_version));
+    let mut machine = machine(format!("kube-apiserver {}", version.git_version));
     let cp_pids = process::control_plane(
         &settings
             .audit_log
@@ -582,6 +582,11 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
             .unwrap_or(Path::new("."))
             .join("pids"),
     );
+    machine.controller_manager_limits = cp_pids
+        .iter()
+        .find(|(name, _)| name.contains("controller-manager"))
+        .map(|(_, pid)| process::client_limits(*pid))
+        .unwrap_or_default();
 
     let suffix = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     let base = format!("carbonshift-load-{suffix}");
@@ -1309,6 +1314,7 @@ fn machine(apiserver: String) -> Machine {
         kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
         rustc,
         apiserver,
+        controller_manager_limits: String::new(),
         load_before,
     }
 }

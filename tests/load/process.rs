@@ -75,6 +75,30 @@ pub fn control_plane(pids_file: &Path) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// The client rate limits a control-plane process was started with (`--kube-api-qps`,
+/// `--kube-api-burst` on its command line), e.g. `--kube-api-qps=200 --kube-api-burst=300`;
+/// empty when it uses its defaults or its command line cannot be read.
+pub fn client_limits(pid: u32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let mut limits = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        for flag in ["--kube-api-qps", "--kube-api-burst"] {
+            if let Some(value) = arg.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
+                limits.push(format!("{flag}={value}"));
+            } else if arg == flag
+                && let Some(value) = args.get(i + 1)
+            {
+                limits.push(format!("{flag}={value}"));
+            }
+        }
+    }
+    limits.join(" ")
+}
+
 /// The running `carbonshift run`; clones share the process.
 #[derive(Clone)]
 pub struct Operator {

@@ -64,6 +64,9 @@ pub struct Machine {
     pub kernel: String,
     pub rustc: String,
     pub apiserver: String,
+    /// kube-controller-manager's client rate limits (its Job controller answers the releases),
+    /// e.g. `--kube-api-qps=200 --kube-api-burst=300`; empty: its defaults (20 and 30).
+    pub controller_manager_limits: String,
     /// `/proc/loadavg` (1, 5, 15 min) before the run.
     pub load_before: String,
 }
@@ -296,8 +299,8 @@ pub fn render(f: &Figures) -> String {
     let _ = writeln!(s, "{RUN_PREFIX}{n}\n");
     let _ = writeln!(
         s,
-        "{} · {} ({} cores), {:.0} GiB, {}, kernel {}, {}; {} · load average before the run {} · \
-{} namespaces · clean window {:.0} s after the operator was ready.\n",
+        "{} · {} ({} cores), {:.0} GiB, {}, kernel {}, {}; {}, kube-controller-manager {} · load \
+average before the run {} · {} namespaces · clean window {:.0} s after the operator was ready.\n",
         f.date,
         m.cpu,
         m.cores,
@@ -306,6 +309,11 @@ pub fn render(f: &Figures) -> String {
         m.kernel,
         m.rustc,
         m.apiserver,
+        if m.controller_manager_limits.is_empty() {
+            "with its default client limits (--kube-api-qps=20 --kube-api-burst=30)".to_string()
+        } else {
+            m.controller_manager_limits.clone()
+        },
         m.load_before,
         f.namespaces,
         f.lead_s

@@ -11,7 +11,8 @@
 //! so re-arms it from the new facts.
 //!
 //! One task per kind ([`run`]) sleeps until the earliest armed second and sends every release
-//! due then concurrently, at most [`OperatorConfig::release_concurrency`] in flight, through the
+//! due then concurrently (when at least [`WARM_MIN`] are due at one second, it opens the
+//! connections they need [`WARM_AHEAD`] before, so the burst does not start with TLS handshakes), at most [`OperatorConfig::release_concurrency`] in flight, through the
 //! same client as everything else (its rate limits and API Priority and Fairness apply). A patch
 //! refused because the Job changed since it was armed, or failed, writes nothing and reconciles
 //! the Job at once, which decides again from the Job as it is. The Events of the releases that
@@ -23,12 +24,15 @@
 //! The reconcile still looks again shortly after `at` ([`grace`]: a quarter of the margin, at
 //! most [`MAX_GRACE`]), so a release that could not be sent (this task stopped, the API
 //! unreachable) is decided by the reconcile as before, still before the latest start: the
-//! deadline rule never depends on this task. The grace is long enough that the reconcile does not
-//! race this task through a large burst.
+//! deadline rule never depends on this task. A burst can take longer than the grace to send
+//! (10,000 releases due at one second take about 45 s on a 2-core control plane): a release this
+//! task has taken out and not had answered yet is [in flight](Armed::in_flight), and a reconcile
+//! of that Job waits for the answer instead of sending the same patch, which the API server would
+//! refuse (the Job changed) after the workload's status had already been written twice.
 //!
 //! [`OperatorConfig::release_concurrency`]: crate::controller::OperatorConfig::release_concurrency
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
@@ -85,11 +89,13 @@ impl Prepared {
     }
 }
 
-/// The armed releases of one kind, by due second; at most one per Job.
+/// The armed releases of one kind, by due second; at most one per Job. A release taken out to
+/// be sent stays [in flight](Armed::in_flight) until its patch was answered.
 #[derive(Debug, Default)]
 pub struct Armed {
     by_time: BTreeMap<(DateTime<Utc>, String), Prepared>,
     by_key: HashMap<String, DateTime<Utc>>,
+    in_flight: HashSet<String>,
 }
 
 impl Armed {
@@ -117,7 +123,17 @@ impl Armed {
         self.by_time.keys().next().map(|(at, _)| *at)
     }
 
-    /// Takes out every release due at `now`, earliest first.
+    /// How many releases are due at `at` or before, counting at most `limit`.
+    pub fn due_by(&self, at: DateTime<Utc>, limit: usize) -> usize {
+        self.by_time
+            .keys()
+            .take_while(|(due, _)| *due <= at)
+            .take(limit)
+            .count()
+    }
+
+    /// Takes out every release due at `now`, earliest first; each is in flight until
+    /// [`Armed::answered`].
     pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<Prepared> {
         let mut due = Vec::new();
         while let Some(entry) = self.by_time.first_entry() {
@@ -125,10 +141,23 @@ impl Armed {
                 break;
             }
             let prepared = entry.remove();
-            self.by_key.remove(&prepared.key());
+            let key = prepared.key();
+            self.by_key.remove(&key);
+            self.in_flight.insert(key);
             due.push(prepared);
         }
         due
+    }
+
+    /// The release of the Job `key` was answered (applied, refused or failed).
+    pub fn answered(&mut self, key: &str) {
+        self.in_flight.remove(key);
+    }
+
+    /// Whether the release of the Job `key` was taken out to be sent and not answered yet: a
+    /// reconcile then leaves the Job to this task rather than race it with the same patch.
+    pub fn in_flight(&self, key: &str) -> bool {
+        self.in_flight.contains(key)
     }
 
     /// How many releases are armed.
@@ -142,14 +171,63 @@ impl Armed {
     }
 }
 
+/// How long before a burst's second the connections it needs are opened ([`warm_up`]).
+pub const WARM_AHEAD: TimeDelta = TimeDelta::seconds(2);
+
+/// The fewest releases due at one second that are worth opening connections for ahead.
+pub const WARM_MIN: usize = 8;
+
+/// What the task does next, from the earliest armed second `next`, how many releases are due by
+/// then (counted up to the concurrency) and whether the connections were opened for it already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing is armed.
+    Idle,
+    /// Open `connections` connections at `at` ([`WARM_AHEAD`] before the burst).
+    WarmUp {
+        at: DateTime<Utc>,
+        connections: usize,
+    },
+    /// Send what is due at `at`.
+    Send { at: DateTime<Utc> },
+}
+
+/// The task's next step (pure; module documentation).
+pub fn next_step(
+    next: Option<DateTime<Utc>>,
+    due: usize,
+    warmed_for: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Next {
+    let Some(at) = next else {
+        return Next::Idle;
+    };
+    let warm_at = at - WARM_AHEAD;
+    if due >= WARM_MIN && warmed_for != Some(at) && now < at {
+        return Next::WarmUp {
+            at: warm_at.max(now),
+            connections: due,
+        };
+    }
+    Next::Send { at }
+}
+
 /// Sends the armed releases of `this`'s kind at their seconds until `shutdown` (module
 /// documentation).
 pub async fn run(this: Arc<WorkloadController>, shutdown: impl Future<Output = ()> + Send) {
     let mut shutdown = std::pin::pin!(shutdown);
+    let concurrency = this.ctx.config.release_concurrency.max(1);
+    let mut warmed_for = None;
     loop {
         let next = this.armed_next();
+        let due = next.map_or(0, |at| this.due_by(at, concurrency));
+        let step = next_step(next, due, warmed_for, this.ctx.clock.now());
+        let at = match step {
+            Next::Idle => None,
+            Next::WarmUp { at, .. } | Next::Send { at } => Some(at),
+        };
         let sleep = async {
-            match next {
+            match at {
                 Some(at) => {
                     let wait = (at - this.ctx.clock.now()).to_std().unwrap_or_default();
                     tokio::time::sleep(wait).await;
@@ -162,6 +240,11 @@ pub async fn run(this: Arc<WorkloadController>, shutdown: impl Future<Output = (
             _ = this.armed_changed.notified() => continue,
             _ = sleep => {}
         }
+        if let Next::WarmUp { connections, .. } = step {
+            warm_up(&this.ctx.client, connections).await;
+            warmed_for = next;
+            continue;
+        }
         let due = this.take_due(this.ctx.clock.now());
         if due.is_empty() {
             continue;
@@ -170,15 +253,34 @@ pub async fn run(this: Arc<WorkloadController>, shutdown: impl Future<Output = (
     }
 }
 
+/// Opens up to `connections` connections to the API server ahead of a burst, so that its first
+/// patches do not wait for TLS handshakes: that many concurrent `GET /version` requests (readable
+/// by every authenticated user); the client's pool keeps the connections open for the burst.
+/// A failure only means the burst opens its own connections.
+async fn warm_up(client: &kube::Client, connections: usize) {
+    let answered = futures::stream::iter(0..connections)
+        .map(|_| client.apiserver_version())
+        .buffer_unordered(connections.max(1))
+        .filter(|answer| std::future::ready(answer.is_ok()))
+        .count()
+        .await;
+    debug!(
+        connections,
+        answered, "opened connections ahead of a burst of releases"
+    );
+}
+
 /// Sends `due` concurrently, then publishes the Events of those that went out (in a task of its
 /// own, so that the next due second is not kept waiting).
 async fn send_all(this: &Arc<WorkloadController>, due: Vec<Prepared>) {
     let count = due.len();
     let concurrency = this.ctx.config.release_concurrency.max(1);
+    // Each patch in a task of its own, so that both runtime threads build requests and read
+    // answers while the watch events of the burst are decoded beside them.
     let sent: Vec<Prepared> = futures::stream::iter(due)
-        .map(|prepared| send(this, prepared))
+        .map(|prepared| tokio::spawn(send(this.clone(), prepared)))
         .buffer_unordered(concurrency)
-        .filter_map(std::future::ready)
+        .filter_map(|joined| std::future::ready(joined.ok().flatten()))
         .collect()
         .await;
     info!(
@@ -204,7 +306,7 @@ async fn send_all(this: &Arc<WorkloadController>, due: Vec<Prepared>) {
 }
 
 /// Sends one prepared release; `Some` when it was applied.
-async fn send(this: &Arc<WorkloadController>, prepared: Prepared) -> Option<Prepared> {
+async fn send(this: Arc<WorkloadController>, prepared: Prepared) -> Option<Prepared> {
     let api = this.api(&prepared.namespace);
     let now = this.ctx.clock.now();
     let outcome = release::release(
@@ -217,9 +319,13 @@ async fn send(this: &Arc<WorkloadController>, prepared: Prepared) -> Option<Prep
         &prepared.extra,
     )
     .await;
+    if let Ok(Outcome::Applied(_)) = &outcome {
+        // Before it stops being in flight: a reconcile from then on knows the cache may be older.
+        this.patched_key(&prepared.key(), prepared.guard.resource_version.clone());
+    }
+    this.answered(&prepared.key());
     match outcome {
         Ok(Outcome::Applied(_)) => {
-            this.patched_key(&prepared.key(), prepared.guard.resource_version.clone());
             let lateness = (now - prepared.planned).num_milliseconds() as f64 / 1000.0;
             this.ctx
                 .metrics
@@ -326,6 +432,79 @@ mod tests {
         assert_eq!(armed.next(), None);
         armed.disarm("ns/a");
         assert!(armed.is_empty());
+    }
+
+    #[test]
+    fn a_taken_release_is_in_flight_until_answered() {
+        let mut armed = Armed::default();
+        armed.arm(at(10), prepared("a", at(10)));
+        armed.arm(at(20), prepared("b", at(20)));
+        assert!(!armed.in_flight("ns/a"), "armed, not taken yet");
+        assert_eq!(armed.take_due(at(10)).len(), 1);
+        assert!(armed.in_flight("ns/a"));
+        assert!(!armed.in_flight("ns/b"));
+        // A reconcile that disarms the Job does not stop the patch being sent.
+        armed.disarm("ns/a");
+        assert!(armed.in_flight("ns/a"));
+        armed.answered("ns/a");
+        assert!(!armed.in_flight("ns/a"));
+        armed.answered("ns/a");
+        assert!(!armed.in_flight("ns/a"));
+        assert_eq!(armed.len(), 1);
+    }
+
+    #[test]
+    fn a_burst_opens_its_connections_ahead_once_and_single_releases_do_not() {
+        let burst = at(60);
+        // Many due: warm up WARM_AHEAD before, with as many connections as are due.
+        assert_eq!(
+            next_step(Some(burst), 64, None, at(0)),
+            Next::WarmUp {
+                at: burst - WARM_AHEAD,
+                connections: 64
+            }
+        );
+        // Armed late, inside WARM_AHEAD: warm up at once.
+        assert_eq!(
+            next_step(Some(burst), 64, None, at(59)),
+            Next::WarmUp {
+                at: at(59),
+                connections: 64
+            }
+        );
+        // Warmed for this second already, or the second has come: send.
+        assert_eq!(
+            next_step(Some(burst), 64, Some(burst), at(59)),
+            Next::Send { at: burst }
+        );
+        assert_eq!(
+            next_step(Some(burst), 64, None, burst),
+            Next::Send { at: burst }
+        );
+        // Warmed for an earlier burst: this one is warmed too.
+        assert!(matches!(
+            next_step(Some(burst), 64, Some(at(30)), at(0)),
+            Next::WarmUp { .. }
+        ));
+        // A few releases: no extra requests.
+        assert_eq!(
+            next_step(Some(burst), WARM_MIN - 1, None, at(0)),
+            Next::Send { at: burst }
+        );
+        assert_eq!(next_step(None, 0, None, at(0)), Next::Idle);
+    }
+
+    #[test]
+    fn due_by_counts_what_is_due_up_to_a_limit() {
+        let mut armed = Armed::default();
+        for i in 0..10 {
+            armed.arm(at(60), prepared(&format!("j{i}"), at(60)));
+        }
+        armed.arm(at(61), prepared("later", at(61)));
+        assert_eq!(armed.due_by(at(59), 64), 0);
+        assert_eq!(armed.due_by(at(60), 64), 10);
+        assert_eq!(armed.due_by(at(60), 4), 4);
+        assert_eq!(armed.due_by(at(61), 64), 11);
     }
 
     #[test]
