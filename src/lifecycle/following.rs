@@ -224,6 +224,19 @@ impl Machine<'_> {
         }
     }
 
+    /// Whether a release is recorded in the status together with the answer of the workload's
+    /// controller rather than on its own: the kind reports its start
+    /// ([`WorkloadView::reports_start`]), [`Config::release_ack_wait`] is set, and the status
+    /// records the workload as held.
+    pub(super) fn records_release_with_answer(&self) -> bool {
+        self.config.release_ack_wait > TimeDelta::zero()
+            && self.job.reports_start
+            && matches!(
+                self.old_phase,
+                Some(Phase::Pending | Phase::Deferred | Phase::Paused)
+            )
+    }
+
     /// Until when the status waits for the answer of the workload's controller to carbonshift's
     /// release, if it does: the kind reports its start ([`WorkloadView::reports_start`]), no pod
     /// is active, no start time since the release, the status does not record the release yet,
@@ -232,16 +245,10 @@ impl Machine<'_> {
     /// without pods) take one status write rather than two.
     pub(super) fn awaits_answer(&self) -> Option<DateTime<Utc>> {
         let job = self.job;
+        if !self.records_release_with_answer() || job.active > 0 {
+            return None;
+        }
         let wait = self.config.release_ack_wait;
-        if wait <= TimeDelta::zero() || !job.reports_start || job.active > 0 {
-            return None;
-        }
-        if !matches!(
-            self.old_phase,
-            Some(Phase::Pending | Phase::Deferred | Phase::Paused)
-        ) {
-            return None;
-        }
         let at = job.released_at?;
         // Start times have whole seconds; the release marker may have more.
         let released_second = at - TimeDelta::nanoseconds(i64::from(at.timestamp_subsec_nanos()));

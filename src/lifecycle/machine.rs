@@ -321,15 +321,8 @@ impl Machine<'_> {
             | ReleaseReason::InvalidAnnotations => NoteKind::Warning,
         };
         self.decision.job_action = Some(JobAction::Release { reason, planned });
-        // Only when the status records a held workload already: a workload's first status is
-        // written now anyway, so it may as well say `Released`.
-        let recorded_with_answer = self.config.release_ack_wait > TimeDelta::zero()
-            && self.job.reports_start
-            && matches!(
-                self.old_phase,
-                Some(Phase::Pending | Phase::Deferred | Phase::Paused)
-            );
-        if !recorded_with_answer {
+        // A workload's first status is written now anyway, so it may as well say `Released`.
+        if !self.records_release_with_answer() {
             self.status.released_at = self.status.released_at.or(Some(self.now));
             self.set(Phase::Released, reason.as_str(), message.clone());
         }

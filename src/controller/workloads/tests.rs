@@ -166,6 +166,16 @@ fn expect_all(env: &TestEnv, expects: impl IntoIterator<Item = Expect>) {
     }
 }
 
+/// The look again of a released Job whose controller has not answered yet: when the wait for
+/// its answer ends ([`crate::lifecycle::DEFAULT_RELEASE_ACK_WAIT`] after the release).
+fn until_the_answer_is_due() -> Action {
+    Action::requeue(
+        crate::lifecycle::DEFAULT_RELEASE_ACK_WAIT
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
 /// The status the last status apply wrote (from the requests seen).
 fn last_status(seen: &[Seen]) -> CarbonWorkloadStatus {
     seen.iter()
@@ -275,14 +285,7 @@ async fn a_full_lifecycle_writes_exactly_the_workload_the_plan_the_release_and_t
         controller.clone(),
     )
     .await;
-    assert_eq!(
-        action.ok(),
-        Some(Action::requeue(
-            crate::lifecycle::DEFAULT_RELEASE_ACK_WAIT
-                .to_std()
-                .unwrap_or_default()
-        ))
-    );
+    assert_eq!(action.ok(), Some(until_the_answer_is_due()));
     all.extend(env.api.seen());
     env.api.verify();
 
@@ -1283,14 +1286,7 @@ async fn a_planned_release_is_armed_ahead_and_sent_at_its_second_by_the_releaser
         controller.clone(),
     )
     .await;
-    assert_eq!(
-        action.ok(),
-        Some(Action::requeue(
-            crate::lifecycle::DEFAULT_RELEASE_ACK_WAIT
-                .to_std()
-                .unwrap_or_default()
-        ))
-    );
+    assert_eq!(action.ok(), Some(until_the_answer_is_due()));
     env.api.verify();
     assert!(
         !env.api.writes().iter().any(|s| s.path.ends_with("/status")),
