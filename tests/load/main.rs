@@ -10,7 +10,9 @@
 //!
 //! What it does, printing each step:
 //!
-//! 1. Applies the CRDs, creates 10 load namespaces and one for the operator's identity: a
+//! 1. Applies the CRDs, waits until the namespaces of earlier runs on the same control plane are
+//!    deleted (their cleanup leaves that to the namespace controller, which would otherwise
+//!    share the API server with this run), creates 10 load namespaces and one for the operator's identity: a
 //!    ServiceAccount bound to `cluster-admin` whose token goes into a kubeconfig of its own, so
 //!    that the API server's audit log separates the operator's requests from everyone else's.
 //! 2. Creates a cluster-scoped `static` CarbonForecast, dirty except for a three-minute clean
@@ -27,7 +29,8 @@
 //!    controller would on success and waits until every workload is `Succeeded`.
 //! 5. Stops the operator, reads its requests from the audit log, and runs the baseline: N fresh
 //!    held Jobs (with `spec.managedBy`, so that the Job controller leaves them alone) released
-//!    by a plain client with the same guarded JSON patch, a fixed number in flight.
+//!    by a plain client with the same guarded JSON patch, a fixed number in flight, over
+//!    connections it opened before its clock started.
 //! 6. Prints the figures as markdown, writes them to `CARBONSHIFT_LOAD_REPORT` (and the same
 //!    figures as JSON beside it), and replaces this N's subsection of
 //!    `## Operator on a real control plane (make load)` in `CARBONSHIFT_LOAD_DOCS`.
@@ -92,6 +95,13 @@ use report::{Baseline, Figures, Machine, Mark, RequestCount, Writes, percentiles
 
 /// The field manager of what this test applies.
 const FIELD_MANAGER: &str = "carbonshift-load";
+
+/// The operator's name in the CPU figures.
+const OPERATOR_PROCESS: &str = "carbonshift (operator)";
+
+/// The harness's name in the CPU figures: during the operator's burst it only follows the
+/// workloads; during the baseline it is the plain client.
+const HARNESS_PROCESS: &str = "harness (this test)";
 
 /// How long the operator is left alone before the idle RSS is read.
 const IDLE_SETTLE: Duration = Duration::from_secs(5);
@@ -483,6 +493,46 @@ impl Drop for Cleanup {
     }
 }
 
+/// Waits, up to `bound`, until the namespaces of earlier runs (label `carbonshift.dev/load`)
+/// are gone: an earlier run's cleanup leaves the deletion of its thousands of objects to the
+/// namespace controller, and on the same control plane that work would share the API server
+/// with this run's figures. How many were still there when the wait ended.
+async fn earlier_runs_gone(api: &Api<Namespace>, progress: &Progress, bound: Duration) -> usize {
+    let start = Instant::now();
+    let mut told = None::<Instant>;
+    loop {
+        let left = api
+            .list_metadata(&ListParams::default().labels("carbonshift.dev/load=true"))
+            .await
+            .unwrap_or_else(|e| panic!("listing the namespaces of earlier load runs: {e}"))
+            .items
+            .len();
+        if left == 0 {
+            if told.is_some() {
+                progress.say(format!(
+                    "the namespaces of earlier runs are gone after {:.0} s",
+                    start.elapsed().as_secs_f64()
+                ));
+            }
+            return 0;
+        }
+        if start.elapsed() >= bound {
+            progress.say(format!(
+                "WARNING: {left} namespaces of earlier runs still being deleted after {} s; going on",
+                bound.as_secs()
+            ));
+            return left;
+        }
+        if told.is_none_or(|t| t.elapsed() >= Duration::from_secs(30)) {
+            progress.say(format!(
+                "waiting for {left} namespaces of earlier load runs to be deleted (the namespace controller)"
+            ));
+            told = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The timeline
 
@@ -600,6 +650,7 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
     // 1. CRDs, namespaces, the operator's identity.
     apply_crds(&client, &progress).await;
     let ns_api: Api<Namespace> = Api::all(client.clone());
+    let leftover = earlier_runs_gone(&ns_api, &progress, settings.bound(300, 300)).await;
     for name in std::iter::once(&base).chain(&namespaces) {
         let ns = Namespace {
             metadata: ObjectMeta {
@@ -836,7 +887,12 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
     ));
     let rss_planned = timeline.mark(&progress, format!("all {} planned", thousands(n)));
 
-    // 4. Release at W, completion.
+    // 4. Release at W, completion. Who uses the cores during the burst is read from /proc while
+    // it lasts; the span itself is only known from the audit log.
+    let mut sampled = cp_pids.clone();
+    sampled.push((OPERATOR_PROCESS.to_string(), operator.pid));
+    sampled.push((HARNESS_PROCESS.to_string(), std::process::id()));
+    let burst_sampler = process::CpuSampler::start(sampled);
     let wait = (window - Utc::now()).to_std().unwrap_or_default();
     tokio::time::sleep(wait).await;
     operator.assert_running();
@@ -862,6 +918,8 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
         (Utc::now() - window).as_seconds_f64()
     ));
     let rss_released = timeline.mark(&progress, format!("all {} released", thousands(n)));
+    // Every release patch was answered before its workload recorded the release.
+    let burst_cpu = burst_sampler.stop();
 
     // A real Job runs before it finishes: wait until the Job controller has created every pod
     // (status.active) and the operator has recorded it (phase Running).
@@ -970,6 +1028,7 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
         settings,
         &namespaces,
         &template,
+        &cp_pids,
     )
     .await;
     let (mut by_user, unreadable, audit_files) =
@@ -1018,8 +1077,10 @@ async fn scenario(settings: &Settings, cleanup: &mut Cleanup) {
         baseline,
         metrics,
         cp_cpu,
+        burst_cpu: &burst_cpu,
         conflicts,
         log_warnings,
+        leftover,
         second_wave,
     });
     let markdown = report::render(&figures);
@@ -1142,7 +1203,8 @@ async fn scrape_metrics(http: &reqwest::Client, port: u16) -> Vec<(String, f64)>
 }
 
 /// N fresh held Jobs (`spec.managedBy` set, so that the Job controller never writes them)
-/// released by a plain client with the guarded patch, `baseline_in_flight` at a time.
+/// released by a plain client with the guarded patch, `baseline_in_flight` at a time, over
+/// connections it opened before the clock started.
 async fn baseline(
     client: &Client,
     patcher: &Client,
@@ -1150,6 +1212,7 @@ async fn baseline(
     settings: &Settings,
     namespaces: &[String],
     template: &cluster::Template,
+    control_plane: &[(String, u32)],
 ) -> Baseline {
     let n = settings.jobs;
     let in_flight = settings.baseline_in_flight;
@@ -1194,6 +1257,19 @@ async fn baseline(
         "baseline: {n} held Jobs with spec.managedBy {} created; releasing them, {in_flight} in flight",
         cluster::BASELINE_MANAGER
     ));
+    // Its connections open before the clock starts, as the operator's releaser opens them ahead
+    // of a burst: the floor is the API server's, not the client's TLS handshakes.
+    let opened = futures::stream::iter(0..in_flight)
+        .map(|_| patcher.apiserver_version())
+        .buffer_unordered(in_flight.max(1))
+        .filter(|answer| std::future::ready(answer.is_ok()))
+        .count()
+        .await;
+    assert_eq!(opened, in_flight, "the baseline's connections opened");
+    let mut sampled = control_plane.to_vec();
+    sampled.push((HARNESS_PROCESS.to_string(), std::process::id()));
+    let sampler = process::CpuSampler::start(sampled);
+    let started = Utc::now();
     let start = Instant::now();
     let retries = tokio::time::timeout(
         settings.bound(120, 50),
@@ -1216,6 +1292,8 @@ async fn baseline(
     })
     .unwrap_or_else(|e| panic!("baseline release: {e}"));
     let seconds = start.elapsed().as_secs_f64();
+    let ended = Utc::now();
+    let cpu = sampler.stop().cores(started, ended);
     progress.say(format!(
         "baseline: {n} released in {seconds:.2} s ({:.0}/s, {retries} retried)",
         n as f64 / seconds
@@ -1226,6 +1304,7 @@ async fn baseline(
         per_second: n as f64 / seconds,
         retries,
         throttled: 0,
+        cpu,
     }
 }
 
@@ -1338,8 +1417,13 @@ struct Inputs<'a> {
     baseline: Baseline,
     metrics: Vec<(String, f64)>,
     cp_cpu: Vec<(String, f64)>,
+    /// The CPU of the control plane, the operator and the harness from just before W until
+    /// every workload recorded its release.
+    burst_cpu: &'a process::CpuTrace,
     conflicts: usize,
     log_warnings: usize,
+    /// Namespaces of an earlier run still being deleted when this one started.
+    leftover: usize,
     second_wave: Option<report::SecondWave>,
 }
 
@@ -1434,6 +1518,7 @@ fn figures(i: Inputs<'_>) -> Figures {
     let early_releases = api_lateness.iter().filter(|l| **l < 0.0).count();
     let last_release = release_done.values().max().copied();
     let release_span_s = last_release.map_or(0.0, |t| (t - i.window).as_seconds_f64());
+    let burst_cpu = last_release.map_or_else(Vec::new, |last| i.burst_cpu.cores(i.window, last));
 
     // Requests by verb and resource.
     let mut table: BTreeMap<(String, String), (usize, usize)> = BTreeMap::new();
@@ -1512,6 +1597,12 @@ fn figures(i: Inputs<'_>) -> Figures {
             api_lateness.len()
         ));
     }
+    if i.leftover > 0 {
+        notes.push(format!(
+            "**{} namespaces of an earlier run were still being deleted when this run started**: the namespace controller's deletions shared the control plane with these figures.",
+            i.leftover
+        ));
+    }
     if i.tracker.watch_errors > 0 {
         notes.push(format!(
             "The harness's watch saw {} errors (last: {}); it recovered by re-listing.",
@@ -1541,6 +1632,7 @@ fn figures(i: Inputs<'_>) -> Figures {
         lateness_decision: percentiles(&decision_lateness),
         early_releases,
         release_span_s,
+        burst_cpu,
         release_per_second: n as f64 / release_span_s.max(1e-9),
         baseline: i.baseline,
         writes,

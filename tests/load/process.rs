@@ -75,6 +75,87 @@ pub fn control_plane(pids_file: &Path) -> Vec<(String, u32)> {
         .collect()
 }
 
+/// How often [`CpuSampler`] reads the processes' CPU time (`/proc/<pid>/stat` counts in 10 ms
+/// ticks, so a 2 s burst is resolved to about 1 %).
+const CPU_SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Reads the CPU time of a set of processes every [`CPU_SAMPLE_EVERY`] on a thread of its own,
+/// until [stopped](CpuSampler::stop): who used the machine's cores during a span, such as a
+/// release burst, that is only known afterwards (from the audit log).
+pub struct CpuSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<CpuTrace>,
+}
+
+/// What a [`CpuSampler`] read: for each sample, its time and each process's CPU seconds.
+#[derive(Debug, Clone, Default)]
+pub struct CpuTrace {
+    names: Vec<String>,
+    samples: Vec<(chrono::DateTime<chrono::Utc>, Vec<Option<f64>>)>,
+}
+
+impl CpuSampler {
+    /// Starts sampling `processes` (`(name, pid)`).
+    pub fn start(processes: Vec<(String, u32)>) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let sample = move |processes: &[(String, u32)]| {
+            let cpu = processes.iter().map(|(_, pid)| cpu_seconds(*pid)).collect();
+            (chrono::Utc::now(), cpu)
+        };
+        // The first sample before this returns, so that a span starting after it is covered.
+        let mut trace = CpuTrace {
+            names: processes.iter().map(|(name, _)| name.clone()).collect(),
+            samples: vec![sample(&processes)],
+        };
+        let thread = std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(CPU_SAMPLE_EVERY);
+                trace.samples.push(sample(&processes));
+                if stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                    return trace;
+                }
+            }
+        });
+        Self { stop, thread }
+    }
+
+    /// Stops sampling (after one last sample, so a span ending before this call is covered) and
+    /// returns what was read.
+    pub fn stop(self) -> CpuTrace {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("the CPU sampler thread")
+    }
+}
+
+impl CpuTrace {
+    /// The cores each process used on average over `from..to`: its CPU seconds between the last
+    /// sample at or before `from` and the first at or after `to`, over the time between those
+    /// two samples. Empty when the samples do not cover the span.
+    pub fn cores(
+        &self,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(String, f64)> {
+        let start = self.samples.iter().rposition(|(at, _)| *at <= from);
+        let end = self.samples.iter().position(|(at, _)| *at >= to);
+        let (Some(start), Some(end)) = (start, end) else {
+            return Vec::new();
+        };
+        let (t0, before) = &self.samples[start];
+        let (t1, after) = &self.samples[end];
+        let span = (*t1 - *t0).as_seconds_f64();
+        if span <= 0.0 {
+            return Vec::new();
+        }
+        self.names
+            .iter()
+            .zip(before.iter().zip(after))
+            .filter_map(|(name, (b, a))| Some((name.clone(), (a.as_ref()? - b.as_ref()?) / span)))
+            .collect()
+    }
+}
+
 /// The client rate limits a control-plane process was started with (`--kube-api-qps`,
 /// `--kube-api-burst` on its command line), e.g. `--kube-api-qps=200 --kube-api-burst=300`;
 /// empty when it uses its defaults or its command line cannot be read.
@@ -201,5 +282,50 @@ pub fn tail(path: &Path, lines: usize) -> String {
             all[all.len().saturating_sub(lines)..].join("\n")
         }
         Err(e) => format!("(cannot read {}: {e})", path.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cores_come_from_the_samples_around_the_span() {
+        let t = |ms: i64| {
+            chrono::DateTime::from_timestamp(1_780_000_000, 0).expect("a time")
+                + chrono::TimeDelta::milliseconds(ms)
+        };
+        let trace = CpuTrace {
+            names: vec!["a".into(), "b".into()],
+            samples: vec![
+                (t(0), vec![Some(1.0), Some(0.0)]),
+                (t(100), vec![Some(1.1), Some(0.0)]),
+                (t(1100), vec![Some(2.6), None]),
+                (t(2100), vec![Some(4.1), Some(0.5)]),
+            ],
+        };
+        let rounded = |cores: Vec<(String, f64)>| -> Vec<(String, String)> {
+            cores
+                .into_iter()
+                .map(|(name, c)| (name, format!("{c:.3}")))
+                .collect()
+        };
+        // 100 → 2100 ms: 3.0 CPU s over 2 s; b was unreadable at 1100 ms but not at the ends.
+        assert_eq!(
+            rounded(trace.cores(t(150), t(2050))),
+            [("a".into(), "1.500".into()), ("b".into(), "0.250".into())]
+        );
+        assert_eq!(
+            rounded(trace.cores(t(100), t(1100))),
+            [("a".into(), "1.500".into())]
+        );
+        assert!(
+            trace.cores(t(50), t(2200)).is_empty(),
+            "not covered at the end"
+        );
+        assert!(
+            trace.cores(t(-1), t(1000)).is_empty(),
+            "not covered at the start"
+        );
     }
 }

@@ -127,6 +127,8 @@ pub struct Baseline {
     pub retries: usize,
     /// Patches answered 429 (retried by the kube client), from the audit log.
     pub throttled: usize,
+    /// Cores each process used during the timed release (control plane and harness).
+    pub cpu: Vec<(String, f64)>,
 }
 
 /// Everything one run measured.
@@ -162,6 +164,8 @@ pub struct Figures {
     pub early_releases: usize,
     /// Clean minute → last release patch completed.
     pub release_span_s: f64,
+    /// Cores each process used from `plannedStart` to the last release patch done.
+    pub burst_cpu: Vec<(String, f64)>,
     pub release_per_second: f64,
     pub baseline: Baseline,
     pub writes: Writes,
@@ -280,7 +284,8 @@ comparison, `status.releasedAt`, the operator's decision time, minus `plannedSta
 - Baseline: with the operator stopped, N fresh held Jobs (the same markers, plus \
 `spec.managedBy` so that the Job controller leaves them alone) released by a plain client \
 sending the same guarded JSON patch (`controller::release::release`) with a fixed number of \
-requests in flight, as a ServiceAccount of its own: API Priority and Fairness puts it in the \
+requests in flight, over as many connections opened before its clock starts (the operator \
+opens its connections ahead of a burst too), as a ServiceAccount of its own: API Priority and Fairness puts it in the \
 same flow schema as the operator (`service-accounts`, priority level `workload-low`, one flow \
 per user). The operator's release throughput is given as a ratio to it.
 - The harness itself (creating Jobs, writing their status) uses the admin identity, which API \
@@ -511,6 +516,7 @@ average before the run {} · {} namespaces · clean window {:.0} s after the ope
         );
     }
     let _ = writeln!(s);
+    burst_cpu(&mut s, f);
 
     let _ = writeln!(
         s,
@@ -715,9 +721,83 @@ pub fn splice(doc: &str, intro: &str, n: usize, run: &str) -> String {
     text
 }
 
+/// Who used the machine's cores during the operator's release burst and during the
+/// baseline's: a release burst is bound by the API server's CPU, and this shows whether the
+/// operator's burst costs the control plane more than the plain client's.
+fn burst_cpu(s: &mut String, f: &Figures) {
+    if f.burst_cpu.is_empty() && f.baseline.cpu.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "CPU during the releases, in cores of the machine's {} (`/proc/<pid>/stat` every 100 ms): \
+the operator's burst is `plannedStart` → its last release patch done, the baseline's is its \
+timed release (the operator stopped, the harness the plain client):\n",
+        f.machine.cores
+    );
+    let _ = writeln!(
+        s,
+        "| Process | Operator's burst | Baseline's burst |\n|---|---|---|"
+    );
+    let mut names: Vec<&str> = f.burst_cpu.iter().map(|(name, _)| name.as_str()).collect();
+    for (name, _) in &f.baseline.cpu {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    let cores = |of: &[(String, f64)], name: &str| {
+        of.iter()
+            .find(|(n, _)| n == name)
+            .map_or("–".to_string(), |(_, c)| format!("{c:.2}"))
+    };
+    let total = |of: &[(String, f64)]| {
+        if of.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.2}", of.iter().map(|(_, c)| c).sum::<f64>())
+        }
+    };
+    for name in names {
+        let _ = writeln!(
+            s,
+            "| {name} | {} | {} |",
+            cores(&f.burst_cpu, name),
+            cores(&f.baseline.cpu, name)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| all of these | {} | {} |",
+        total(&f.burst_cpu),
+        total(&f.baseline.cpu)
+    );
+    let _ = writeln!(s);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_burst_cpu_table_sets_both_bursts_side_by_side() {
+        let mut f = Figures::default();
+        f.machine.cores = 2;
+        let mut s = String::new();
+        burst_cpu(&mut s, &f);
+        assert!(s.is_empty(), "nothing sampled, no table: {s}");
+        f.burst_cpu = vec![("kube-apiserver".into(), 1.4), ("operator".into(), 0.22)];
+        f.baseline.cpu = vec![("kube-apiserver".into(), 1.43), ("harness".into(), 0.2)];
+        burst_cpu(&mut s, &f);
+        assert!(s.contains("in cores of the machine's 2"), "{s}");
+        assert!(s.contains("| kube-apiserver | 1.40 | 1.43 |"), "{s}");
+        assert!(s.contains("| operator | 0.22 | – |"), "{s}");
+        assert!(s.contains("| harness | – | 0.20 |"), "{s}");
+        assert!(s.contains("| all of these | 1.62 | 1.63 |"), "{s}");
+        f.baseline.cpu.clear();
+        let mut s = String::new();
+        burst_cpu(&mut s, &f);
+        assert!(s.contains("| all of these | 1.62 | – |"), "{s}");
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {

@@ -11,9 +11,10 @@
 //! so re-arms it from the new facts.
 //!
 //! One task per kind ([`run`]) sleeps until the earliest armed second and sends every release
-//! due then concurrently (when at least [`WARM_MIN`] are due at one second, it opens the
-//! connections they need [`WARM_AHEAD`] before, so the burst does not start with TLS handshakes), at most [`OperatorConfig::release_concurrency`] in flight, through the
-//! same client as everything else (its rate limits and API Priority and Fairness apply). A patch
+//! due then concurrently, at most [`OperatorConfig::release_concurrency`] in flight. It wakes
+//! [`WARM_AHEAD`] before that second too: when at least [`WARM_MIN`] are armed for it by then,
+//! it opens the connections they need, so the burst does not start with TLS handshakes. The
+//! releases go through the same client as everything else (its rate limits and API Priority and Fairness apply). A patch
 //! refused because the Job changed since it was armed, or failed, writes nothing and reconciles
 //! the Job at once, which decides again from the Job as it is. The Events of the releases that
 //! went out are published after the last due patch was sent, so they never delay a release. The
@@ -183,16 +184,19 @@ pub const WARM_MIN: usize = 8;
 pub enum Next {
     /// Nothing is armed.
     Idle,
-    /// Open `connections` connections at `at` ([`WARM_AHEAD`] before the burst).
-    WarmUp {
-        at: DateTime<Utc>,
-        connections: usize,
-    },
+    /// Look again at `until` ([`WARM_AHEAD`] before the earliest armed second), when the count
+    /// of releases due then is the one that decides whether to open connections for them.
+    Wait { until: DateTime<Utc> },
+    /// Open `connections` connections now.
+    WarmUp { connections: usize },
     /// Send what is due at `at`.
     Send { at: DateTime<Utc> },
 }
 
-/// The task's next step (pure; module documentation).
+/// The task's next step (pure; module documentation). Whether a burst is worth opening
+/// connections for is decided [`WARM_AHEAD`] before it, from what is armed then: the releases
+/// of a burst are armed one reconcile at a time, and arming one more at the same second does
+/// not wake the task.
 pub fn next_step(
     next: Option<DateTime<Utc>>,
     due: usize,
@@ -203,11 +207,11 @@ pub fn next_step(
         return Next::Idle;
     };
     let warm_at = at - WARM_AHEAD;
+    if now < warm_at {
+        return Next::Wait { until: warm_at };
+    }
     if due >= WARM_MIN && warmed_for != Some(at) && now < at {
-        return Next::WarmUp {
-            at: warm_at.max(now),
-            connections: due,
-        };
+        return Next::WarmUp { connections: due };
     }
     Next::Send { at }
 }
@@ -222,9 +226,14 @@ pub async fn run(this: Arc<WorkloadController>, shutdown: impl Future<Output = (
         let next = this.armed_next();
         let due = next.map_or(0, |at| this.due_by(at, concurrency));
         let step = next_step(next, due, warmed_for, this.ctx.clock.now());
+        if let Next::WarmUp { connections } = step {
+            warm_up(&this.ctx.client, connections).await;
+            warmed_for = next;
+            continue;
+        }
         let at = match step {
-            Next::Idle => None,
-            Next::WarmUp { at, .. } | Next::Send { at } => Some(at),
+            Next::Idle | Next::WarmUp { .. } => None,
+            Next::Wait { until: at } | Next::Send { at } => Some(at),
         };
         let sleep = async {
             match at {
@@ -240,9 +249,7 @@ pub async fn run(this: Arc<WorkloadController>, shutdown: impl Future<Output = (
             _ = this.armed_changed.notified() => continue,
             _ = sleep => {}
         }
-        if let Next::WarmUp { connections, .. } = step {
-            warm_up(&this.ctx.client, connections).await;
-            warmed_for = next;
+        if !matches!(step, Next::Send { .. }) {
             continue;
         }
         let due = this.take_due(this.ctx.clock.now());
@@ -305,8 +312,32 @@ async fn send_all(this: &Arc<WorkloadController>, due: Vec<Prepared>) {
     });
 }
 
+/// A release taken out to be sent: its Job is [in flight](Armed::in_flight) until this is
+/// dropped. [`send`] drops it once the patch was answered; dropping it also when the task
+/// sending the patch panicked or was cancelled means a send that never finished cannot leave the
+/// Job to a reconcile that only waits for the answer: the reconcile's own look after the grace
+/// then decides it as if nothing had been armed.
+pub(super) struct InFlight {
+    controller: Arc<WorkloadController>,
+    key: String,
+}
+
+impl InFlight {
+    /// The Job `key` is being sent by `controller`'s releaser.
+    pub(super) fn new(controller: Arc<WorkloadController>, key: String) -> Self {
+        Self { controller, key }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.controller.answered(&self.key);
+    }
+}
+
 /// Sends one prepared release; `Some` when it was applied.
 async fn send(this: Arc<WorkloadController>, prepared: Prepared) -> Option<Prepared> {
+    let in_flight = InFlight::new(this.clone(), prepared.key());
     let api = this.api(&prepared.namespace);
     let now = this.ctx.clock.now();
     let outcome = release::release(
@@ -323,7 +354,7 @@ async fn send(this: Arc<WorkloadController>, prepared: Prepared) -> Option<Prepa
         // Before it stops being in flight: a reconcile from then on knows the cache may be older.
         this.patched_key(&prepared.key(), prepared.guard.resource_version.clone());
     }
-    this.answered(&prepared.key());
+    drop(in_flight);
     match outcome {
         Ok(Outcome::Applied(_)) => {
             let lateness = (now - prepared.planned).num_milliseconds() as f64 / 1000.0;
@@ -456,21 +487,24 @@ mod tests {
     #[test]
     fn a_burst_opens_its_connections_ahead_once_and_single_releases_do_not() {
         let burst = at(60);
-        // Many due: warm up WARM_AHEAD before, with as many connections as are due.
+        let warm_at = burst - WARM_AHEAD;
+        // Before WARM_AHEAD, the count is not final: look again then, however many are armed
+        // now (the first of a burst is armed alone, the rest without waking the task).
+        for due in [1, WARM_MIN - 1, 64] {
+            assert_eq!(
+                next_step(Some(burst), due, None, at(0)),
+                Next::Wait { until: warm_at }
+            );
+        }
+        // Then, many due: warm up at once, with as many connections as are due.
         assert_eq!(
-            next_step(Some(burst), 64, None, at(0)),
-            Next::WarmUp {
-                at: burst - WARM_AHEAD,
-                connections: 64
-            }
+            next_step(Some(burst), 64, None, warm_at),
+            Next::WarmUp { connections: 64 }
         );
-        // Armed late, inside WARM_AHEAD: warm up at once.
+        // Armed late, inside WARM_AHEAD: warm up at once too.
         assert_eq!(
             next_step(Some(burst), 64, None, at(59)),
-            Next::WarmUp {
-                at: at(59),
-                connections: 64
-            }
+            Next::WarmUp { connections: 64 }
         );
         // Warmed for this second already, or the second has come: send.
         assert_eq!(
@@ -482,13 +516,13 @@ mod tests {
             Next::Send { at: burst }
         );
         // Warmed for an earlier burst: this one is warmed too.
-        assert!(matches!(
-            next_step(Some(burst), 64, Some(at(30)), at(0)),
-            Next::WarmUp { .. }
-        ));
+        assert_eq!(
+            next_step(Some(burst), 64, Some(at(30)), warm_at),
+            Next::WarmUp { connections: 64 }
+        );
         // A few releases: no extra requests.
         assert_eq!(
-            next_step(Some(burst), WARM_MIN - 1, None, at(0)),
+            next_step(Some(burst), WARM_MIN - 1, None, warm_at),
             Next::Send { at: burst }
         );
         assert_eq!(next_step(None, 0, None, at(0)), Next::Idle);

@@ -1390,3 +1390,43 @@ async fn a_reconcile_leaves_a_release_in_flight_to_the_releaser() {
         describe(&env.api.writes())
     );
 }
+
+#[tokio::test]
+async fn a_release_whose_send_task_panicked_is_no_longer_in_flight() {
+    let env = env();
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
+    let base = workload_base(&held_job("1"), t(T0));
+    let deferred = with_status(base, Some(planned_status(&env, &held_job("1"))));
+    let body = serde_json::to_value(&deferred).unwrap_or_default();
+    env.clock.set(hour(3) - TimeDelta::seconds(10));
+    env.api.expect(get_workload(Reply::Json(200, body.clone())));
+    let _ = reconcile(job(held_job("1")), controller.clone()).await;
+    env.api.verify();
+
+    let taken = controller.take_due(hour(3));
+    assert_eq!(taken.len(), 1);
+    let key = taken[0].key();
+    assert!(controller.release_in_flight(&key));
+    // The task that sends it dies before the patch is answered.
+    let in_flight = releaser::InFlight::new(controller.clone(), key.clone());
+    let task = tokio::spawn(async move {
+        let _in_flight = in_flight;
+        panic!("a bug in the send task");
+    });
+    assert!(task.await.is_err_and(|e| e.is_panic()));
+    assert!(
+        !controller.release_in_flight(&key),
+        "a reconcile would otherwise only wait for an answer that never comes"
+    );
+    // And so the reconcile after the grace releases the Job itself instead of waiting.
+    env.clock.set(hour(3) + releaser::MAX_GRACE);
+    env.api.expect(get_workload(Reply::Json(200, body)));
+    env.api.expect(
+        Expect::patch(format!("{JOBS}/train"))
+            .reply(Reply::Json(200, released_job("2", "2026-05-04T13:00:30Z"))),
+    );
+    expect_all(&env, events("Released"));
+    let action = reconcile(job(held_job("1")), controller.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    env.api.verify();
+}
