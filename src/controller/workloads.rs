@@ -312,6 +312,26 @@ impl WorkloadController {
         ))
     }
 
+    /// The data of the candidate forecast `name` for a placement: as [`Self::forecast`] knows it,
+    /// so that a candidate whose data the watch has not delivered yet is read from the API rather
+    /// than left out of the choice. `None` (left out, "no usable forecast") when it has no data:
+    /// not created, not fetched yet, or failed; while the workload is held, it is placed again at
+    /// every look, with the candidate once it has data.
+    async fn candidate(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Arc<crate::controller::ForecastSnapshot>> {
+        match self.forecast(name, now).await {
+            Ok(KnownForecast::Data(snapshot, _)) => Some(snapshot),
+            Ok(_) => None,
+            Err(error) => {
+                warn!(%error, forecast = name, "a candidate forecast could not be read; left out of the placement");
+                None
+            }
+        }
+    }
+
     /// Whether the cache shows `job` as it was before carbonshift's own last patch.
     fn is_stale(&self, job: &DynamicObject) -> bool {
         let mut memory = lock(&self.memory);
@@ -410,11 +430,11 @@ impl WorkloadController {
         let seed = |name: &str| self.fleet_members(name);
         let held = matches!(member, lifecycle::fleet::Member::Held { .. });
         if spec.candidates.len() > 1 && held {
-            let candidates: Vec<(String, Option<Arc<crate::controller::ForecastSnapshot>>)> = spec
-                .candidates
-                .iter()
-                .map(|c| (c.clone(), ctx.store.get(c)))
-                .collect();
+            let mut candidates: Vec<(String, Option<Arc<crate::controller::ForecastSnapshot>>)> =
+                Vec::with_capacity(spec.candidates.len());
+            for name in &spec.candidates {
+                candidates.push((name.clone(), self.candidate(name, now).await));
+            }
             let sets = self.adapter.pod_sets(job).unwrap_or_default();
             if workload::placement::pod_spec_pointers(&job.data, &sets).is_empty() {
                 debug!("no pod template to place: planned in its first candidate");

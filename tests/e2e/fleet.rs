@@ -82,6 +82,12 @@ async fn placement(s: Scenario) {
             "CarbonForecast {name} created: placement {POOL_LABEL}={pool}"
         ));
     }
+    // Both have data before the Job comes: this scenario is about the choice between them (a
+    // candidate without data yet is left out of the placement, see docs/multicluster.md).
+    for suffix in ["a", "b"] {
+        s.wait_forecast_ready_named(&format!("{}-{suffix}", s.ns))
+            .await;
+    }
     let candidates = format!("{0}-a,{0}-b", s.ns);
     // No pool of its own: where its pods go is carbonshift's choice.
     let job = JobBuilder::deferrable(&s.ns, "train", &s.ns, &s.settings.image)

@@ -980,13 +980,18 @@ impl Scenario {
 
     /// Waits until the scenario's CarbonForecast is `Ready`.
     pub async fn wait_forecast_ready(&self) {
+        self.wait_forecast_ready_named(&self.ns).await;
+    }
+
+    /// Waits until the CarbonForecast `name` is `Ready`.
+    pub async fn wait_forecast_ready_named(&self, name: &str) {
         let forecasts = self.forecasts();
         self.eventually(
-            &format!("CarbonForecast {} to be Ready", self.ns),
+            &format!("CarbonForecast {name} to be Ready"),
             Duration::from_secs(60),
             Duration::from_millis(200),
             || async {
-                let f = forecasts.get(&self.ns).await.map_err(|e| e.to_string())?;
+                let f = forecasts.get(name).await.map_err(|e| e.to_string())?;
                 let status = f.status.unwrap_or_default();
                 if status
                     .conditions
@@ -1000,7 +1005,7 @@ impl Scenario {
             },
         )
         .await;
-        self.say(format!("CarbonForecast {} is Ready", self.ns));
+        self.say(format!("CarbonForecast {name} is Ready"));
     }
 
     /// A second pool of simulated nodes for this scenario (`<namespace>-<name>`), deleted with the
