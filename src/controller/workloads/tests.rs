@@ -1430,3 +1430,33 @@ async fn a_release_whose_send_task_panicked_is_no_longer_in_flight() {
     assert!(action.is_ok(), "{action:?}");
     env.api.verify();
 }
+
+#[tokio::test]
+async fn a_candidate_forecast_the_watch_has_not_delivered_is_read_from_the_api() {
+    let env = env();
+    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
+    // In the store: answered without a request.
+    let known = controller.candidate("default", t(T0)).await;
+    assert!(known.is_some_and(|s| !s.forecast.is_empty()));
+    assert!(env.api.seen().is_empty(), "{:?}", describe(&env.api.seen()));
+
+    // Written by the forecast controller, not yet seen by the watch: read from the API.
+    let mut other = forecast();
+    other.metadata.name = Some("other".into());
+    env.api.expect(
+        Expect::get(format!("{FORECASTS_PATH}/other")).reply(Reply::Json(200, other.to_json())),
+    );
+    let read = controller.candidate("other", t(T0)).await;
+    env.api.verify();
+    assert_eq!(
+        read.map(|s| s.forecast.len()),
+        env.ctx.store.get("default").map(|s| s.forecast.len()),
+        "the candidate's data as the API has it"
+    );
+
+    // Not there at all: left out of the placement.
+    env.api
+        .expect(Expect::get(format!("{FORECASTS_PATH}/missing")).reply(not_found()));
+    assert!(controller.candidate("missing", t(T0)).await.is_none());
+    env.api.verify();
+}
