@@ -1259,12 +1259,7 @@ async fn baseline(
     ));
     // Its connections open before the clock starts, as the operator's releaser opens them ahead
     // of a burst: the floor is the API server's, not the client's TLS handshakes.
-    let opened = futures::stream::iter(0..in_flight)
-        .map(|_| patcher.apiserver_version())
-        .buffer_unordered(in_flight.max(1))
-        .filter(|answer| std::future::ready(answer.is_ok()))
-        .count()
-        .await;
+    let opened = carbonshift::controller::workloads::releaser::warm_up(patcher, in_flight).await;
     assert_eq!(opened, in_flight, "the baseline's connections opened");
     let mut sampled = control_plane.to_vec();
     sampled.push((HARNESS_PROCESS.to_string(), std::process::id()));

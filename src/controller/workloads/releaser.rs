@@ -14,13 +14,13 @@
 //! due then concurrently, at most [`OperatorConfig::release_concurrency`] in flight. It wakes
 //! [`WARM_AHEAD`] before that second too: when at least [`WARM_MIN`] are armed for it by then,
 //! it opens the connections they need, so the burst does not start with TLS handshakes. The
-//! releases go through the same client as everything else (its rate limits and API Priority and Fairness apply). A patch
-//! refused because the Job changed since it was armed, or failed, writes nothing and reconciles
-//! the Job at once, which decides again from the Job as it is. The Events of the releases that
-//! went out are published after the last due patch was sent, so they never delay a release. The
-//! workload's status is not written here: the Job's watch event reconciles it, and the state
-//! machine records the release together with the Job controller's answer
-//! ([`lifecycle::Config::release_ack_wait`]).
+//! releases go through the same client as everything else (its rate limits and API Priority
+//! and Fairness apply). A patch refused because the Job changed since it was armed, or failed,
+//! writes nothing and reconciles the Job at once, which decides again from the Job as it is.
+//! The Events of the releases that went out are published after the last due patch was sent,
+//! so they never delay a release. The workload's status is not written here: the Job's watch
+//! event reconciles it, and the state machine records the release together with the Job
+//! controller's answer ([`lifecycle::Config::release_ack_wait`]).
 //!
 //! The reconcile still looks again shortly after `at` ([`grace`]: a quarter of the margin, at
 //! most [`MAX_GRACE`]), so a release that could not be sent (this task stopped, the API
@@ -227,7 +227,7 @@ pub async fn run(this: Arc<WorkloadController>, shutdown: impl Future<Output = (
         let due = next.map_or(0, |at| this.due_by(at, concurrency));
         let step = next_step(next, due, warmed_for, this.ctx.clock.now());
         if let Next::WarmUp { connections } = step {
-            warm_up(&this.ctx.client, connections).await;
+            let _opened = warm_up(&this.ctx.client, connections).await;
             warmed_for = next;
             continue;
         }
@@ -263,8 +263,8 @@ pub async fn run(this: Arc<WorkloadController>, shutdown: impl Future<Output = (
 /// Opens up to `connections` connections to the API server ahead of a burst, so that its first
 /// patches do not wait for TLS handshakes: that many concurrent `GET /version` requests (readable
 /// by every authenticated user); the client's pool keeps the connections open for the burst.
-/// A failure only means the burst opens its own connections.
-async fn warm_up(client: &kube::Client, connections: usize) {
+/// A failure only means the burst opens its own connections. How many were answered.
+pub async fn warm_up(client: &kube::Client, connections: usize) -> usize {
     let answered = futures::stream::iter(0..connections)
         .map(|_| client.apiserver_version())
         .buffer_unordered(connections.max(1))
@@ -275,6 +275,7 @@ async fn warm_up(client: &kube::Client, connections: usize) {
         connections,
         answered, "opened connections ahead of a burst of releases"
     );
+    answered
 }
 
 /// Sends `due` concurrently, then publishes the Events of those that went out (in a task of its

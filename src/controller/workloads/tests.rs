@@ -1348,12 +1348,9 @@ async fn a_refused_prepared_release_asks_for_a_reconcile_and_writes_nothing_else
     );
 }
 
-/// A burst takes longer than the reconcile's grace to send: a reconcile of a Job whose release
-/// the releaser has taken out and not had answered yet sends nothing (the same patch would be
-/// refused once the first landed, after the status had been written) and looks again shortly;
-/// once the release was answered, the reconcile decides as usual.
-#[tokio::test]
-async fn a_reconcile_leaves_a_release_in_flight_to_the_releaser() {
+/// The planned workload of `held_job("1")` reconciled 10 s before its planned start (03:00),
+/// which arms its release: the environment, the controller and the workload as the API holds it.
+async fn armed_for_three() -> (TestEnv, Arc<WorkloadController>, Value) {
     let env = env();
     let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
     let base = workload_base(&held_job("1"), t(T0));
@@ -1363,6 +1360,30 @@ async fn a_reconcile_leaves_a_release_in_flight_to_the_releaser() {
     env.api.expect(get_workload(Reply::Json(200, body.clone())));
     let _ = reconcile(job(held_job("1")), controller.clone()).await;
     env.api.verify();
+    (env, controller, body)
+}
+
+/// A reconcile of `held_job("1")` (its workload `body`) that releases it itself: the guarded
+/// patch and the `Released` Event.
+async fn reconcile_releases(env: &TestEnv, controller: &Arc<WorkloadController>, body: Value) {
+    env.api.expect(get_workload(Reply::Json(200, body)));
+    env.api.expect(
+        Expect::patch(format!("{JOBS}/train"))
+            .reply(Reply::Json(200, released_job("2", "2026-05-04T13:00:30Z"))),
+    );
+    expect_all(env, events("Released"));
+    let action = reconcile(job(held_job("1")), controller.clone()).await;
+    assert!(action.is_ok(), "{action:?}");
+    env.api.verify();
+}
+
+/// A burst takes longer than the reconcile's grace to send: a reconcile of a Job whose release
+/// the releaser has taken out and not had answered yet sends nothing (the same patch would be
+/// refused once the first landed, after the status had been written) and looks again shortly;
+/// once the release was answered, the reconcile decides as usual.
+#[tokio::test]
+async fn a_reconcile_leaves_a_release_in_flight_to_the_releaser() {
+    let (env, controller, body) = armed_for_three().await;
 
     // Past the grace, the releaser still busy with the burst: this release is in flight.
     env.clock.set(hour(3) + releaser::MAX_GRACE);
@@ -1375,15 +1396,7 @@ async fn a_reconcile_leaves_a_release_in_flight_to_the_releaser() {
 
     // Answered (here: it failed before reaching the API server): the reconcile releases it.
     controller.answered(&taken[0].key());
-    env.api.expect(get_workload(Reply::Json(200, body)));
-    env.api.expect(
-        Expect::patch(format!("{JOBS}/train"))
-            .reply(Reply::Json(200, released_job("2", "2026-05-04T13:00:30Z"))),
-    );
-    expect_all(&env, events("Released"));
-    let action = reconcile(job(held_job("1")), controller.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    env.api.verify();
+    reconcile_releases(&env, &controller, body).await;
     assert!(
         !env.api.writes().iter().any(|s| s.path.ends_with("/status")),
         "the release is recorded with the Job controller's answer: {:?}",
@@ -1393,15 +1406,7 @@ async fn a_reconcile_leaves_a_release_in_flight_to_the_releaser() {
 
 #[tokio::test]
 async fn a_release_whose_send_task_panicked_is_no_longer_in_flight() {
-    let env = env();
-    let controller = WorkloadController::new(env.ctx.clone(), &BatchJob);
-    let base = workload_base(&held_job("1"), t(T0));
-    let deferred = with_status(base, Some(planned_status(&env, &held_job("1"))));
-    let body = serde_json::to_value(&deferred).unwrap_or_default();
-    env.clock.set(hour(3) - TimeDelta::seconds(10));
-    env.api.expect(get_workload(Reply::Json(200, body.clone())));
-    let _ = reconcile(job(held_job("1")), controller.clone()).await;
-    env.api.verify();
+    let (env, controller, body) = armed_for_three().await;
 
     let taken = controller.take_due(hour(3));
     assert_eq!(taken.len(), 1);
@@ -1420,15 +1425,7 @@ async fn a_release_whose_send_task_panicked_is_no_longer_in_flight() {
     );
     // And so the reconcile after the grace releases the Job itself instead of waiting.
     env.clock.set(hour(3) + releaser::MAX_GRACE);
-    env.api.expect(get_workload(Reply::Json(200, body)));
-    env.api.expect(
-        Expect::patch(format!("{JOBS}/train"))
-            .reply(Reply::Json(200, released_job("2", "2026-05-04T13:00:30Z"))),
-    );
-    expect_all(&env, events("Released"));
-    let action = reconcile(job(held_job("1")), controller.clone()).await;
-    assert!(action.is_ok(), "{action:?}");
-    env.api.verify();
+    reconcile_releases(&env, &controller, body).await;
 }
 
 #[tokio::test]
